@@ -1,0 +1,252 @@
+//! Command-line and environment configuration. Flag names are etcd's (and ETCD_* environment
+//! variables work as with etcd), so a script that starts etcd starts Conclave by changing the
+//! binary name. Flags that only matter to a multi-node cluster are accepted now and used by the
+//! cluster work later.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "conclave",
+    version,
+    about = "Conclave: an etcd v3 compatible server on one raft-replicated MVCC store",
+    long_about = "Conclave serves etcd's v3 gRPC API (KV, Watch, Lease, Maintenance, Cluster) and its \
+HTTP endpoints (/health, /version, /metrics) on one port, from one MVCC store kept in a single redb \
+file and written only through raft.\n\n\
+It takes etcd's flag names and ETCD_* environment variables. Flags may be written with one dash or \
+two (-name or --name), as etcd accepts.\n\n\
+Example (what the README's first command runs):\n  conclave --data-dir ./default.conclave\n\
+then:\n  ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 put foo bar"
+)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Directory for the store (one redb file holding data, raft log and vote).
+    /// Default: "<name>.conclave" in the working directory.
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// URLs to listen on for client traffic (gRPC and HTTP share the port). Comma separated.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+
+    /// Client URLs advertised to clients (member list).
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub advertise_client_urls: String,
+
+    /// URLs to listen on for peer (raft) traffic. Accepted; used by the cluster mode.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+
+    /// Peer URLs advertised to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    pub initial_advertise_peer_urls: String,
+
+    /// Initial cluster configuration, name=peer-url pairs, comma separated.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// "new" or "existing". Accepted; used by the cluster mode.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+
+    /// Initial cluster token; part of the cluster id.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Largest client request accepted, in bytes.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: u64,
+
+    /// Most operations in one txn (per compare/success/failure list).
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u64,
+
+    /// Backend size above which writes fail with "database space exceeded". 0 = 2 GiB.
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+
+    /// "periodic" (retention is a duration, e.g. 1h, 30m; a bare number means hours) or
+    /// "revision" (retention is a number of revisions to keep).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+
+    /// How much history auto-compaction keeps; "0" turns it off.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Raft election timeout in milliseconds.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Raft log entries between snapshots.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    pub snapshot_count: u64,
+
+    /// Interval of watch progress notifications (e.g. 10m, 5s).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: String,
+
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Accepted for compatibility with etcd's command lines (etcd's logger choice).
+    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+
+    /// Accepted for compatibility (etcd's log outputs); Conclave logs to stderr.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+
+    /// Most client connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "CONCLAVE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most watchers on one watch stream.
+    #[arg(long, env = "CONCLAVE_MAX_WATCHERS_PER_STREAM", default_value_t = 10_000)]
+    pub max_watchers_per_stream: usize,
+
+    /// Most watch streams on the node.
+    #[arg(long, env = "CONCLAVE_MAX_WATCH_STREAMS", default_value_t = 10_000)]
+    pub max_watch_streams: usize,
+}
+
+impl Config {
+    /// Parses etcd-style arguments: `-name x` is read as `--name x`, as Go's flag package allows.
+    pub fn parse_etcd_style<I: IntoIterator<Item = String>>(args: I) -> Config {
+        let longs: Vec<String> =
+            Config::command().get_arguments().filter_map(|a| a.get_long().map(|l| l.to_string())).collect();
+        let args = args.into_iter().enumerate().map(|(i, a)| {
+            if i > 0 && a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
+                let name = a[1..].split('=').next().unwrap_or("");
+                if longs.iter().any(|l| l == name) {
+                    return format!("-{a}");
+                }
+            }
+            a
+        });
+        Config::parse_from(args)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.conclave", self.name)))
+    }
+
+    pub fn quota_bytes(&self) -> u64 {
+        if self.quota_backend_bytes == 0 {
+            2 << 30
+        } else {
+            self.quota_backend_bytes
+        }
+    }
+
+    pub fn progress_notify_interval(&self) -> Duration {
+        parse_duration(&self.experimental_watch_progress_notify_interval).unwrap_or(Duration::from_secs(600))
+    }
+}
+
+/// Splits a comma-separated URL list.
+pub fn split_urls(s: &str) -> Vec<String> {
+    s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+}
+
+/// "http://127.0.0.1:2379" -> "127.0.0.1:2379" ("localhost" becomes 127.0.0.1).
+pub fn url_host_port(url: &str) -> Result<String, String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    if hostport.is_empty() {
+        return Err(format!("bad URL {url:?}"));
+    }
+    let hostport = hostport.replace("localhost", "127.0.0.1");
+    if hostport.contains(':') {
+        Ok(hostport)
+    } else {
+        Ok(format!("{hostport}:80"))
+    }
+}
+
+/// Go-style durations: "1h", "30m", "5s", "100ms", "1h30m"; a bare number is taken in the
+/// unit `bare_unit_s` (etcd reads a bare periodic retention as hours).
+pub fn parse_duration_or_hours(s: &str) -> Option<Duration> {
+    if let Ok(h) = s.parse::<f64>() {
+        return Some(Duration::from_secs_f64(h * 3600.0));
+    }
+    parse_duration(s)
+}
+
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        let secs = match unit.as_str() {
+            "h" => v * 3600.0,
+            "m" => v * 60.0,
+            "s" => v,
+            "ms" => v / 1000.0,
+            "us" | "µs" => v / 1e6,
+            "ns" => v / 1e9,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration_or_hours("2"), Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn single_dash_flags_are_etcd_style() {
+        let c = Config::parse_etcd_style(["conclave", "-name", "n1", "--max-txn-ops=7"].map(String::from));
+        assert_eq!(c.name, "n1");
+        assert_eq!(c.max_txn_ops, 7);
+        assert_eq!(c.data_dir(), PathBuf::from("n1.conclave"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(url_host_port("http://localhost:2379").unwrap(), "127.0.0.1:2379");
+        assert_eq!(split_urls("http://a:1, http://b:2"), vec!["http://a:1", "http://b:2"]);
+    }
+}

@@ -1,0 +1,33 @@
+//! The conclave binary: parse etcd-style flags, start the node, serve until SIGINT/SIGTERM.
+
+use conclave::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    let config = Config::parse_etcd_style(std::env::args());
+    let filter = EnvFilter::try_from_env("CONCLAVE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let node = match conclave::node::start(config).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conclave: installing SIGTERM handler: {e}");
+            std::process::exit(1);
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    node.shutdown().await;
+}

@@ -1,0 +1,240 @@
+//! Replication: openraft glue. Every openraft type stays inside this module; the rest of the
+//! node sees [`Replica`]: propose a [`Command`], wait for a read barrier, read raft status.
+//!
+//! Pieces, as in openraft's examples: [`log_store`] (the raft log and vote in redb),
+//! [`state_machine`] (applies committed entries to the [`Store`] in one redb transaction each
+//! call, with the applied log id), [`network`] (peer transport; single node for now).
+//!
+//! Group commit: [`Replica::propose`] hands the command to a proposer task, which packs
+//! everything that arrived while the previous entries were in flight into ONE log entry (a
+//! [`Batch`]), so N concurrent writers cost one log append, one fsync and one apply transaction.
+
+mod log_store;
+mod network;
+mod state_machine;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::command::{Applied, Batch, Command, COMMAND_FORMAT_VERSION};
+use crate::store::{Effects, Store};
+
+openraft::declare_raft_types!(
+    /// The raft type configuration: the log carries [`Batch`]es of commands and returns one
+    /// [`Applied`] per command.
+    pub TypeConfig:
+        D = Batch,
+        R = Vec<Applied>,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// Receives the effects of every apply, right after its transaction commits and before the
+/// proposers get their responses, so watch events are published before a client can see the
+/// write's reply (no reply overtakes the event that it caused).
+pub trait ApplySink: Send + Sync + 'static {
+    fn applied(&self, effects: &Effects);
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub node_id: u64,
+    pub peer_addr: String,
+    pub data_dir: PathBuf,
+    /// Commands packed into one log entry at most.
+    pub batch_commands_max: usize,
+    /// Log entries proposed and not yet applied at once. While they are in flight, new
+    /// commands accumulate into the next batch.
+    pub entries_in_flight_max: usize,
+    /// Queue of commands waiting for the proposer.
+    pub proposal_queue_max: usize,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_logs_since_last: u64,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            node_id: 1,
+            peer_addr: "127.0.0.1:2380".into(),
+            data_dir: PathBuf::from("."),
+            batch_commands_max: 1024,
+            entries_in_flight_max: 2,
+            proposal_queue_max: 16 * 1024,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_logs_since_last: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProposeError {
+    #[error("no leader")]
+    NoLeader,
+    #[error("server is shutting down")]
+    Stopped,
+    #[error("too many requests")]
+    Overloaded,
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RaftStatus {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub is_leader: bool,
+}
+
+struct Proposal {
+    cmd: Command,
+    reply: oneshot::Sender<Result<Applied, ProposeError>>,
+}
+
+#[derive(Clone)]
+pub struct Replica {
+    raft: Raft<TypeConfig>,
+    proposals: mpsc::Sender<Proposal>,
+    node_id: u64,
+}
+
+impl Replica {
+    /// Opens the raft log and state machine on `store`, starts raft, and on a first start
+    /// initialises a one-voter cluster of this node.
+    pub async fn start(config: ReplicaConfig, store: Store, sink: Arc<dyn ApplySink>) -> Result<Replica, ProposeError> {
+        let raft_config = Config {
+            cluster_name: "conclave".into(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_ms,
+            election_timeout_max: config.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| ProposeError::Raft(e.to_string()))?);
+        let log = log_store::LogStore::open(store.clone()).map_err(|e| ProposeError::Raft(e.to_string()))?;
+        let sm = state_machine::StateMachine::new(store.clone(), sink);
+        let raft = Raft::new(config.node_id, raft_config, network::Network, log, sm)
+            .await
+            .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        if !raft.is_initialized().await.map_err(|e| ProposeError::Raft(e.to_string()))? {
+            let mut members = BTreeMap::new();
+            members.insert(config.node_id, BasicNode { addr: config.peer_addr.clone() });
+            raft.initialize(members).await.map_err(|e| ProposeError::Raft(e.to_string()))?;
+        } else {
+            // A restarted single voter need not wait an election timeout to lead again.
+            let _ = raft.trigger().elect().await;
+        }
+        let (tx, rx) = mpsc::channel(config.proposal_queue_max);
+        tokio::spawn(proposer(raft.clone(), rx, config.batch_commands_max, config.entries_in_flight_max));
+        Ok(Replica { raft, proposals: tx, node_id: config.node_id })
+    }
+
+    /// Waits until this node is the leader (a single node elects itself in about one
+    /// election timeout after start).
+    pub async fn wait_leader(&self, timeout: Duration) -> bool {
+        let id = self.node_id;
+        self.raft.wait(Some(timeout)).metrics(|m| m.current_leader == Some(id) && m.last_applied.is_some(), "leader").await.is_ok()
+    }
+
+    /// Proposes a command and waits until it is durable in the log and applied.
+    pub async fn propose(&self, cmd: Command) -> Result<Applied, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.proposals.try_send(Proposal { cmd, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
+        })?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// A linearizable read barrier (raft read-index): returns once this node has applied
+    /// everything committed before the call, confirmed as leader.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        self.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| ProposeError::Raft(e.to_string()))
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        RaftStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            is_leader: m.current_leader == Some(self.node_id),
+        }
+    }
+
+    /// The current raft term (cheap: reads the latest metrics without copying them).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// The group-commit loop: take what is queued (up to `batch_max`), propose it as one entry,
+/// and let at most `in_flight_max` entries be outstanding.
+async fn proposer(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>, batch_max: usize, in_flight_max: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight_max));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        metrics::histogram!("conclave_proposal_batch_commands").record(commands.len() as f64);
+        let entry = Batch { version: COMMAND_FORMAT_VERSION, commands };
+        // Enqueue in order here; wait for the outcome in a task so the next batch can form.
+        let pending = raft.client_write_ff(entry).await;
+        tokio::spawn(async move {
+            let outcome: Result<Vec<Applied>, ProposeError> = match pending {
+                Err(e) => Err(ProposeError::Raft(e.to_string())),
+                Ok(rx) => match rx.await {
+                    Err(_) => Err(ProposeError::Stopped),
+                    Ok(Err(e)) => Err(match e {
+                        openraft::error::ClientWriteError::ForwardToLeader(_) => ProposeError::NoLeader,
+                        other => ProposeError::Raft(other.to_string()),
+                    }),
+                    Ok(Ok(resp)) => Ok(resp.data),
+                },
+            };
+            drop(slot);
+            match outcome {
+                Ok(results) => {
+                    assert_eq!(results.len(), replies.len(), "one result per proposed command");
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}

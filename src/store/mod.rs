@@ -1,0 +1,313 @@
+//! The store: an MVCC keyspace with leases, kept in redb.
+//!
+//! Deterministic and synchronous: no tokio, no clock, no network. The replication layer feeds it
+//! committed [`Command`](crate::command::Command)s through [`Store::write`], which runs them in ONE
+//! redb write transaction together with the raft bookkeeping it is given (the applied log id),
+//! so a crash leaves either all of an apply or none of it. Readers get a [`ReadView`]: a redb
+//! read transaction, i.e. a consistent snapshot of every table at one revision.
+
+mod mvcc;
+mod read;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+
+pub use mvcc::{Effects, WriteTx};
+pub use read::{EventPage, ReadView};
+
+use crate::command::ApplyError;
+use schema::*;
+
+/// A storage fault (I/O, corruption). Unlike [`ApplyError`] this is not a result of the
+/// command: the node cannot continue applying and must stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("opening the database at {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("durability: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// Either the command's deterministic failure or a storage fault; used inside apply and reads
+/// so `?` works for both, then split apart at the boundary.
+#[derive(Debug)]
+pub enum Error {
+    Apply(ApplyError),
+    Store(StoreError),
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Self {
+        Error::Apply(e)
+    }
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Store(e.into())
+            }
+        }
+    )*};
+}
+storage_error_from!(StoreError, redb::StorageError, redb::TableError);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Apply(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// redb's page cache. Kept small: the OS page cache holds the file anyway, and RSS is a goal.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { cache_bytes: 16 << 20 }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and every table, so later transactions never see a
+    /// missing table.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(path)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(KV)?;
+            tx.open_table(HIST)?;
+            tx.open_table(KEYREV)?;
+            tx.open_table(LEASES)?;
+            tx.open_table(LEASE_KEYS)?;
+            tx.open_table(META)?;
+            tx.open_table(RAFT_LOG)?;
+            tx.open_table(RAFT_META)?;
+        }
+        tx.commit()?;
+        Ok(Store { db: Arc::new(db), path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A consistent snapshot of the whole store.
+    pub fn read(&self) -> Result<ReadView, StoreError> {
+        ReadView::new(self.db.begin_read()?)
+    }
+
+    /// Runs `f` in one write transaction and commits it. With `durable == false` the commit is
+    /// not fsynced: the caller guarantees that what it wrote can be recomputed after a crash
+    /// (apply can: the raft log it comes from is durable, and the applied log id is in the same
+    /// transaction, so a lost apply is simply replayed). The next durable commit of this
+    /// database makes every earlier one durable too.
+    pub fn write<R>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<R, StoreError>,
+    ) -> Result<(R, Effects), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        if !durable {
+            tx.set_durability(Durability::None)?;
+        }
+        let (r, effects) = {
+            let mut w = WriteTx::new(&tx)?;
+            let r = f(&mut w)?;
+            let effects = w.finish()?;
+            (r, effects)
+        };
+        tx.commit()?;
+        Ok((r, effects))
+    }
+
+    /// Size of the database file, as etcd reports dbSize.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    // ---- raft log and vote: opaque bytes owned by the replication layer -------------------
+
+    /// Appends log entries and fsyncs before returning: a log entry is durable once this returns.
+    pub fn raft_log_append(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(RAFT_LOG)?;
+            for (index, bytes) in entries {
+                t.insert(*index, bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Entries with `start <= index < end`, in order.
+    pub fn raft_log_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RAFT_LOG)?;
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        for row in t.range(start..end)? {
+            let (k, v) = row?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn raft_log_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RAFT_LOG)?;
+        let last = t.last()?.map(|(k, v)| (k.value(), v.value().to_vec()));
+        Ok(last)
+    }
+
+    /// Removes every entry with index >= `from` (a conflicting suffix).
+    pub fn raft_log_truncate(&self, from: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(RAFT_LOG)?;
+            t.retain_in(from.., |_, _| false)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes every entry with index <= `upto` and records the purged id in one transaction.
+    pub fn raft_log_purge(&self, upto: u64, meta_key: &str, meta_value: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(RAFT_LOG)?;
+            t.retain_in(..=upto, |_, _| false)?;
+            let mut m = tx.open_table(RAFT_META)?;
+            m.insert(meta_key, meta_value)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn raft_meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RAFT_META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Durable: used for the vote, which raft requires on disk before answering.
+    pub fn raft_meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(RAFT_META)?;
+            t.insert(key, value)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Not fsynced on its own: made durable by the next durable commit. For hints whose loss
+    /// is safe (raft's committed index).
+    pub fn raft_meta_put_lazy(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::None)?;
+        {
+            let mut t = tx.open_table(RAFT_META)?;
+            t.insert(key, value)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// State-machine bookkeeping written by apply through [`WriteTx::set_meta`].
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every state-machine table as (table, key, value) rows: the raft snapshot's content.
+    pub fn dump(&self) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, StoreError> {
+        self.read()?.dump()
+    }
+
+    /// Replaces every state-machine table with `rows` (from [`Store::dump`]) in one durable
+    /// transaction: installing a snapshot is all or nothing.
+    pub fn restore(&self, rows: &[(u8, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.delete_table(KV)?;
+            tx.delete_table(HIST)?;
+            tx.delete_table(KEYREV)?;
+            tx.delete_table(LEASES)?;
+            tx.delete_table(LEASE_KEYS)?;
+            tx.delete_table(META)?;
+            let mut kv = tx.open_table(KV)?;
+            let mut hist = tx.open_table(HIST)?;
+            let mut keyrev = tx.open_table(KEYREV)?;
+            let mut leases = tx.open_table(LEASES)?;
+            let mut lease_keys = tx.open_table(LEASE_KEYS)?;
+            let mut meta = tx.open_table(META)?;
+            for (table, k, v) in rows {
+                match *table {
+                    0 => {
+                        kv.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    1 => {
+                        let rev = u128::from_be_bytes(k.as_slice().try_into().map_err(|_| StoreError::Corrupt("hist key".into()))?);
+                        hist.insert(rev, v.as_slice())?;
+                        let e = HistEntry::decode(v);
+                        keyrev.insert((e.key.as_slice(), rev), ())?;
+                    }
+                    2 => {
+                        let id = decode_i64(k);
+                        leases.insert(id, v.as_slice())?;
+                    }
+                    3 => {
+                        let id = decode_i64(&k[..8]);
+                        lease_keys.insert((id, &k[8..]), ())?;
+                    }
+                    4 => {
+                        let key = std::str::from_utf8(k).map_err(|_| StoreError::Corrupt("meta key".into()))?;
+                        meta.insert(key, v.as_slice())?;
+                    }
+                    t => return Err(StoreError::Corrupt(format!("snapshot table {t}"))),
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Whether `k` is in etcd's range (key, range_end): empty end = only `key`, "\0" = from `key`.
+pub fn key_in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
+    mvcc::in_range(k, key, range_end)
+}

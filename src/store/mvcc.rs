@@ -1,0 +1,590 @@
+//! Apply: etcd's MVCC semantics on the redb tables.
+//!
+//! One main revision per write command (a put, a delete that deleted something, a txn that
+//! changed something, a lease revoke that deleted keys); each change inside it gets the next
+//! sub-revision. A delete writes a tombstone into history. Compaction at revision C removes, for
+//! every key, all history at or below C except its newest non-tombstone change at or below C,
+//! so reads at any revision >= C still see the same state.
+
+use std::ops::Bound;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::schema::*;
+use super::{Error, StoreError};
+use crate::command::*;
+
+/// What an apply changed, for the layers above: watch events in revision order and lease
+/// bookkeeping for the leader's expiry timers.
+#[derive(Debug, Default, Clone)]
+pub struct Effects {
+    pub events: Vec<Event>,
+    pub leases_granted: Vec<(i64, i64)>,
+    pub leases_revoked: Vec<i64>,
+    /// The store revision after the transaction.
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// Revision allocation for one write command.
+struct Rev {
+    main: i64,
+    next_sub: i64,
+}
+
+impl Rev {
+    fn take(&mut self) -> i64 {
+        let s = self.next_sub;
+        self.next_sub += 1;
+        s
+    }
+    fn changed(&self) -> bool {
+        self.next_sub > 0
+    }
+}
+
+pub(crate) type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+pub struct WriteTx<'t> {
+    kv: KvTable<'t>,
+    hist: Table<'t, u128, &'static [u8]>,
+    keyrev: Table<'t, (&'static [u8], u128), ()>,
+    leases: Table<'t, i64, &'static [u8]>,
+    lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    rev: i64,
+    compact_rev: i64,
+    start_rev: i64,
+    start_compact_rev: i64,
+    effects: Effects,
+}
+
+impl<'t> WriteTx<'t> {
+    pub(super) fn new(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        let meta = tx.open_table(META)?;
+        let rev = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        let compact_rev = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        Ok(WriteTx {
+            kv: tx.open_table(KV)?,
+            hist: tx.open_table(HIST)?,
+            keyrev: tx.open_table(KEYREV)?,
+            leases: tx.open_table(LEASES)?,
+            lease_keys: tx.open_table(LEASE_KEYS)?,
+            meta,
+            rev,
+            compact_rev,
+            start_rev: rev,
+            start_compact_rev: compact_rev,
+            effects: Effects::default(),
+        })
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    /// Records bookkeeping (applied log id, membership) in the same transaction as the data.
+    pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        assert!(key != META_REVISION && key != META_COMPACT_REVISION);
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> Result<Effects, StoreError> {
+        if self.rev != self.start_rev {
+            assert!(self.rev > self.start_rev, "revision went backwards");
+            self.meta.insert(META_REVISION, encode_i64(self.rev).as_slice())?;
+        }
+        if self.compact_rev != self.start_compact_rev {
+            self.meta.insert(META_COMPACT_REVISION, encode_i64(self.compact_rev).as_slice())?;
+        }
+        self.effects.revision = self.rev;
+        self.effects.compact_revision = self.compact_rev;
+        Ok(self.effects)
+    }
+
+    /// Applies one command. A deterministic failure (missing lease, compacted revision, ...)
+    /// is the command's result and changes nothing; a storage fault aborts the whole apply.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Applied, StoreError> {
+        let result = match cmd {
+            Command::Put(op) => self.apply_put(op).map(Response::Put),
+            Command::DeleteRange(op) => self.apply_delete(op).map(Response::DeleteRange),
+            Command::Txn(op) => self.apply_txn(op).map(Response::Txn),
+            Command::Compact { revision } => self.compact(*revision).map(|()| Response::Compact),
+            Command::LeaseGrant { id, ttl_s } => self.lease_grant(*id, *ttl_s),
+            Command::LeaseRevoke { id } => self.lease_revoke(*id).map(|()| Response::LeaseRevoke),
+        };
+        match result {
+            Ok(r) => Ok(Applied { revision: self.rev, result: Ok(r) }),
+            Err(Error::Apply(e)) => Ok(Applied { revision: self.rev, result: Err(e) }),
+            Err(Error::Store(e)) => Err(e),
+        }
+    }
+
+    fn begin(&self) -> Rev {
+        Rev { main: self.rev + 1, next_sub: 0 }
+    }
+
+    fn end(&mut self, rev: Rev) {
+        if rev.changed() {
+            self.rev = rev.main;
+        }
+    }
+
+    fn apply_put(&mut self, op: &PutOp) -> Result<PutResult, Error> {
+        self.check_put(op)?;
+        let mut rev = self.begin();
+        let r = self.put(&mut rev, op)?;
+        self.end(rev);
+        Ok(r)
+    }
+
+    fn apply_delete(&mut self, op: &DeleteOp) -> Result<DeleteResult, Error> {
+        let mut rev = self.begin();
+        let r = self.delete_range(&mut rev, op)?;
+        self.end(rev);
+        Ok(r)
+    }
+
+    fn apply_txn(&mut self, op: &TxnOp) -> Result<TxnResult, Error> {
+        // Branches are chosen against the state before the txn (as etcd does), then every
+        // write of the chosen path is validated before the first one is made, so a failing
+        // txn changes nothing.
+        let mut path = Vec::new();
+        self.choose_path(op, &mut path)?;
+        let mut at = 0;
+        self.check_path(op, &path, &mut at)?;
+        let mut rev = self.begin();
+        let mut at = 0;
+        let r = self.exec_txn(&mut rev, op, &path, &mut at)?;
+        self.end(rev);
+        Ok(r)
+    }
+
+    fn choose_path(&self, op: &TxnOp, path: &mut Vec<bool>) -> Result<(), Error> {
+        let ok = self.compares_hold(&op.compare)?;
+        path.push(ok);
+        for req in if ok { &op.success } else { &op.failure } {
+            if let RequestOp::Txn(t) = req {
+                self.choose_path(t, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_path(&self, op: &TxnOp, path: &[bool], at: &mut usize) -> Result<(), Error> {
+        let ok = path[*at];
+        *at += 1;
+        for req in if ok { &op.success } else { &op.failure } {
+            match req {
+                RequestOp::Put(p) => self.check_put(p)?,
+                RequestOp::Txn(t) => self.check_path(t, path, at)?,
+                RequestOp::Range(r) => self.check_range_rev(r.revision)?,
+                RequestOp::DeleteRange(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_range_rev(&self, revision: i64) -> Result<(), Error> {
+        if revision > self.rev {
+            return Err(ApplyError::FutureRevision.into());
+        }
+        if revision > 0 && revision < self.compact_rev {
+            return Err(ApplyError::Compacted.into());
+        }
+        Ok(())
+    }
+
+    fn exec_txn(&mut self, rev: &mut Rev, op: &TxnOp, path: &[bool], at: &mut usize) -> Result<TxnResult, Error> {
+        let ok = path[*at];
+        *at += 1;
+        let ops = if ok { &op.success } else { &op.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for req in ops {
+            responses.push(match req {
+                RequestOp::Range(r) => {
+                    // Reads inside a txn see the txn's earlier writes, at the revision the txn
+                    // will commit as.
+                    let current = if rev.changed() { rev.main } else { self.rev };
+                    OpResult::Range(range(&self.kv, &self.hist, &self.keyrev, r, current, self.compact_rev)?)
+                }
+                RequestOp::Put(p) => OpResult::Put(self.put(rev, p)?),
+                RequestOp::DeleteRange(d) => OpResult::DeleteRange(self.delete_range(rev, d)?),
+                RequestOp::Txn(t) => OpResult::Txn(self.exec_txn(rev, t, path, at)?),
+            });
+        }
+        Ok(TxnResult { succeeded: ok, responses })
+    }
+
+    fn compares_hold(&self, compares: &[Compare]) -> Result<bool, Error> {
+        for c in compares {
+            if !self.compare_holds(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// etcd's applyCompare: every key in the compare's range must satisfy it; an empty range
+    /// compares against a zero KeyValue, except a VALUE compare, which then always fails.
+    fn compare_holds(&self, c: &Compare) -> Result<bool, Error> {
+        let op = RangeOp { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
+        let r = range(&self.kv, &self.hist, &self.keyrev, &op, self.rev, self.compact_rev)?;
+        if r.kvs.is_empty() {
+            if matches!(c.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_kv(c, &KeyValue::default()));
+        }
+        Ok(r.kvs.iter().all(|kv| compare_kv(c, kv)))
+    }
+
+    fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
+        Ok(self.kv.get(key)?.map(|g| CurrentKv::decode(g.value())))
+    }
+
+    fn check_put(&self, op: &PutOp) -> Result<(), Error> {
+        if (op.ignore_value || op.ignore_lease) && self.kv.get(op.key.as_slice())?.is_none() {
+            return Err(ApplyError::KeyNotFound.into());
+        }
+        if !op.ignore_lease && op.lease != 0 && self.leases.get(op.lease)?.is_none() {
+            return Err(ApplyError::LeaseNotFound.into());
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, rev: &mut Rev, op: &PutOp) -> Result<PutResult, Error> {
+        let old = self.current(&op.key)?;
+        let (create_revision, version) = match &old {
+            Some(o) => (o.create_revision, o.version + 1),
+            None => (rev.main, 1),
+        };
+        let value = match (&old, op.ignore_value) {
+            (Some(o), true) => o.value.clone(),
+            _ => op.value.clone(),
+        };
+        let lease = match (&old, op.ignore_lease) {
+            (Some(o), true) => o.lease,
+            _ => op.lease,
+        };
+        let sub = rev.take();
+        let cur = CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, value };
+        self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?;
+        let rk = rev_key(rev.main, sub);
+        let h = HistEntry { tombstone: false, create_revision, version, lease, key: op.key.clone(), value: Vec::new() };
+        // The history row carries the value too: encode without cloning it twice.
+        let mut row = h.encode();
+        row.extend_from_slice(&cur.value);
+        self.hist.insert(rk, row.as_slice())?;
+        self.keyrev.insert((op.key.as_slice(), rk), ())?;
+        let old_lease = old.as_ref().map(|o| o.lease).unwrap_or(0);
+        if old_lease != lease {
+            if old_lease != 0 {
+                self.lease_keys.remove((old_lease, op.key.as_slice()))?;
+            }
+            if lease != 0 {
+                self.lease_keys.insert((lease, op.key.as_slice()), ())?;
+            }
+        }
+        let prev = old.map(|o| to_kv(&op.key, o));
+        let kv = to_kv(&op.key, cur);
+        self.effects.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+        Ok(PutResult { prev_kv: if op.prev_kv { prev } else { None } })
+    }
+
+    fn delete_range(&mut self, rev: &mut Rev, op: &DeleteOp) -> Result<DeleteResult, Error> {
+        let mut doomed = Vec::new();
+        for row in self.kv.range::<&[u8]>(key_bounds(&op.key, &op.range_end))? {
+            let (k, v) = row?;
+            doomed.push((k.value().to_vec(), CurrentKv::decode(v.value())));
+        }
+        let mut prev_kvs = Vec::new();
+        let deleted = doomed.len() as i64;
+        for (key, old) in doomed {
+            let prev = self.delete_key(rev, &key, old)?;
+            if op.prev_kv {
+                prev_kvs.push(prev);
+            }
+        }
+        Ok(DeleteResult { deleted, prev_kvs })
+    }
+
+    fn delete_key(&mut self, rev: &mut Rev, key: &[u8], old: CurrentKv) -> Result<KeyValue, Error> {
+        let sub = rev.take();
+        let rk = rev_key(rev.main, sub);
+        self.kv.remove(key)?;
+        let h = HistEntry { tombstone: true, create_revision: 0, version: 0, lease: 0, key: key.to_vec(), value: Vec::new() };
+        self.hist.insert(rk, h.encode().as_slice())?;
+        self.keyrev.insert((key, rk), ())?;
+        if old.lease != 0 {
+            self.lease_keys.remove((old.lease, key))?;
+        }
+        let prev = to_kv(key, old);
+        let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..Default::default() };
+        self.effects.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
+        Ok(prev)
+    }
+
+    fn lease_grant(&mut self, id: i64, ttl_s: i64) -> Result<Response, Error> {
+        assert!(id != 0, "lease id 0 must be replaced by the proposer");
+        if self.leases.get(id)?.is_some() {
+            return Err(ApplyError::LeaseExists.into());
+        }
+        self.leases.insert(id, LeaseRow { ttl_s }.encode().as_slice())?;
+        self.effects.leases_granted.push((id, ttl_s));
+        Ok(Response::LeaseGrant { id, ttl_s })
+    }
+
+    fn lease_revoke(&mut self, id: i64) -> Result<(), Error> {
+        if self.leases.get(id)?.is_none() {
+            return Err(ApplyError::LeaseNotFound.into());
+        }
+        let mut keys = Vec::new();
+        for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
+            let (k, _) = row?;
+            keys.push(k.value().1.to_vec());
+        }
+        let mut rev = self.begin();
+        for key in keys {
+            match self.current(&key)? {
+                Some(old) => {
+                    self.delete_key(&mut rev, &key, old)?;
+                }
+                None => {
+                    // An attachment without a key would be a bug in put/delete; tolerate it
+                    // rather than stop the node, and clean it up.
+                    self.lease_keys.remove((id, key.as_slice()))?;
+                }
+            }
+        }
+        self.leases.remove(id)?;
+        self.end(rev);
+        self.effects.leases_revoked.push(id);
+        Ok(())
+    }
+
+    fn compact(&mut self, revision: i64) -> Result<(), Error> {
+        if revision <= self.compact_rev {
+            return Err(ApplyError::Compacted.into());
+        }
+        if revision > self.rev {
+            return Err(ApplyError::FutureRevision.into());
+        }
+        // Only history above the previous compaction can hold newly superseded changes: every
+        // change at or below it is already the newest of its key at that point.
+        let mut cursor = rev_key(self.compact_rev + 1, 0);
+        let end = rev_key(revision + 1, 0);
+        const CHUNK_ROWS_MAX: usize = 4096;
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK_ROWS_MAX);
+            for row in self.hist.range(cursor..end)? {
+                let (k, v) = row?;
+                let e = HistEntry::decode(v.value());
+                chunk.push((k.value(), e.key, e.tombstone));
+                if chunk.len() == CHUNK_ROWS_MAX {
+                    break;
+                }
+            }
+            let Some(&(last, _, _)) = chunk.last() else { break };
+            for (rk, key, tombstone) in &chunk {
+                // Everything older than this change of the key is superseded at `revision`.
+                let mut older = Vec::new();
+                for row in self.keyrev.range::<(&[u8], u128)>((key.as_slice(), 0)..(key.as_slice(), *rk))? {
+                    let (k, _) = row?;
+                    older.push(k.value().1);
+                }
+                for o in older {
+                    self.keyrev.remove((key.as_slice(), o))?;
+                    self.hist.remove(o)?;
+                }
+                // A deletion is not state: nothing needs it once older changes are gone.
+                if *tombstone {
+                    self.keyrev.remove((key.as_slice(), *rk))?;
+                    self.hist.remove(*rk)?;
+                }
+            }
+            if chunk.len() < CHUNK_ROWS_MAX {
+                break;
+            }
+            cursor = last + 1;
+        }
+        self.compact_rev = revision;
+        Ok(())
+    }
+}
+
+pub(crate) fn to_kv(key: &[u8], c: CurrentKv) -> KeyValue {
+    KeyValue {
+        key: key.to_vec(),
+        create_revision: c.create_revision,
+        mod_revision: c.mod_main,
+        version: c.version,
+        value: c.value,
+        lease: c.lease,
+    }
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    let ord = match &c.target {
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+        CompareTarget::Create(r) => kv.create_revision.cmp(r),
+        CompareTarget::Mod(r) => kv.mod_revision.cmp(r),
+        CompareTarget::Version(r) => kv.version.cmp(r),
+        CompareTarget::Lease(r) => kv.lease.cmp(r),
+    };
+    match c.result {
+        CompareResult::Equal => ord.is_eq(),
+        CompareResult::NotEqual => ord.is_ne(),
+        CompareResult::Greater => ord.is_gt(),
+        CompareResult::Less => ord.is_lt(),
+    }
+}
+
+/// etcd's range_end convention: empty = the single key; "\0" = every key >= key; otherwise
+/// [key, range_end). An end at or before the start is an empty range.
+pub(crate) fn key_bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    if range_end.is_empty() {
+        (Bound::Included(key), Bound::Included(key))
+    } else if range_end == [0] {
+        (Bound::Included(key), Bound::Unbounded)
+    } else if range_end <= key {
+        (Bound::Included(key), Bound::Excluded(key))
+    } else {
+        (Bound::Included(key), Bound::Excluded(range_end))
+    }
+}
+
+pub(crate) fn in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
+    if range_end.is_empty() {
+        k == key
+    } else if range_end == [0] {
+        k >= key
+    } else {
+        k >= key && k < range_end
+    }
+}
+
+/// etcd's Range on a consistent view of the tables, at `op.revision` (0 = `current`).
+pub(crate) fn range<KV, H, KR>(
+    kv: &KV,
+    hist: &H,
+    keyrev: &KR,
+    op: &RangeOp,
+    current: i64,
+    compact: i64,
+) -> Result<RangeResult, Error>
+where
+    KV: ReadableTable<&'static [u8], &'static [u8]>,
+    H: ReadableTable<u128, &'static [u8]>,
+    KR: ReadableTable<(&'static [u8], u128), ()>,
+{
+    let rev = if op.revision <= 0 { current } else { op.revision };
+    if rev > current {
+        return Err(ApplyError::FutureRevision.into());
+    }
+    if rev < compact {
+        return Err(ApplyError::Compacted.into());
+    }
+    let filtered = op.min_mod_revision != 0
+        || op.max_mod_revision != 0
+        || op.min_create_revision != 0
+        || op.max_create_revision != 0;
+    let sorted = op.sort_order != SortOrder::None || op.sort_target != SortTarget::Key;
+    // Like etcd: without sorting or filtering, fetch one more than the limit to learn `more`.
+    let fetch_max = if op.count_only {
+        0
+    } else if sorted || filtered || op.limit <= 0 {
+        usize::MAX
+    } else {
+        op.limit as usize + 1
+    };
+    let mut kvs = Vec::new();
+    let mut count: i64 = 0;
+    let want_value = !op.keys_only;
+    if rev == current {
+        for row in kv.range::<&[u8]>(key_bounds(&op.key, &op.range_end))? {
+            let (k, v) = row?;
+            count += 1;
+            if kvs.len() < fetch_max {
+                let c = if want_value { CurrentKv::decode(v.value()) } else { CurrentKv::decode_meta(v.value()) };
+                kvs.push(to_kv(k.value(), c));
+            }
+        }
+    } else {
+        let (lo, hi) = key_bounds(&op.key, &op.range_end);
+        let lo_t = match lo {
+            Bound::Included(k) => Bound::Included((k, 0u128)),
+            _ => Bound::Unbounded,
+        };
+        let hi_t = match hi {
+            Bound::Included(k) => Bound::Included((k, u128::MAX)),
+            Bound::Excluded(k) => Bound::Excluded((k, 0u128)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let limit_rk = rev_key(rev + 1, 0);
+        let mut cur_key: Vec<u8> = Vec::new();
+        let mut best: Option<u128> = None;
+        let visit = |best: Option<u128>, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), Error> {
+            let Some(rk) = best else { return Ok(()) };
+            let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("keyrev points at missing revision {rk}")))?;
+            let e = HistEntry::decode(row.value());
+            if e.tombstone {
+                return Ok(());
+            }
+            *count += 1;
+            if kvs.len() < fetch_max {
+                kvs.push(KeyValue {
+                    key: e.key,
+                    create_revision: e.create_revision,
+                    mod_revision: rev_main(rk),
+                    version: e.version,
+                    value: if want_value { e.value } else { Vec::new() },
+                    lease: e.lease,
+                });
+            }
+            Ok(())
+        };
+        for row in keyrev.range::<(&[u8], u128)>((lo_t, hi_t))? {
+            let (k, _) = row?;
+            let (key, rk) = k.value();
+            if key != cur_key.as_slice() {
+                visit(best.take(), &mut kvs, &mut count)?;
+                cur_key.clear();
+                cur_key.extend_from_slice(key);
+            }
+            if rk < limit_rk {
+                best = Some(rk);
+            }
+        }
+        visit(best, &mut kvs, &mut count)?;
+    }
+    if filtered {
+        kvs.retain(|kv| {
+            (op.min_mod_revision == 0 || kv.mod_revision >= op.min_mod_revision)
+                && (op.max_mod_revision == 0 || kv.mod_revision <= op.max_mod_revision)
+                && (op.min_create_revision == 0 || kv.create_revision >= op.min_create_revision)
+                && (op.max_create_revision == 0 || kv.create_revision <= op.max_create_revision)
+        });
+    }
+    if sorted {
+        // etcd sorts ascending by default when the target is not the key.
+        let order = if op.sort_order == SortOrder::None { SortOrder::Ascend } else { op.sort_order };
+        match op.sort_target {
+            SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
+            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
+            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
+            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
+            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+        }
+        if order == SortOrder::Descend {
+            kvs.reverse();
+        }
+    }
+    let mut more = false;
+    if op.limit > 0 && kvs.len() > op.limit as usize {
+        kvs.truncate(op.limit as usize);
+        more = true;
+    }
+    Ok(RangeResult { kvs, more, count, revision: current })
+}

@@ -1,0 +1,206 @@
+//! A read view: one redb read transaction, i.e. a consistent snapshot of every table. This is
+//! the only way the layers above read the store.
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
+
+use super::mvcc::{in_range, range, to_kv};
+use super::schema::*;
+use super::{Error, StoreError};
+use crate::command::*;
+
+pub struct ReadView {
+    kv: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    hist: ReadOnlyTable<u128, &'static [u8]>,
+    keyrev: ReadOnlyTable<(&'static [u8], u128), ()>,
+    leases: ReadOnlyTable<i64, &'static [u8]>,
+    lease_keys: ReadOnlyTable<(i64, &'static [u8]), ()>,
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    /// The store revision this view shows.
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// A page of history read for a watcher that is catching up.
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// The first revision NOT covered by this page.
+    pub next_revision: i64,
+}
+
+impl ReadView {
+    pub(super) fn new(tx: ReadTransaction) -> Result<ReadView, StoreError> {
+        let meta = tx.open_table(META)?;
+        let revision = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        let compact_revision = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        Ok(ReadView {
+            kv: tx.open_table(KV)?,
+            hist: tx.open_table(HIST)?,
+            keyrev: tx.open_table(KEYREV)?,
+            leases: tx.open_table(LEASES)?,
+            lease_keys: tx.open_table(LEASE_KEYS)?,
+            meta,
+            revision,
+            compact_revision,
+        })
+    }
+
+    pub fn range(&self, op: &RangeOp) -> Result<RangeResult, Error> {
+        range(&self.kv, &self.hist, &self.keyrev, op, self.revision, self.compact_revision)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self.kv.get(key)?.map(|v| to_kv(key, CurrentKv::decode(v.value()))))
+    }
+
+    pub fn key_count(&self) -> Result<u64, StoreError> {
+        Ok(self.kv.len()?)
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The granted TTL of a lease, if it exists.
+    pub fn lease(&self, id: i64) -> Result<Option<LeaseRow>, StoreError> {
+        Ok(self.leases.get(id)?.map(|v| LeaseRow::decode(v.value())))
+    }
+
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = Vec::new();
+        for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
+            let (k, _) = row?;
+            keys.push(k.value().1.to_vec());
+        }
+        Ok(keys)
+    }
+
+    /// Every lease as (id, granted TTL), by id.
+    pub fn leases(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.leases.iter()? {
+            let (k, v) = row?;
+            out.push((k.value(), LeaseRow::decode(v.value()).ttl_s));
+        }
+        Ok(out)
+    }
+
+    /// Changes to keys in [key, range_end) from revision `from` up to this view's revision, in
+    /// revision order; stops after about `events_max` events, but never inside a revision, so
+    /// a page always ends on a revision boundary.
+    pub fn events(&self, from: i64, key: &[u8], range_end: &[u8], with_prev_kv: bool, events_max: usize) -> Result<EventPage, Error> {
+        if from < self.compact_revision {
+            return Err(ApplyError::Compacted.into());
+        }
+        let mut events = Vec::new();
+        let start = rev_key(from.max(1), 0);
+        let end = rev_key(self.revision + 1, 0);
+        let mut next_revision = self.revision + 1;
+        let mut last_main = -1;
+        if start >= end {
+            return Ok(EventPage { events, next_revision: from.max(next_revision) });
+        }
+        for row in self.hist.range(start..end)? {
+            let (k, v) = row?;
+            let rk = k.value();
+            let main = rev_main(rk);
+            if events.len() >= events_max && main != last_main {
+                next_revision = main;
+                break;
+            }
+            last_main = main;
+            let e = HistEntry::decode(v.value());
+            if !in_range(&e.key, key, range_end) {
+                continue;
+            }
+            let prev_kv = if with_prev_kv { self.prev_kv(&e.key, rk)? } else { None };
+            let ev = if e.tombstone {
+                Event { kind: EventKind::Delete, kv: KeyValue { key: e.key, mod_revision: main, ..Default::default() }, prev_kv }
+            } else {
+                Event {
+                    kind: EventKind::Put,
+                    kv: KeyValue {
+                        key: e.key,
+                        create_revision: e.create_revision,
+                        mod_revision: main,
+                        version: e.version,
+                        value: e.value,
+                        lease: e.lease,
+                    },
+                    prev_kv,
+                }
+            };
+            events.push(ev);
+        }
+        Ok(EventPage { events, next_revision })
+    }
+
+    /// The key's newest live state strictly before revision `rk`.
+    fn prev_kv(&self, key: &[u8], rk: u128) -> Result<Option<KeyValue>, Error> {
+        let mut it = self.keyrev.range::<(&[u8], u128)>((key, 0)..(key, rk))?;
+        let Some(row) = it.next_back() else { return Ok(None) };
+        let (k, _) = row?;
+        let prk = k.value().1;
+        let Some(v) = self.hist.get(prk)? else { return Ok(None) };
+        let e = HistEntry::decode(v.value());
+        if e.tombstone {
+            return Ok(None);
+        }
+        Ok(Some(KeyValue {
+            key: e.key,
+            create_revision: e.create_revision,
+            mod_revision: rev_main(prk),
+            version: e.version,
+            value: e.value,
+            lease: e.lease,
+        }))
+    }
+
+    /// etcd's HashKV: a hash of every kept change up to `rev` (0 = current), so two replicas
+    /// with the same history agree. Returns (hash, revision hashed).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64), Error> {
+        let rev = if rev <= 0 { self.revision } else { rev };
+        if rev > self.revision {
+            return Err(ApplyError::FutureRevision.into());
+        }
+        if rev < self.compact_revision {
+            return Err(ApplyError::Compacted.into());
+        }
+        let mut h = crc32fast::Hasher::new();
+        for row in self.hist.range(..rev_key(rev + 1, 0))? {
+            let (k, v) = row?;
+            h.update(&k.value().to_be_bytes());
+            h.update(v.value());
+        }
+        Ok((h.finalize(), rev))
+    }
+
+    /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
+    /// 3 lease_keys, 4 meta (keyrev is rebuilt from hist on restore).
+    pub fn dump(&self) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut rows = Vec::new();
+        for row in self.kv.iter()? {
+            let (k, v) = row?;
+            rows.push((0, k.value().to_vec(), v.value().to_vec()));
+        }
+        for row in self.hist.iter()? {
+            let (k, v) = row?;
+            rows.push((1, k.value().to_be_bytes().to_vec(), v.value().to_vec()));
+        }
+        for row in self.leases.iter()? {
+            let (k, v) = row?;
+            rows.push((2, encode_i64(k.value()).to_vec(), v.value().to_vec()));
+        }
+        for row in self.lease_keys.iter()? {
+            let (k, _) = row?;
+            let (id, key) = k.value();
+            let mut b = encode_i64(id).to_vec();
+            b.extend_from_slice(key);
+            rows.push((3, b, Vec::new()));
+        }
+        for row in self.meta.iter()? {
+            let (k, v) = row?;
+            rows.push((4, k.value().as_bytes().to_vec(), v.value().to_vec()));
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,181 @@
+//! Every redb table of the node, and the byte encodings of their values.
+//!
+//! Keyspace layout (see docs/ARCHITECTURE.md):
+//! - `kv`:         user key -> the key's CURRENT state ([`CurrentKv`]); only live keys. Serves
+//!                 reads at the current revision without touching history.
+//! - `hist`:       revision (main << 64 | sub) -> one change ([`HistEntry`]): a put or a
+//!                 tombstone, with its key. Feeds historical reads, watch catch-up and compaction.
+//! - `keyrev`:     (user key, revision) -> (): the per-key revision index, so a read at an old
+//!                 revision finds a key's newest change at or below it without scanning history.
+//! - `leases`:     lease id -> granted TTL.
+//! - `lease_keys`: (lease id, user key) -> (): the keys attached to a lease.
+//! - `meta`:       store bookkeeping (current revision, compacted revision, applied raft log id).
+//! - `raft_log`, `raft_meta`: the raft log and vote, owned by the replication layer.
+//!
+//! Integers inside values are little-endian fixed width: values are decoded on every read, and
+//! fixed offsets make that a few loads rather than a parse.
+
+use redb::TableDefinition;
+
+pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+pub const HIST: TableDefinition<u128, &[u8]> = TableDefinition::new("hist");
+pub const KEYREV: TableDefinition<(&[u8], u128), ()> = TableDefinition::new("keyrev");
+pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+pub const META_REVISION: &str = "revision";
+pub const META_COMPACT_REVISION: &str = "compact_revision";
+
+/// A revision as one sortable table key: the main revision in the high 64 bits and the
+/// sub-revision (index of the change inside its transaction) in the low 64 bits.
+pub fn rev_key(main: i64, sub: i64) -> u128 {
+    debug_assert!(main >= 0 && sub >= 0);
+    ((main as u128) << 64) | (sub as u64 as u128)
+}
+
+pub fn rev_main(rev: u128) -> i64 {
+    (rev >> 64) as i64
+}
+
+pub fn rev_sub(rev: u128) -> i64 {
+    rev as u64 as i64
+}
+
+fn get_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_le_bytes(a)
+}
+
+/// The current state of a live key (table `kv`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentKv {
+    pub create_revision: i64,
+    pub mod_main: i64,
+    pub mod_sub: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+}
+
+const CURRENT_HEADER: usize = 40;
+
+impl CurrentKv {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CURRENT_HEADER + self.value.len());
+        for v in [self.create_revision, self.mod_main, self.mod_sub, self.version, self.lease] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.value);
+        out
+    }
+
+    /// Decodes everything but the value; reads that do not need values skip copying them.
+    pub fn decode_meta(b: &[u8]) -> CurrentKv {
+        assert!(b.len() >= CURRENT_HEADER, "corrupt kv row: {} bytes", b.len());
+        CurrentKv {
+            create_revision: get_i64(b, 0),
+            mod_main: get_i64(b, 8),
+            mod_sub: get_i64(b, 16),
+            version: get_i64(b, 24),
+            lease: get_i64(b, 32),
+            value: Vec::new(),
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> CurrentKv {
+        let mut kv = Self::decode_meta(b);
+        kv.value = b[CURRENT_HEADER..].to_vec();
+        kv
+    }
+}
+
+/// One change in history (table `hist`). A tombstone records a deletion; its other fields are 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistEntry {
+    pub tombstone: bool,
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+const HIST_HEADER: usize = 1 + 8 * 3 + 4;
+
+impl HistEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HIST_HEADER + self.key.len() + self.value.len());
+        out.push(u8::from(self.tombstone));
+        for v in [self.create_revision, self.version, self.lease] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.value);
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> HistEntry {
+        assert!(b.len() >= HIST_HEADER, "corrupt hist row: {} bytes", b.len());
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&b[25..29]);
+        let key_len = u32::from_le_bytes(len) as usize;
+        assert!(b.len() >= HIST_HEADER + key_len, "corrupt hist row key length");
+        HistEntry {
+            tombstone: b[0] != 0,
+            create_revision: get_i64(b, 1),
+            version: get_i64(b, 9),
+            lease: get_i64(b, 17),
+            key: b[HIST_HEADER..HIST_HEADER + key_len].to_vec(),
+            value: b[HIST_HEADER + key_len..].to_vec(),
+        }
+    }
+}
+
+/// A lease row (table `leases`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub ttl_s: i64,
+}
+
+impl LeaseRow {
+    pub fn encode(&self) -> [u8; 8] {
+        self.ttl_s.to_le_bytes()
+    }
+    pub fn decode(b: &[u8]) -> LeaseRow {
+        LeaseRow { ttl_s: get_i64(b, 0) }
+    }
+}
+
+pub fn encode_i64(v: i64) -> [u8; 8] {
+    v.to_le_bytes()
+}
+
+pub fn decode_i64(b: &[u8]) -> i64 {
+    get_i64(b, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rev_key_orders_by_main_then_sub() {
+        assert!(rev_key(1, 5) < rev_key(2, 0));
+        assert!(rev_key(2, 0) < rev_key(2, 1));
+        assert_eq!(rev_main(rev_key(7, 3)), 7);
+        assert_eq!(rev_sub(rev_key(7, 3)), 3);
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: b"v".to_vec() };
+        assert_eq!(CurrentKv::decode(&c.encode()), c);
+        let h = HistEntry { tombstone: true, create_revision: 0, version: 0, lease: 0, key: b"k".to_vec(), value: vec![] };
+        assert_eq!(HistEntry::decode(&h.encode()), h);
+    }
+}

@@ -1,0 +1,243 @@
+//! etcd's Watch service: one task per stream owns the gRPC output. It reads client requests
+//! (create, cancel, progress) and the hub's queue for this stream, so a "created" reply is
+//! always written before any event of that watcher, and a "canceled" reply after its last one.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::event_to_pb;
+use super::errors::EtcdError;
+use super::Ctx;
+use crate::pb::etcdserverpb as pb;
+use crate::pb::etcdserverpb::watch_server::Watch;
+use crate::watch::{HubMsg, WatchError, WatchSpec};
+
+/// Responses buffered towards one client before the stream task waits for it.
+const OUTPUT_QUEUE_MAX: usize = 128;
+
+pub struct WatchService {
+    ctx: Arc<Ctx>,
+}
+
+impl WatchService {
+    pub fn new(ctx: Arc<Ctx>) -> WatchService {
+        WatchService { ctx }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send + 'static>>;
+
+struct Active {
+    fragment: bool,
+}
+
+struct StreamTask {
+    ctx: Arc<Ctx>,
+    stream: crate::watch::StreamId,
+    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    active: HashMap<i64, Active>,
+    next_id: i64,
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, request: Request<Streaming<pb::WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (stream, mut hub_rx) = self.ctx.hub.open_stream().map_err(|_| EtcdError::TooManyRequests)?;
+        let (out, out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
+        let mut task = StreamTask { ctx: self.ctx.clone(), stream, out, active: HashMap::new(), next_id: 0 };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    m = hub_rx.recv() => match m {
+                        Some(m) => if !task.forward(m).await { break },
+                        None => break,
+                    },
+                    req = inbound.message() => match req {
+                        Ok(Some(req)) => if !task.handle(req).await { break },
+                        _ => break,
+                    },
+                    _ = task.out.closed() => break,
+                }
+            }
+            task.ctx.hub.close_stream(task.stream);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+impl StreamTask {
+    async fn send(&self, r: pb::WatchResponse) -> bool {
+        self.out.send(Ok(r)).await.is_ok()
+    }
+
+    fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(self.ctx.header(revision))
+    }
+
+    async fn handle(&mut self, req: pb::WatchRequest) -> bool {
+        use pb::watch_request::RequestUnion as U;
+        match req.request_union {
+            Some(U::CreateRequest(c)) => self.create(c).await,
+            Some(U::CancelRequest(c)) => {
+                if self.ctx.hub.cancel(self.stream, c.watch_id) {
+                    self.active.remove(&c.watch_id);
+                    let rev = self.ctx.hub.revision();
+                    return self
+                        .send(pb::WatchResponse { header: self.header(rev), watch_id: c.watch_id, canceled: true, ..Default::default() })
+                        .await;
+                }
+                true
+            }
+            Some(U::ProgressRequest(_)) => {
+                self.ctx.hub.request_progress(self.stream);
+                true
+            }
+            None => true,
+        }
+    }
+
+    async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
+        let rev = self.ctx.hub.revision();
+        let mut range_end = c.range_end.clone();
+        // etcd: an end at or before the key is an empty range, refused; "\0" means "from key".
+        let bad_range = !range_end.is_empty() && range_end != [0] && range_end <= c.key;
+        if range_end == [0] && c.key.is_empty() {
+            range_end = vec![0];
+        }
+        let id = if c.watch_id != 0 {
+            c.watch_id
+        } else {
+            while self.active.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        };
+        let refuse = |reason: String| pb::WatchResponse {
+            header: self.header(rev),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        };
+        if bad_range {
+            return self.send(refuse("mvcc: watcher range is empty".into())).await;
+        }
+        if c.watch_id != 0 && self.active.contains_key(&id) {
+            return self.send(refuse("mvcc: duplicate watch ID provided on the WatchStream".into())).await;
+        }
+        let spec = WatchSpec {
+            key: c.key,
+            range_end,
+            start_revision: c.start_revision,
+            prev_kv: c.prev_kv,
+            filter_put: c.filters.contains(&(pb::watch_create_request::FilterType::Noput as i32)),
+            filter_delete: c.filters.contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
+            progress_notify: c.progress_notify,
+        };
+        // The created reply goes out first; events can only follow once the hub knows the
+        // watcher, and they come through this same task.
+        let created = pb::WatchResponse { header: self.header(rev), watch_id: id, created: true, ..Default::default() };
+        if !self.send(created).await {
+            return false;
+        }
+        match self.ctx.hub.watch(self.stream, id, spec) {
+            Ok(()) => {
+                self.active.insert(id, Active { fragment: c.fragment });
+                true
+            }
+            Err(e) => {
+                let reason = match e {
+                    WatchError::TooManyWatchers => "conclave: too many watchers on this stream",
+                    WatchError::TooManyStreams => "conclave: too many watch streams",
+                    WatchError::DuplicateId => "mvcc: duplicate watch ID provided on the WatchStream",
+                };
+                self.send(pb::WatchResponse {
+                    header: self.header(rev),
+                    watch_id: id,
+                    canceled: true,
+                    cancel_reason: reason.into(),
+                    ..Default::default()
+                })
+                .await
+            }
+        }
+    }
+
+    async fn forward(&mut self, m: HubMsg) -> bool {
+        match m {
+            HubMsg::Events { watch_id, revision, events } => {
+                let Some(a) = self.active.get(&watch_id) else { return true };
+                let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
+                let resp = pb::WatchResponse { header: self.header(revision), watch_id, events, ..Default::default() };
+                if a.fragment && resp.encoded_len() > self.ctx.limits.max_request_bytes {
+                    return self.send_fragments(resp).await;
+                }
+                self.send(resp).await
+            }
+            HubMsg::Compacted { watch_id, revision, compact_revision } => {
+                if self.active.remove(&watch_id).is_none() {
+                    return true;
+                }
+                self.send(pb::WatchResponse {
+                    header: self.header(revision),
+                    watch_id,
+                    canceled: true,
+                    compact_revision,
+                    ..Default::default()
+                })
+                .await
+            }
+            HubMsg::Progress { watch_id, revision } => {
+                if watch_id != -1 && !self.active.contains_key(&watch_id) {
+                    return true;
+                }
+                self.send(pb::WatchResponse { header: self.header(revision), watch_id, ..Default::default() }).await
+            }
+        }
+    }
+
+    /// etcd's fragmenting: split the events so each response stays under the request size
+    /// limit; every part but the last says `fragment`.
+    async fn send_fragments(&self, resp: pb::WatchResponse) -> bool {
+        let limit = self.ctx.limits.max_request_bytes;
+        let mut parts: Vec<Vec<crate::pb::mvccpb::Event>> = vec![Vec::new()];
+        let mut size = 0;
+        for e in resp.events {
+            let n = e.encoded_len() + 8;
+            if size + n > limit && !parts.last().is_none_or(|p| p.is_empty()) {
+                parts.push(Vec::new());
+                size = 0;
+            }
+            size += n;
+            parts.last_mut().expect("parts is never empty").push(e);
+        }
+        let count = parts.len();
+        for (i, events) in parts.into_iter().enumerate() {
+            let r = pb::WatchResponse {
+                header: resp.header,
+                watch_id: resp.watch_id,
+                events,
+                fragment: i + 1 < count,
+                ..Default::default()
+            };
+            if !self.send(r).await {
+                return false;
+            }
+        }
+        true
+    }
+}
