@@ -29,11 +29,18 @@ pub enum Command {
     DeleteRange(DeleteOp),
     Txn(TxnOp),
     /// Remove history below `revision` (etcd Compact).
-    Compact { revision: i64 },
+    Compact {
+        revision: i64,
+    },
     /// Create a lease. `id` is chosen by the proposer (never 0 here), `ttl_s` already clamped.
-    LeaseGrant { id: i64, ttl_s: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_s: i64,
+    },
     /// Delete a lease and every key attached to it, in one revision.
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -30,8 +30,14 @@ pub struct EventPage {
 impl ReadView {
     pub(super) fn new(tx: ReadTransaction) -> Result<ReadView, StoreError> {
         let meta = tx.open_table(META)?;
-        let revision = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
-        let compact_revision = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        let revision = meta
+            .get(META_REVISION)?
+            .map(|v| decode_i64(v.value()))
+            .unwrap_or(0);
+        let compact_revision = meta
+            .get(META_COMPACT_REVISION)?
+            .map(|v| decode_i64(v.value()))
+            .unwrap_or(0);
         Ok(ReadView {
             kv: tx.open_table(KV)?,
             hist: tx.open_table(HIST)?,
@@ -45,11 +51,21 @@ impl ReadView {
     }
 
     pub fn range(&self, op: &RangeOp) -> Result<RangeResult, Error> {
-        range(&self.kv, &self.hist, &self.keyrev, op, self.revision, self.compact_revision)
+        range(
+            &self.kv,
+            &self.hist,
+            &self.keyrev,
+            op,
+            self.revision,
+            self.compact_revision,
+        )
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        Ok(self.kv.get(key)?.map(|v| to_kv(key, CurrentKv::decode(v.value()))))
+        Ok(self
+            .kv
+            .get(key)?
+            .map(|v| to_kv(key, CurrentKv::decode(v.value()))))
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {
@@ -67,7 +83,10 @@ impl ReadView {
 
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = Vec::new();
-        for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
+        for row in self
+            .lease_keys
+            .range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))?
+        {
             let (k, _) = row?;
             keys.push(k.value().1.to_vec());
         }
@@ -87,7 +106,14 @@ impl ReadView {
     /// Changes to keys in [key, range_end) from revision `from` up to this view's revision, in
     /// revision order; stops after about `events_max` events, but never inside a revision, so
     /// a page always ends on a revision boundary.
-    pub fn events(&self, from: i64, key: &[u8], range_end: &[u8], with_prev_kv: bool, events_max: usize) -> Result<EventPage, Error> {
+    pub fn events(
+        &self,
+        from: i64,
+        key: &[u8],
+        range_end: &[u8],
+        with_prev_kv: bool,
+        events_max: usize,
+    ) -> Result<EventPage, Error> {
         if from < self.compact_revision {
             return Err(ApplyError::Compacted.into());
         }
@@ -97,7 +123,10 @@ impl ReadView {
         let mut next_revision = self.revision + 1;
         let mut last_main = -1;
         if start >= end {
-            return Ok(EventPage { events, next_revision: from.max(next_revision) });
+            return Ok(EventPage {
+                events,
+                next_revision: from.max(next_revision),
+            });
         }
         for row in self.hist.range(start..end)? {
             let (k, v) = row?;
@@ -112,9 +141,21 @@ impl ReadView {
             if !in_range(&e.key, key, range_end) {
                 continue;
             }
-            let prev_kv = if with_prev_kv { self.prev_kv(&e.key, rk)? } else { None };
+            let prev_kv = if with_prev_kv {
+                self.prev_kv(&e.key, rk)?
+            } else {
+                None
+            };
             let ev = if e.tombstone {
-                Event { kind: EventKind::Delete, kv: KeyValue { key: e.key, mod_revision: main, ..Default::default() }, prev_kv }
+                Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue {
+                        key: e.key,
+                        mod_revision: main,
+                        ..Default::default()
+                    },
+                    prev_kv,
+                }
             } else {
                 Event {
                     kind: EventKind::Put,
@@ -131,16 +172,23 @@ impl ReadView {
             };
             events.push(ev);
         }
-        Ok(EventPage { events, next_revision })
+        Ok(EventPage {
+            events,
+            next_revision,
+        })
     }
 
     /// The key's newest live state strictly before revision `rk`.
     fn prev_kv(&self, key: &[u8], rk: u128) -> Result<Option<KeyValue>, Error> {
         let mut it = self.keyrev.range::<(&[u8], u128)>((key, 0)..(key, rk))?;
-        let Some(row) = it.next_back() else { return Ok(None) };
+        let Some(row) = it.next_back() else {
+            return Ok(None);
+        };
         let (k, _) = row?;
         let prk = k.value().1;
-        let Some(v) = self.hist.get(prk)? else { return Ok(None) };
+        let Some(v) = self.hist.get(prk)? else {
+            return Ok(None);
+        };
         let e = HistEntry::decode(v.value());
         if e.tombstone {
             return Ok(None);

@@ -51,7 +51,10 @@ fn unexpected(r: CmdResponse) -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
         let r = request.into_inner();
         let serializable = r.serializable;
         let op = range_from_pb(r)?;
@@ -61,20 +64,27 @@ impl Kv for KvService {
         Ok(Response::new(range_result_to_pb(result, header)))
     }
 
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
         let r = request.into_inner();
         self.check_size(&r)?;
         self.check_quota()?;
         let op = put_from_pb(r)?;
         match self.propose(Command::Put(op)).await? {
-            (rev, CmdResponse::Put(p)) => {
-                Ok(Response::new(pb::PutResponse { header: Some(self.ctx.header(rev)), prev_kv: p.prev_kv.map(kv_to_pb) }))
-            }
+            (rev, CmdResponse::Put(p)) => Ok(Response::new(pb::PutResponse {
+                header: Some(self.ctx.header(rev)),
+                prev_kv: p.prev_kv.map(kv_to_pb),
+            })),
             (_, other) => Err(unexpected(other)),
         }
     }
 
-    async fn delete_range(&self, request: Request<pb::DeleteRangeRequest>) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let r = request.into_inner();
         self.check_size(&r)?;
         let op = delete_from_pb(r)?;
@@ -88,7 +98,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
         let r = request.into_inner();
         self.check_size(&r)?;
         let op = txn_from_pb(r, self.ctx.limits.max_txn_ops)?;
@@ -96,16 +109,30 @@ impl Kv for KvService {
             self.check_quota()?;
         }
         match self.propose(Command::Txn(op)).await? {
-            (rev, CmdResponse::Txn(t)) => Ok(Response::new(txn_result_to_pb(t, rev, Some(self.ctx.header(rev))))),
+            (rev, CmdResponse::Txn(t)) => Ok(Response::new(txn_result_to_pb(
+                t,
+                rev,
+                Some(self.ctx.header(rev)),
+            ))),
             (_, other) => Err(unexpected(other)),
         }
     }
 
-    async fn compact(&self, request: Request<pb::CompactionRequest>) -> Result<Response<pb::CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
         let r = request.into_inner();
         // Compaction runs inside apply, so when the proposal returns it is already physical.
-        match self.propose(Command::Compact { revision: r.revision }).await? {
-            (rev, CmdResponse::Compact) => Ok(Response::new(pb::CompactionResponse { header: Some(self.ctx.header(rev)) })),
+        match self
+            .propose(Command::Compact {
+                revision: r.revision,
+            })
+            .await?
+        {
+            (rev, CmdResponse::Compact) => Ok(Response::new(pb::CompactionResponse {
+                header: Some(self.ctx.header(rev)),
+            })),
             (_, other) => Err(unexpected(other)),
         }
     }

@@ -28,17 +28,25 @@ impl LeaseService {
     }
 }
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+type KeepAliveStream =
+    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(&self, request: Request<pb::LeaseGrantRequest>) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        request: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let r = request.into_inner();
         if r.ttl > LEASE_TTL_MAX_S {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
         let ttl_s = r.ttl.max(self.ctx.limits.lease_ttl_min_s);
-        let id = if r.id == 0 { self.ctx.next_lease_id() } else { r.id };
+        let id = if r.id == 0 {
+            self.ctx.next_lease_id()
+        } else {
+            r.id
+        };
         let applied = self.ctx.propose(Command::LeaseGrant { id, ttl_s }).await?;
         match applied.result.map_err(EtcdError::from)? {
             CmdResponse::LeaseGrant { id, ttl_s } => Ok(Response::new(pb::LeaseGrantResponse {
@@ -47,15 +55,22 @@ impl Lease for LeaseService {
                 ttl: ttl_s,
                 error: String::new(),
             })),
-            other => Err(Status::internal(format!("conclave: unexpected result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "conclave: unexpected result {other:?}"
+            ))),
         }
     }
 
-    async fn lease_revoke(&self, request: Request<pb::LeaseRevokeRequest>) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let r = request.into_inner();
         let applied = self.ctx.propose(Command::LeaseRevoke { id: r.id }).await?;
         applied.result.map_err(EtcdError::from)?;
-        Ok(Response::new(pb::LeaseRevokeResponse { header: Some(self.ctx.header(applied.revision)) }))
+        Ok(Response::new(pb::LeaseRevokeResponse {
+            header: Some(self.ctx.header(applied.revision)),
+        }))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -81,7 +96,11 @@ impl Lease for LeaseService {
                 // Like etcd: an unknown or expired lease answers TTL 0 rather than an error.
                 let ttl = ctx.lessor.renew(req.id).unwrap_or(0);
                 let rev = ctx.hub.revision();
-                let resp = pb::LeaseKeepAliveResponse { header: Some(ctx.header(rev)), id: req.id, ttl };
+                let resp = pb::LeaseKeepAliveResponse {
+                    header: Some(ctx.header(rev)),
+                    id: req.id,
+                    ttl,
+                };
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
@@ -100,9 +119,19 @@ impl Lease for LeaseService {
         let row = view.lease(r.id).map_err(EtcdError::from)?;
         let (Some(row), Some((_, remaining))) = (row, self.ctx.lessor.remaining(r.id)) else {
             // etcd answers a missing lease with TTL -1 and no error ("already expired").
-            return Ok(Response::new(pb::LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, granted_ttl: 0, keys: vec![] }));
+            return Ok(Response::new(pb::LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: vec![],
+            }));
         };
-        let keys = if r.keys { view.lease_keys(r.id).map_err(EtcdError::from)? } else { Vec::new() };
+        let keys = if r.keys {
+            view.lease_keys(r.id).map_err(EtcdError::from)?
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::LeaseTimeToLiveResponse {
             header,
             id: r.id,
@@ -113,9 +142,20 @@ impl Lease for LeaseService {
         }))
     }
 
-    async fn lease_leases(&self, _request: Request<pb::LeaseLeasesRequest>) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        _request: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         let view = self.ctx.read(false).await?;
-        let leases = view.leases().map_err(EtcdError::from)?.into_iter().map(|(id, _)| pb::LeaseStatus { id }).collect();
-        Ok(Response::new(pb::LeaseLeasesResponse { header: Some(self.ctx.header(view.revision)), leases }))
+        let leases = view
+            .leases()
+            .map_err(EtcdError::from)?
+            .into_iter()
+            .map(|(id, _)| pb::LeaseStatus { id })
+            .collect();
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: Some(self.ctx.header(view.revision)),
+            leases,
+        }))
     }
 }

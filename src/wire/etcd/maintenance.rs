@@ -23,17 +23,27 @@ impl MaintenanceService {
     }
 }
 
-type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>>;
+type SnapshotStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        _request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
         // No alarm is ever raised: the space quota is enforced per write instead.
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::AlarmResponse { header: Some(self.ctx.header(rev)), alarms: vec![] }))
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.ctx.header(rev)),
+            alarms: vec![],
+        }))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let st = self.ctx.replica.status();
         let rev = self.ctx.hub.revision();
         let db_size = self.ctx.store.size_bytes() as i64;
@@ -41,7 +51,11 @@ impl Maintenance for MaintenanceService {
             header: Some(self.ctx.header(rev)),
             version: SERVER_VERSION.into(),
             db_size,
-            leader: if st.leader.is_some() { self.ctx.member.id } else { 0 },
+            leader: if st.leader.is_some() {
+                self.ctx.member.id
+            } else {
+                0
+            },
             raft_index: st.last_log_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,
@@ -52,45 +66,75 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _request: Request<pb::DefragmentRequest>) -> Result<Response<pb::DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::DefragmentResponse { header: Some(self.ctx.header(rev)) }))
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.ctx.header(rev)),
+        }))
     }
 
-    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
         let view = self.ctx.read(true).await?;
         let (hash, _) = view.hash_kv(0).map_err(EtcdError::from)?;
-        Ok(Response::new(pb::HashResponse { header: Some(self.ctx.header(view.revision)), hash }))
+        Ok(Response::new(pb::HashResponse {
+            header: Some(self.ctx.header(view.revision)),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
         let r = request.into_inner();
         let view = self.ctx.read(true).await?;
         let (hash, hash_revision) = view.hash_kv(r.revision).map_err(EtcdError::from)?;
         Ok(Response::new(pb::HashKvResponse {
             header: Some(self.ctx.header(view.revision)),
             hash,
-            compact_revision: view.compact_revision,
+            // etcd reports -1 until the first compaction.
+            compact_revision: if view.compact_revision == 0 {
+                -1
+            } else {
+                view.compact_revision
+            },
             hash_revision,
         }))
     }
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         Err(EtcdError::Unimplemented("snapshot save").into())
     }
 
-    async fn move_leader(&self, request: Request<pb::MoveLeaderRequest>) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let r = request.into_inner();
         if r.target_id != self.ctx.member.id {
             return Err(EtcdError::MemberNotFound.into());
         }
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::MoveLeaderResponse { header: Some(self.ctx.header(rev)) }))
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: Some(self.ctx.header(rev)),
+        }))
     }
 
-    async fn downgrade(&self, _request: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _request: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(EtcdError::NotCapable.into())
     }
 }
@@ -107,19 +151,31 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, _request: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        _request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
         Err(EtcdError::Unimplemented("member add").into())
     }
 
-    async fn member_remove(&self, _request: Request<pb::MemberRemoveRequest>) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+    async fn member_remove(
+        &self,
+        _request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         Err(EtcdError::Unimplemented("member remove").into())
     }
 
-    async fn member_update(&self, _request: Request<pb::MemberUpdateRequest>) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        _request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         Err(EtcdError::Unimplemented("member update").into())
     }
 
-    async fn member_list(&self, _request: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
         let m = &self.ctx.member;
         let rev = self.ctx.hub.revision();
         Ok(Response::new(pb::MemberListResponse {
@@ -134,7 +190,10 @@ impl Cluster for ClusterService {
         }))
     }
 
-    async fn member_promote(&self, _request: Request<pb::MemberPromoteRequest>) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+    async fn member_promote(
+        &self,
+        _request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         Err(EtcdError::Unimplemented("member promote").into())
     }
 }
@@ -152,72 +211,127 @@ impl AuthService {
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    async fn auth_status(&self, _request: Request<pb::AuthStatusRequest>) -> Result<Response<pb::AuthStatusResponse>, Status> {
+    async fn auth_status(
+        &self,
+        _request: Request<pb::AuthStatusRequest>,
+    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::AuthStatusResponse { header: Some(self.ctx.header(rev)), enabled: false, auth_revision: 0 }))
+        Ok(Response::new(pb::AuthStatusResponse {
+            header: Some(self.ctx.header(rev)),
+            enabled: false,
+            auth_revision: 0,
+        }))
     }
 
-    async fn authenticate(&self, _request: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        _request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         Err(EtcdError::AuthNotEnabled.into())
     }
 
-    async fn auth_enable(&self, _request: Request<pb::AuthEnableRequest>) -> Result<Response<pb::AuthEnableResponse>, Status> {
+    async fn auth_enable(
+        &self,
+        _request: Request<pb::AuthEnableRequest>,
+    ) -> Result<Response<pb::AuthEnableResponse>, Status> {
         Err(EtcdError::Unimplemented("auth auth_enable").into())
     }
 
-    async fn auth_disable(&self, _request: Request<pb::AuthDisableRequest>) -> Result<Response<pb::AuthDisableResponse>, Status> {
+    async fn auth_disable(
+        &self,
+        _request: Request<pb::AuthDisableRequest>,
+    ) -> Result<Response<pb::AuthDisableResponse>, Status> {
         Err(EtcdError::Unimplemented("auth auth_disable").into())
     }
 
-    async fn user_add(&self, _request: Request<pb::AuthUserAddRequest>) -> Result<Response<pb::AuthUserAddResponse>, Status> {
+    async fn user_add(
+        &self,
+        _request: Request<pb::AuthUserAddRequest>,
+    ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_add").into())
     }
 
-    async fn user_get(&self, _request: Request<pb::AuthUserGetRequest>) -> Result<Response<pb::AuthUserGetResponse>, Status> {
+    async fn user_get(
+        &self,
+        _request: Request<pb::AuthUserGetRequest>,
+    ) -> Result<Response<pb::AuthUserGetResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_get").into())
     }
 
-    async fn user_list(&self, _request: Request<pb::AuthUserListRequest>) -> Result<Response<pb::AuthUserListResponse>, Status> {
+    async fn user_list(
+        &self,
+        _request: Request<pb::AuthUserListRequest>,
+    ) -> Result<Response<pb::AuthUserListResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_list").into())
     }
 
-    async fn user_delete(&self, _request: Request<pb::AuthUserDeleteRequest>) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
+    async fn user_delete(
+        &self,
+        _request: Request<pb::AuthUserDeleteRequest>,
+    ) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_delete").into())
     }
 
-    async fn user_change_password(&self, _request: Request<pb::AuthUserChangePasswordRequest>) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
+    async fn user_change_password(
+        &self,
+        _request: Request<pb::AuthUserChangePasswordRequest>,
+    ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_change_password").into())
     }
 
-    async fn user_grant_role(&self, _request: Request<pb::AuthUserGrantRoleRequest>) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
+    async fn user_grant_role(
+        &self,
+        _request: Request<pb::AuthUserGrantRoleRequest>,
+    ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_grant_role").into())
     }
 
-    async fn user_revoke_role(&self, _request: Request<pb::AuthUserRevokeRoleRequest>) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
+    async fn user_revoke_role(
+        &self,
+        _request: Request<pb::AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
         Err(EtcdError::Unimplemented("auth user_revoke_role").into())
     }
 
-    async fn role_add(&self, _request: Request<pb::AuthRoleAddRequest>) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
+    async fn role_add(
+        &self,
+        _request: Request<pb::AuthRoleAddRequest>,
+    ) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
         Err(EtcdError::Unimplemented("auth role_add").into())
     }
 
-    async fn role_get(&self, _request: Request<pb::AuthRoleGetRequest>) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
+    async fn role_get(
+        &self,
+        _request: Request<pb::AuthRoleGetRequest>,
+    ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
         Err(EtcdError::Unimplemented("auth role_get").into())
     }
 
-    async fn role_list(&self, _request: Request<pb::AuthRoleListRequest>) -> Result<Response<pb::AuthRoleListResponse>, Status> {
+    async fn role_list(
+        &self,
+        _request: Request<pb::AuthRoleListRequest>,
+    ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
         Err(EtcdError::Unimplemented("auth role_list").into())
     }
 
-    async fn role_delete(&self, _request: Request<pb::AuthRoleDeleteRequest>) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
+    async fn role_delete(
+        &self,
+        _request: Request<pb::AuthRoleDeleteRequest>,
+    ) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
         Err(EtcdError::Unimplemented("auth role_delete").into())
     }
 
-    async fn role_grant_permission(&self, _request: Request<pb::AuthRoleGrantPermissionRequest>) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
+    async fn role_grant_permission(
+        &self,
+        _request: Request<pb::AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
         Err(EtcdError::Unimplemented("auth role_grant_permission").into())
     }
 
-    async fn role_revoke_permission(&self, _request: Request<pb::AuthRoleRevokePermissionRequest>) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
+    async fn role_revoke_permission(
+        &self,
+        _request: Request<pb::AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
         Err(EtcdError::Unimplemented("auth role_revoke_permission").into())
     }
 }
