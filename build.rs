@@ -7,11 +7,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let include = root.join("proto");
-    let files = [
-        "etcd/api/mvccpb/kv.proto",
-        "etcd/api/authpb/auth.proto",
-        "etcd/api/etcdserverpb/rpc.proto",
-    ];
+    let files = ["etcd/api/mvccpb/kv.proto", "etcd/api/authpb/auth.proto", "etcd/api/etcdserverpb/rpc.proto"];
     println!("cargo:rerun-if-changed=proto");
     for f in &files {
         println!("cargo:rerun-if-changed={}", include.join(f).display());
@@ -19,9 +15,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile(files, [&include])?;
 
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
     Ok(())
 }

@@ -181,7 +181,10 @@ class Server:
         return p
 
     def client(self, **kw):
+        """A python etcd3 client (closed at teardown); unary calls time out
+        after 10 s so that a misbehaving server fails a test, not hangs it."""
         import etcd3
+        kw.setdefault("timeout", 10)
         c = etcd3.client(host="127.0.0.1", port=self.port, **kw)
         self._bg.append(c)
         return c

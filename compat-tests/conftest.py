@@ -12,8 +12,6 @@ The expected values in the tests were all taken from the real etcd; run
 """
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +30,7 @@ for _v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"
 os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
-from compat_util import BackgroundProc, Server  # noqa: E402
+from compat_util import Server  # noqa: E402
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 ETCDCTL_BIN = os.environ.get("ETCDCTL_BIN", "/usr/bin/etcdctl")
@@ -133,6 +131,13 @@ def _start(kind, workdir):
     pytest.fail(last_err, pytrace=False)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
 def server(request, tmp_path):
     srv = _start(request.param, str(tmp_path))
@@ -140,3 +145,9 @@ def server(request, tmp_path):
         yield srv
     finally:
         srv.stop()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            # shown under "Captured stdout teardown" of the failing test
+            with open(srv.log_path, "rb") as f:
+                tail = f.read()[-4000:].decode("utf-8", "replace")
+            print(f"--- last lines of the {srv.kind} server log ({srv.log_path}):\n{tail}")

@@ -5,10 +5,6 @@ etcdctl); ids, raft terms and timestamps are normalised by compat_util.
 A fresh server starts at revision 1, so the first write is revision 2.
 """
 
-import json
-
-import pytest
-
 from compat_util import b64, client_logs, error_of, jl, strip_logs
 
 HDR = {"cluster_id": "<cluster_id>", "member_id": "<member_id>", "raft_term": "<raft_term>"}
@@ -377,6 +373,25 @@ def test_txn_compare_on_range(server):
                           key=b"r/", range_end=b"r0", value=b"1")
     resp = c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=5)
     assert resp.succeeded is False
+    # every key in the range must satisfy the compare
+    cmp = rpc_pb2.Compare(result=rpc_pb2.Compare.LESS, target=rpc_pb2.Compare.VALUE,
+                          key=b"r/", range_end=b"r0", value=b"3")
+    assert c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=5).succeeded is True
+    # an empty range: a VALUE compare is false, the others compare against a
+    # zero KeyValue (version/create/mod 0)
+    cmp = rpc_pb2.Compare(result=rpc_pb2.Compare.NOT_EQUAL, target=rpc_pb2.Compare.VALUE,
+                          key=b"x/", range_end=b"x0", value=b"nothing")
+    assert c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=5).succeeded is False
+    cmp = rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.VERSION,
+                          key=b"x/", range_end=b"x0", version=0)
+    assert c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=5).succeeded is True
+    # lease compare (etcdctl 3.4 crashes on lease("k") syntax, so gRPC only)
+    lease = c.lease(60)
+    c.put("r/l", "x", lease=lease)
+    cmp = rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.LEASE, key=b"r/l", lease=lease.id)
+    assert c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=5).succeeded is True
+    cmp = rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.LEASE, key=b"r/a", lease=0)
+    assert c.kvstub.Txn(rpc_pb2.TxnRequest(compare=[cmp]), timeout=5).succeeded is True
 
 
 def test_txn_empty(server):
@@ -423,3 +438,20 @@ def test_txn_bad_input_client_side(server):
     # parse errors are the client's, but pin the exit code
     rc, out, err = server.etcdctl("txn", input='value("a") == "b"\n\n\n\n')
     assert rc != 0 and out == ""
+
+
+def test_request_too_large(server):
+    # --max-request-bytes defaults to 1.5 MiB (1572864)
+    assert server.etcdctl("put", "big", input="a" * 1_500_000) == (0, "OK\n", "")
+    rc, out, err = server.etcdctl("put", "big", input="b" * 1_600_000)
+    assert (rc, out, strip_logs(err)) == (1, "", "Error: etcdserver: request is too large\n")
+    assert error_of(err) == "rpc error: code = InvalidArgument desc = etcdserver: request is too large"
+    rc, out, err = server.etcdctl("get", "big", "--print-value-only")
+    assert (rc, err) == (0, "") and out == "a" * 1_500_000 + "\n"
+
+
+def test_negative_rev_and_limit_mean_none(server):
+    server.ok("put", "a", "1")
+    server.ok("put", "a", "2")
+    assert server.etcdctl("get", "a", "--rev=-1") == (0, "a\n2\n", "")
+    assert server.etcdctl("get", "a", "--limit=-1") == (0, "a\n2\n", "")

@@ -1,9 +1,8 @@
 """etcdctl watch: run as a subprocess, drive writes, read its stdout with a
 timeout.  Expected output taken from a real etcd 3.4.23."""
 
-import pytest
 
-from compat_util import b64, jl, jlines, strip_logs
+from compat_util import b64, jlines, strip_logs
 
 HDR = {"cluster_id": "<cluster_id>", "member_id": "<member_id>", "raft_term": "<raft_term>"}
 

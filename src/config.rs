@@ -32,35 +32,19 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
 
     /// URLs to listen on for client traffic (gRPC and HTTP share the port). Comma separated.
-    #[arg(
-        long,
-        env = "ETCD_LISTEN_CLIENT_URLS",
-        default_value = "http://127.0.0.1:2379"
-    )]
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
     pub listen_client_urls: String,
 
     /// Client URLs advertised to clients (member list).
-    #[arg(
-        long,
-        env = "ETCD_ADVERTISE_CLIENT_URLS",
-        default_value = "http://127.0.0.1:2379"
-    )]
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
     pub advertise_client_urls: String,
 
     /// URLs to listen on for peer (raft) traffic. Accepted; used by the cluster mode.
-    #[arg(
-        long,
-        env = "ETCD_LISTEN_PEER_URLS",
-        default_value = "http://127.0.0.1:2380"
-    )]
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
     pub listen_peer_urls: String,
 
     /// Peer URLs advertised to the rest of the cluster.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-        default_value = "http://127.0.0.1:2380"
-    )]
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://127.0.0.1:2380")]
     pub initial_advertise_peer_urls: String,
 
     /// Initial cluster configuration, name=peer-url pairs, comma separated.
@@ -72,11 +56,7 @@ pub struct Config {
     pub initial_cluster_state: String,
 
     /// Initial cluster token; part of the cluster id.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_CLUSTER_TOKEN",
-        default_value = "etcd-cluster"
-    )]
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
 
     /// Largest client request accepted, in bytes.
@@ -113,11 +93,7 @@ pub struct Config {
     pub snapshot_count: u64,
 
     /// Interval of watch progress notifications (e.g. 10m, 5s).
-    #[arg(
-        long,
-        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
-        default_value = "10m"
-    )]
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
     pub experimental_watch_progress_notify_interval: String,
 
     /// Log level: debug, info, warn, error.
@@ -137,11 +113,7 @@ pub struct Config {
     pub max_connections: usize,
 
     /// Most watchers on one watch stream.
-    #[arg(
-        long,
-        env = "CONCLAVE_MAX_WATCHERS_PER_STREAM",
-        default_value_t = 10_000
-    )]
+    #[arg(long, env = "CONCLAVE_MAX_WATCHERS_PER_STREAM", default_value_t = 10_000)]
     pub max_watchers_per_stream: usize,
 
     /// Most watch streams on the node.
@@ -152,10 +124,8 @@ pub struct Config {
 impl Config {
     /// Parses etcd-style arguments: `-name x` is read as `--name x`, as Go's flag package allows.
     pub fn parse_etcd_style<I: IntoIterator<Item = String>>(args: I) -> Config {
-        let longs: Vec<String> = Config::command()
-            .get_arguments()
-            .filter_map(|a| a.get_long().map(|l| l.to_string()))
-            .collect();
+        let longs: Vec<String> =
+            Config::command().get_arguments().filter_map(|a| a.get_long().map(|l| l.to_string())).collect();
         let args = args.into_iter().enumerate().map(|(i, a)| {
             if i > 0 && a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
                 let name = a[1..].split('=').next().unwrap_or("");
@@ -169,9 +139,7 @@ impl Config {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.conclave", self.name)))
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.conclave", self.name)))
     }
 
     pub fn quota_bytes(&self) -> u64 {
@@ -183,17 +151,13 @@ impl Config {
     }
 
     pub fn progress_notify_interval(&self) -> Duration {
-        parse_duration(&self.experimental_watch_progress_notify_interval)
-            .unwrap_or(Duration::from_secs(600))
+        parse_duration(&self.experimental_watch_progress_notify_interval).unwrap_or(Duration::from_secs(600))
     }
 }
 
 /// Splits a comma-separated URL list.
 pub fn split_urls(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty())
-        .collect()
+    s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
 }
 
 /// "http://127.0.0.1:2379" -> "127.0.0.1:2379" ("localhost" becomes 127.0.0.1).
@@ -269,17 +233,12 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("5"), None);
-        assert_eq!(
-            parse_duration_or_hours("2"),
-            Some(Duration::from_secs(7200))
-        );
+        assert_eq!(parse_duration_or_hours("2"), Some(Duration::from_secs(7200)));
     }
 
     #[test]
     fn single_dash_flags_are_etcd_style() {
-        let c = Config::parse_etcd_style(
-            ["conclave", "-name", "n1", "--max-txn-ops=7"].map(String::from),
-        );
+        let c = Config::parse_etcd_style(["conclave", "-name", "n1", "--max-txn-ops=7"].map(String::from));
         assert_eq!(c.name, "n1");
         assert_eq!(c.max_txn_ops, 7);
         assert_eq!(c.data_dir(), PathBuf::from("n1.conclave"));
@@ -287,13 +246,7 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            url_host_port("http://localhost:2379").unwrap(),
-            "127.0.0.1:2379"
-        );
-        assert_eq!(
-            split_urls("http://a:1, http://b:2"),
-            vec!["http://a:1", "http://b:2"]
-        );
+        assert_eq!(url_host_port("http://localhost:2379").unwrap(), "127.0.0.1:2379");
+        assert_eq!(split_urls("http://a:1, http://b:2"), vec!["http://a:1", "http://b:2"]);
     }
 }

@@ -49,14 +49,7 @@ impl Lessor {
     pub fn granted(&self, id: i64, ttl_s: i64) {
         let mut s = self.lock();
         let deadline = Instant::now() + Duration::from_secs(ttl_s.max(0) as u64);
-        if let Some(old) = s.leases.insert(
-            id,
-            Lease {
-                ttl_s,
-                deadline,
-                offer_at: deadline,
-            },
-        ) {
+        if let Some(old) = s.leases.insert(id, Lease { ttl_s, deadline, offer_at: deadline }) {
             s.by_offer.remove(&(old.offer_at, id));
         }
         s.by_offer.insert((deadline, id));
@@ -86,10 +79,7 @@ impl Lessor {
     pub fn remaining(&self, id: i64) -> Option<(i64, Duration)> {
         let s = self.lock();
         let l = s.leases.get(&id)?;
-        Some((
-            l.ttl_s,
-            l.deadline.saturating_duration_since(Instant::now()),
-        ))
+        Some((l.ttl_s, l.deadline.saturating_duration_since(Instant::now())))
     }
 
     /// Every lease gets a fresh deadline of now + TTL (after a restart or on becoming leader).
@@ -104,13 +94,7 @@ impl Lessor {
     pub fn take_expired(&self, max: usize) -> Vec<i64> {
         let now = Instant::now();
         let mut s = self.lock();
-        let due: Vec<(Instant, i64)> = s
-            .by_offer
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(max)
-            .copied()
-            .collect();
+        let due: Vec<(Instant, i64)> = s.by_offer.iter().take_while(|(t, _)| *t <= now).take(max).copied().collect();
         let retry = now + REVOKE_RETRY;
         for (t, id) in &due {
             s.by_offer.remove(&(*t, *id));
@@ -144,10 +128,7 @@ mod tests {
         assert!(l.take_expired(10).is_empty());
         assert_eq!(l.renew(1), Some(5));
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert!(
-            l.take_expired(10).is_empty(),
-            "keep-alive pushed lease 1 out to t=9"
-        );
+        assert!(l.take_expired(10).is_empty(), "keep-alive pushed lease 1 out to t=9");
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert_eq!(l.take_expired(10), vec![1]);
         assert_eq!(l.renew(1), None, "an expired lease cannot be kept alive");

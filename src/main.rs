@@ -8,10 +8,7 @@ async fn main() {
     let config = Config::parse_etcd_style(std::env::args());
     let filter = EnvFilter::try_from_env("CONCLAVE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let node = match conclave::node::start(config).await {
         Ok(n) => n,

@@ -26,6 +26,8 @@ use crate::wire::http::{self, HttpState};
 
 /// gRPC framing on top of the request limit, as etcd allows (grpcOverheadBytes).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// How long a shutdown waits for open client requests and streams.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often the leader looks for expired leases.
 const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Expired leases revoked per check at most; the rest wait for the next check.
@@ -61,9 +63,13 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    pub async fn shutdown(self) {
+    /// Stops serving: connections get [`SHUTDOWN_GRACE`] to finish (a watch stream never
+    /// finishes by itself), then the server is dropped and raft stops.
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await.is_err() {
+            self.server.abort();
+        }
         self.replica.shutdown().await;
     }
 
@@ -97,11 +103,7 @@ fn prometheus() -> &'static PrometheusHandle {
 
 fn resident_memory_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * page.max(0) as u64
@@ -111,26 +113,19 @@ fn resident_memory_bytes() -> u64 {
 pub async fn start(config: Config) -> Result<NodeHandle, String> {
     let t0 = std::time::Instant::now();
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("creating data dir {}: {e}", data_dir.display()))?;
-    let store = Store::open(&data_dir.join("conclave.redb"), StoreConfig::default())
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("creating data dir {}: {e}", data_dir.display()))?;
+    let store = Store::open(&data_dir.join("conclave.redb"), StoreConfig::default()).map_err(|e| e.to_string())?;
 
     let client_urls = config::split_urls(&config.listen_client_urls);
     let advertise_client = config::split_urls(&config.advertise_client_urls);
     let peer_urls = config::split_urls(&config.initial_advertise_peer_urls);
-    let initial_cluster = config
-        .initial_cluster
-        .clone()
-        .unwrap_or_else(|| format!("{}={}", config.name, peer_urls.join(",")));
+    let initial_cluster =
+        config.initial_cluster.clone().unwrap_or_else(|| format!("{}={}", config.name, peer_urls.join(",")));
     let member_id = fnv64(&[&peer_urls.join(","), &config.initial_cluster_token]);
     let cluster_id = fnv64(&[&initial_cluster, &config.initial_cluster_token]);
 
     let lessor = Arc::new(Lessor::new());
-    let sink = Arc::new(Sink {
-        hub: OnceLock::new(),
-        lessor: lessor.clone(),
-    });
+    let sink = Arc::new(Sink { hub: OnceLock::new(), lessor: lessor.clone() });
     let replica_config = ReplicaConfig {
         node_id: 1,
         peer_addr: peer_urls.first().cloned().unwrap_or_default(),
@@ -140,13 +135,8 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
         snapshot_logs_since_last: config.snapshot_count.max(1),
         ..Default::default()
     };
-    let replica = Replica::start(replica_config, store.clone(), sink.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    if !replica
-        .wait_leader(Duration::from_millis(config.election_timeout * 5))
-        .await
-    {
+    let replica = Replica::start(replica_config, store.clone(), sink.clone()).await.map_err(|e| e.to_string())?;
+    if !replica.wait_leader(Duration::from_millis(config.election_timeout * 5)).await {
         return Err("raft did not elect this node leader".into());
     }
     // Every entry in the log is applied now; the hub starts at the store's revision.
@@ -181,30 +171,17 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
         peer_urls: peer_urls.clone(),
         client_urls: advertise_client,
     };
-    let ctx = Ctx::new(
-        replica.clone(),
-        store.clone(),
-        hub.clone(),
-        lessor.clone(),
-        cluster_id,
-        member,
-        limits,
-    );
+    let ctx = Ctx::new(replica.clone(), store.clone(), hub.clone(), lessor.clone(), cluster_id, member, limits);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     spawn_lease_expiry(ctx.clone(), shutdown_rx.clone());
     spawn_auto_compaction(&config, ctx.clone(), shutdown_rx.clone());
 
     let addr = config::url_host_port(client_urls.first().ok_or("no --listen-client-urls")?)?;
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("listening on {addr}: {e}"))?;
+    let listener = TcpListener::bind(&addr).await.map_err(|e| format!("listening on {addr}: {e}"))?;
     let client_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let routes = client_routes(
-        ctx.clone(),
-        config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES,
-    );
+    let routes = client_routes(ctx.clone(), config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES);
     let incoming = limited_incoming(listener, config.max_connections);
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(async move {
@@ -226,12 +203,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
         hub.revision(),
         t0.elapsed()
     );
-    Ok(NodeHandle {
-        client_addr,
-        replica,
-        shutdown: shutdown_tx,
-        server,
-    })
+    Ok(NodeHandle { client_addr, replica, shutdown: shutdown_tx, server })
 }
 
 fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
@@ -246,31 +218,26 @@ fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
     let hctx = ctx.clone();
     let mctx = ctx.clone();
     let state = HttpState {
-        health: Arc::new(move || {
-            if hctx.replica.status().leader.is_some() {
-                None
-            } else {
-                Some("RAFT NO LEADER".into())
-            }
-        }),
+        health: Arc::new(
+            move || {
+                if hctx.replica.status().leader.is_some() {
+                    None
+                } else {
+                    Some("RAFT NO LEADER".into())
+                }
+            },
+        ),
         metrics: Arc::new(move || {
             let st = mctx.replica.status();
-            metrics::gauge!("etcd_server_has_leader").set(if st.leader.is_some() {
-                1.0
-            } else {
-                0.0
-            });
+            metrics::gauge!("etcd_server_has_leader").set(if st.leader.is_some() { 1.0 } else { 0.0 });
             metrics::gauge!("etcd_server_is_leader").set(if st.is_leader { 1.0 } else { 0.0 });
             metrics::gauge!("etcd_mvcc_db_total_size_in_bytes").set(mctx.store.size_bytes() as f64);
             metrics::gauge!("etcd_debugging_mvcc_current_revision").set(mctx.hub.revision() as f64);
-            metrics::gauge!("etcd_debugging_mvcc_watcher_total")
-                .set(mctx.hub.watcher_count() as f64);
+            metrics::gauge!("etcd_debugging_mvcc_watcher_total").set(mctx.hub.watcher_count() as f64);
             metrics::gauge!("etcd_debugging_lease_total").set(mctx.lessor.len() as f64);
             if let Ok(view) = mctx.store.read() {
-                metrics::gauge!("etcd_debugging_mvcc_keys_total")
-                    .set(view.key_count().unwrap_or(0) as f64);
-                metrics::gauge!("etcd_debugging_mvcc_compact_revision")
-                    .set(view.compact_revision as f64);
+                metrics::gauge!("etcd_debugging_mvcc_keys_total").set(view.key_count().unwrap_or(0) as f64);
+                metrics::gauge!("etcd_debugging_mvcc_compact_revision").set(view.compact_revision as f64);
             }
             metrics::gauge!("etcd_server_proposals_applied_total").set(st.applied_index as f64);
             metrics::gauge!("etcd_server_proposals_committed_total").set(st.applied_index as f64);
@@ -281,29 +248,17 @@ fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
         cluster_version: etcd_wire::CLUSTER_VERSION,
     };
     Routes::from(http::router(state))
+        .add_service(KvServer::new(etcd_wire::KvService::new(ctx.clone())).max_decoding_message_size(max_decode))
+        .add_service(WatchServer::new(etcd_wire::WatchService::new(ctx.clone())).max_decoding_message_size(max_decode))
+        .add_service(LeaseServer::new(etcd_wire::LeaseService::new(ctx.clone())).max_decoding_message_size(max_decode))
         .add_service(
-            KvServer::new(etcd_wire::KvService::new(ctx.clone()))
-                .max_decoding_message_size(max_decode),
-        )
-        .add_service(
-            WatchServer::new(etcd_wire::WatchService::new(ctx.clone()))
-                .max_decoding_message_size(max_decode),
-        )
-        .add_service(
-            LeaseServer::new(etcd_wire::LeaseService::new(ctx.clone()))
-                .max_decoding_message_size(max_decode),
-        )
-        .add_service(
-            ClusterServer::new(etcd_wire::ClusterService::new(ctx.clone()))
-                .max_decoding_message_size(max_decode),
+            ClusterServer::new(etcd_wire::ClusterService::new(ctx.clone())).max_decoding_message_size(max_decode),
         )
         .add_service(
             MaintenanceServer::new(etcd_wire::MaintenanceService::new(ctx.clone()))
                 .max_decoding_message_size(max_decode),
         )
-        .add_service(
-            AuthServer::new(etcd_wire::AuthService::new(ctx)).max_decoding_message_size(max_decode),
-        )
+        .add_service(AuthServer::new(etcd_wire::AuthService::new(ctx)).max_decoding_message_size(max_decode))
 }
 
 /// The leader's lease expiry loop: revoke through raft whatever the timers say has expired.
@@ -347,11 +302,7 @@ fn spawn_auto_compaction(config: &Config, ctx: Arc<Ctx>, mut stop: watch::Receiv
                 if rev <= 0 {
                     return;
                 }
-                match ctx
-                    .replica
-                    .propose(Command::Compact { revision: rev })
-                    .await
-                {
+                match ctx.replica.propose(Command::Compact { revision: rev }).await {
                     Ok(a) => {
                         if a.result.is_ok() {
                             tracing::info!("auto-compacted at revision {rev}");
@@ -377,8 +328,7 @@ fn spawn_auto_compaction(config: &Config, ctx: Arc<Ctx>, mut stop: watch::Receiv
             return;
         };
         let step = (keep / 10).max(Duration::from_secs(1));
-        let mut samples: std::collections::VecDeque<(tokio::time::Instant, i64)> =
-            Default::default();
+        let mut samples: std::collections::VecDeque<(tokio::time::Instant, i64)> = Default::default();
         let mut tick = tokio::time::interval(step);
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = stop.changed() => return }
@@ -414,21 +364,13 @@ impl Connected for LimitedConn {
 }
 
 impl AsyncRead for LimitedConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for LimitedConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -462,13 +404,7 @@ fn limited_incoming(
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    return Some((
-                        Ok(LimitedConn {
-                            inner: stream,
-                            _slot: slot,
-                        }),
-                        (listener, slots),
-                    ));
+                    return Some((Ok(LimitedConn { inner: stream, _slot: slot }), (listener, slots)));
                 }
                 Err(e) => {
                     // Out of descriptors or a reset before accept: keep serving.

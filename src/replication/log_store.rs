@@ -36,10 +36,7 @@ impl LogStore {
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        self.store
-            .raft_meta_get(key)?
-            .map(|b| decode(&b))
-            .transpose()
+        self.store.raft_meta_get(key)?.map(|b| decode(&b)).transpose()
     }
 }
 
@@ -67,9 +64,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => u64::MAX,
         };
         let rows = self.store.raft_log_range(start, end).map_err(read_err)?;
-        rows.iter()
-            .map(|(_, b)| decode(b).map_err(read_err))
-            .collect()
+        rows.iter().map(|(_, b)| decode(b).map_err(read_err)).collect()
     }
 }
 
@@ -77,8 +72,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
-        let last_purged_log_id: Option<LogId<u64>> =
-            self.meta(META_PURGED).map_err(read_err)?.flatten();
+        let last_purged_log_id: Option<LogId<u64>> = self.meta(META_PURGED).map_err(read_err)?.flatten();
         let last = self.store.raft_log_last().map_err(read_err)?;
         let last_log_id = match last {
             Some((_, bytes)) => {
@@ -87,10 +81,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => last_purged_log_id,
         };
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -98,45 +89,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.store
-            .raft_meta_put(META_VOTE, &encode(vote))
-            .map_err(|e| StorageIOError::write_vote(&e).into())
+        self.store.raft_meta_put(META_VOTE, &encode(vote)).map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.meta(META_VOTE)
-            .map_err(|e| StorageIOError::read_vote(&e).into())
+        self.meta(META_VOTE).map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<u64>>,
-    ) -> Result<(), StorageError<u64>> {
-        self.store
-            .raft_meta_put_lazy(META_COMMITTED, &encode(&committed))
-            .map_err(write_err)
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
+        self.store.raft_meta_put_lazy(META_COMMITTED, &encode(&committed)).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        Ok(self
-            .meta::<Option<LogId<u64>>>(META_COMMITTED)
-            .map_err(read_err)?
-            .flatten())
+        Ok(self.meta::<Option<LogId<u64>>>(META_COMMITTED).map_err(read_err)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<u64>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, encode(&e)))
-            .collect();
+        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
         let t0 = std::time::Instant::now();
         let result = self.store.raft_log_append(&rows);
         metrics::histogram!("conclave_raft_log_append_seconds").record(t0.elapsed().as_secs_f64());
@@ -153,14 +126,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.store
-            .raft_log_truncate(log_id.index)
-            .map_err(write_err)
+        self.store.raft_log_truncate(log_id.index).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.store
-            .raft_log_purge(log_id.index, META_PURGED, &encode(&Some(log_id)))
-            .map_err(write_err)
+        self.store.raft_log_purge(log_id.index, META_PURGED, &encode(&Some(log_id))).map_err(write_err)
     }
 }

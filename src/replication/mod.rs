@@ -114,11 +114,7 @@ pub struct Replica {
 impl Replica {
     /// Opens the raft log and state machine on `store`, starts raft, and on a first start
     /// initialises a one-voter cluster of this node.
-    pub async fn start(
-        config: ReplicaConfig,
-        store: Store,
-        sink: Arc<dyn ApplySink>,
-    ) -> Result<Replica, ProposeError> {
+    pub async fn start(config: ReplicaConfig, store: Store, sink: Arc<dyn ApplySink>) -> Result<Replica, ProposeError> {
         let raft_config = Config {
             cluster_name: "conclave".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -128,48 +124,23 @@ impl Replica {
             max_in_snapshot_log_to_keep: 1000,
             ..Default::default()
         };
-        let raft_config = Arc::new(
-            raft_config
-                .validate()
-                .map_err(|e| ProposeError::Raft(e.to_string()))?,
-        );
-        let log = log_store::LogStore::open(store.clone())
-            .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| ProposeError::Raft(e.to_string()))?);
+        let log = log_store::LogStore::open(store.clone()).map_err(|e| ProposeError::Raft(e.to_string()))?;
         let sm = state_machine::StateMachine::new(store.clone(), sink);
         let raft = Raft::new(config.node_id, raft_config, network::Network, log, sm)
             .await
             .map_err(|e| ProposeError::Raft(e.to_string()))?;
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| ProposeError::Raft(e.to_string()))?
-        {
+        if !raft.is_initialized().await.map_err(|e| ProposeError::Raft(e.to_string()))? {
             let mut members = BTreeMap::new();
-            members.insert(
-                config.node_id,
-                BasicNode {
-                    addr: config.peer_addr.clone(),
-                },
-            );
-            raft.initialize(members)
-                .await
-                .map_err(|e| ProposeError::Raft(e.to_string()))?;
+            members.insert(config.node_id, BasicNode { addr: config.peer_addr.clone() });
+            raft.initialize(members).await.map_err(|e| ProposeError::Raft(e.to_string()))?;
         } else {
             // A restarted single voter need not wait an election timeout to lead again.
             let _ = raft.trigger().elect().await;
         }
         let (tx, rx) = mpsc::channel(config.proposal_queue_max);
-        tokio::spawn(proposer(
-            raft.clone(),
-            rx,
-            config.batch_commands_max,
-            config.entries_in_flight_max,
-        ));
-        Ok(Replica {
-            raft,
-            proposals: tx,
-            node_id: config.node_id,
-        })
+        tokio::spawn(proposer(raft.clone(), rx, config.batch_commands_max, config.entries_in_flight_max));
+        Ok(Replica { raft, proposals: tx, node_id: config.node_id })
     }
 
     /// Waits until this node is the leader (a single node elects itself in about one
@@ -178,10 +149,7 @@ impl Replica {
         let id = self.node_id;
         self.raft
             .wait(Some(timeout))
-            .metrics(
-                |m| m.current_leader == Some(id) && m.last_applied.is_some(),
-                "leader",
-            )
+            .metrics(|m| m.current_leader == Some(id) && m.last_applied.is_some(), "leader")
             .await
             .is_ok()
     }
@@ -189,23 +157,17 @@ impl Replica {
     /// Proposes a command and waits until it is durable in the log and applied.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.proposals
-            .try_send(Proposal { cmd, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
-            })?;
+        self.proposals.try_send(Proposal { cmd, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
+        })?;
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
     /// A linearizable read barrier (raft read-index): returns once this node has applied
     /// everything committed before the call, confirmed as leader.
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        self.raft
-            .ensure_linearizable()
-            .await
-            .map(|_| ())
-            .map_err(|e| ProposeError::Raft(e.to_string()))
+        self.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| ProposeError::Raft(e.to_string()))
     }
 
     pub fn status(&self) -> RaftStatus {
@@ -235,12 +197,7 @@ impl Replica {
 
 /// The group-commit loop: take what is queued (up to `batch_max`), propose it as one entry,
 /// and let at most `in_flight_max` entries be outstanding.
-async fn proposer(
-    raft: Raft<TypeConfig>,
-    mut rx: mpsc::Receiver<Proposal>,
-    batch_max: usize,
-    in_flight_max: usize,
-) {
+async fn proposer(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>, batch_max: usize, in_flight_max: usize) {
     let slots = Arc::new(Semaphore::new(in_flight_max));
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -253,13 +210,9 @@ async fn proposer(
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<Command>, Vec<_>) =
-            batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         metrics::histogram!("conclave_proposal_batch_commands").record(commands.len() as f64);
-        let entry = Batch {
-            version: COMMAND_FORMAT_VERSION,
-            commands,
-        };
+        let entry = Batch { version: COMMAND_FORMAT_VERSION, commands };
         // Enqueue in order here; wait for the outcome in a task so the next batch can form.
         let pending = raft.client_write_ff(entry).await;
         tokio::spawn(async move {
@@ -268,9 +221,7 @@ async fn proposer(
                 Ok(rx) => match rx.await {
                     Err(_) => Err(ProposeError::Stopped),
                     Ok(Err(e)) => Err(match e {
-                        openraft::error::ClientWriteError::ForwardToLeader(_) => {
-                            ProposeError::NoLeader
-                        }
+                        openraft::error::ClientWriteError::ForwardToLeader(_) => ProposeError::NoLeader,
                         other => ProposeError::Raft(other.to_string()),
                     }),
                     Ok(Ok(resp)) => Ok(resp.data),
@@ -279,11 +230,7 @@ async fn proposer(
             drop(slot);
             match outcome {
                 Ok(results) => {
-                    assert_eq!(
-                        results.len(),
-                        replies.len(),
-                        "one result per proposed command"
-                    );
+                    assert_eq!(results.len(), replies.len(), "one result per proposed command");
                     for (reply, r) in replies.into_iter().zip(results) {
                         let _ = reply.send(Ok(r));
                     }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 
 use super::{ApplySink, TypeConfig};
@@ -49,16 +49,8 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn applied_state(view: &ReadView) -> Result<(Option<LogId<u64>>, Membership), StoreError> {
-    let applied = view
-        .meta(META_APPLIED)?
-        .map(|b| decode::<Option<LogId<u64>>>(&b))
-        .transpose()?
-        .flatten();
-    let membership = view
-        .meta(META_MEMBERSHIP)?
-        .map(|b| decode::<Membership>(&b))
-        .transpose()?
-        .unwrap_or_default();
+    let applied = view.meta(META_APPLIED)?.map(|b| decode::<Option<LogId<u64>>>(&b)).transpose()?.flatten();
+    let membership = view.meta(META_MEMBERSHIP)?.map(|b| decode::<Membership>(&b)).transpose()?.unwrap_or_default();
     Ok((applied, membership))
 }
 
@@ -83,10 +75,7 @@ fn full_snapshot(store: &Store) -> Result<Option<Snapshot<TypeConfig>>, StoreErr
         last_membership: membership,
         snapshot_id: format!("{}-{}", last.leader_id.term, last.index),
     };
-    Ok(Some(Snapshot {
-        meta,
-        snapshot: Box::new(Cursor::new(data)),
-    }))
+    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
 }
 
 pub struct Builder {
@@ -97,29 +86,18 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let view = self.store.read().map_err(sm_read_err)?;
         let (applied, membership) = applied_state(&view).map_err(sm_read_err)?;
-        let id = applied
-            .map(|l| format!("{}-{}", l.leader_id.term, l.index))
-            .unwrap_or_default();
-        let meta = SnapshotMeta {
-            last_log_id: applied,
-            last_membership: membership,
-            snapshot_id: id,
-        };
+        let id = applied.map(|l| format!("{}-{}", l.leader_id.term, l.index)).unwrap_or_default();
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id: id };
         // See the module comment: the store itself is the snapshot; content is materialized
         // by get_current_snapshot when someone needs to receive it.
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(Vec::new())),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(Vec::new())) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Builder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
         let view = self.store.read().map_err(sm_read_err)?;
         applied_state(&view).map_err(sm_read_err)
     }
@@ -165,14 +143,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        Builder {
-            store: self.store.clone(),
-        }
+        Builder { store: self.store.clone() }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -181,9 +155,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
-        let err = |e: StoreError| {
-            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
-        };
+        let err = |e: StoreError| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e));
         let rows: SnapshotRows = decode(snapshot.get_ref()).map_err(err)?;
         self.store.restore(&rows.rows).map_err(err)?;
         let view = self.store.read().map_err(err)?;
@@ -197,9 +169,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         full_snapshot(&self.store).map_err(sm_read_err)
     }
 }

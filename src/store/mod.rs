@@ -27,10 +27,7 @@ use schema::*;
 #[non_exhaustive]
 pub enum StoreError {
     #[error("opening the database at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
+    Open { path: PathBuf, source: redb::DatabaseError },
     #[error("storage: {0}")]
     Storage(#[from] redb::StorageError),
     #[error("transaction: {0}")]
@@ -87,9 +84,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            cache_bytes: 16 << 20,
-        }
+        StoreConfig { cache_bytes: 16 << 20 }
     }
 }
 
@@ -106,10 +101,7 @@ impl Store {
         let db = Database::builder()
             .set_cache_size(config.cache_bytes)
             .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let tx = db.begin_write()?;
         {
             tx.open_table(KV)?;
@@ -122,10 +114,7 @@ impl Store {
             tx.open_table(RAFT_META)?;
         }
         tx.commit()?;
-        Ok(Store {
-            db: Arc::new(db),
-            path: path.to_path_buf(),
-        })
+        Ok(Store { db: Arc::new(db), path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -215,12 +204,7 @@ impl Store {
     }
 
     /// Removes every entry with index <= `upto` and records the purged id in one transaction.
-    pub fn raft_log_purge(
-        &self,
-        upto: u64,
-        meta_key: &str,
-        meta_value: &[u8],
-    ) -> Result<(), StoreError> {
+    pub fn raft_log_purge(&self, upto: u64, meta_key: &str, meta_value: &[u8]) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(RAFT_LOG)?;
@@ -298,9 +282,7 @@ impl Store {
                     }
                     1 => {
                         let rev = u128::from_be_bytes(
-                            k.as_slice()
-                                .try_into()
-                                .map_err(|_| StoreError::Corrupt("hist key".into()))?,
+                            k.as_slice().try_into().map_err(|_| StoreError::Corrupt("hist key".into()))?,
                         );
                         hist.insert(rev, v.as_slice())?;
                         let e = HistEntry::decode(v);
@@ -315,8 +297,7 @@ impl Store {
                         lease_keys.insert((id, &k[8..]), ())?;
                     }
                     4 => {
-                        let key = std::str::from_utf8(k)
-                            .map_err(|_| StoreError::Corrupt("meta key".into()))?;
+                        let key = std::str::from_utf8(k).map_err(|_| StoreError::Corrupt("meta key".into()))?;
                         meta.insert(key, v.as_slice())?;
                     }
                     t => return Err(StoreError::Corrupt(format!("snapshot table {t}"))),

@@ -62,14 +62,8 @@ pub struct WriteTx<'t> {
 impl<'t> WriteTx<'t> {
     pub(super) fn new(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
         let meta = tx.open_table(META)?;
-        let rev = meta
-            .get(META_REVISION)?
-            .map(|v| decode_i64(v.value()))
-            .unwrap_or(0);
-        let compact_rev = meta
-            .get(META_COMPACT_REVISION)?
-            .map(|v| decode_i64(v.value()))
-            .unwrap_or(0);
+        let rev = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
+        let compact_rev = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
         Ok(WriteTx {
             kv: tx.open_table(KV)?,
             hist: tx.open_table(HIST)?,
@@ -99,14 +93,10 @@ impl<'t> WriteTx<'t> {
     pub(super) fn finish(mut self) -> Result<Effects, StoreError> {
         if self.rev != self.start_rev {
             assert!(self.rev > self.start_rev, "revision went backwards");
-            self.meta
-                .insert(META_REVISION, encode_i64(self.rev).as_slice())?;
+            self.meta.insert(META_REVISION, encode_i64(self.rev).as_slice())?;
         }
         if self.compact_rev != self.start_compact_rev {
-            self.meta.insert(
-                META_COMPACT_REVISION,
-                encode_i64(self.compact_rev).as_slice(),
-            )?;
+            self.meta.insert(META_COMPACT_REVISION, encode_i64(self.compact_rev).as_slice())?;
         }
         self.effects.revision = self.rev;
         self.effects.compact_revision = self.compact_rev;
@@ -125,23 +115,14 @@ impl<'t> WriteTx<'t> {
             Command::LeaseRevoke { id } => self.lease_revoke(*id).map(|()| Response::LeaseRevoke),
         };
         match result {
-            Ok(r) => Ok(Applied {
-                revision: self.rev,
-                result: Ok(r),
-            }),
-            Err(Error::Apply(e)) => Ok(Applied {
-                revision: self.rev,
-                result: Err(e),
-            }),
+            Ok(r) => Ok(Applied { revision: self.rev, result: Ok(r) }),
+            Err(Error::Apply(e)) => Ok(Applied { revision: self.rev, result: Err(e) }),
             Err(Error::Store(e)) => Err(e),
         }
     }
 
     fn begin(&self) -> Rev {
-        Rev {
-            main: self.rev + 1,
-            next_sub: 0,
-        }
+        Rev { main: self.rev + 1, next_sub: 0 }
     }
 
     fn end(&mut self, rev: Rev) {
@@ -215,13 +196,7 @@ impl<'t> WriteTx<'t> {
         Ok(())
     }
 
-    fn exec_txn(
-        &mut self,
-        rev: &mut Rev,
-        op: &TxnOp,
-        path: &[bool],
-        at: &mut usize,
-    ) -> Result<TxnResult, Error> {
+    fn exec_txn(&mut self, rev: &mut Rev, op: &TxnOp, path: &[bool], at: &mut usize) -> Result<TxnResult, Error> {
         let ok = path[*at];
         *at += 1;
         let ops = if ok { &op.success } else { &op.failure };
@@ -232,24 +207,14 @@ impl<'t> WriteTx<'t> {
                     // Reads inside a txn see the txn's earlier writes, at the revision the txn
                     // will commit as.
                     let current = if rev.changed() { rev.main } else { self.rev };
-                    OpResult::Range(range(
-                        &self.kv,
-                        &self.hist,
-                        &self.keyrev,
-                        r,
-                        current,
-                        self.compact_rev,
-                    )?)
+                    OpResult::Range(range(&self.kv, &self.hist, &self.keyrev, r, current, self.compact_rev)?)
                 }
                 RequestOp::Put(p) => OpResult::Put(self.put(rev, p)?),
                 RequestOp::DeleteRange(d) => OpResult::DeleteRange(self.delete_range(rev, d)?),
                 RequestOp::Txn(t) => OpResult::Txn(self.exec_txn(rev, t, path, at)?),
             });
         }
-        Ok(TxnResult {
-            succeeded: ok,
-            responses,
-        })
+        Ok(TxnResult { succeeded: ok, responses })
     }
 
     fn compares_hold(&self, compares: &[Compare]) -> Result<bool, Error> {
@@ -264,19 +229,8 @@ impl<'t> WriteTx<'t> {
     /// etcd's applyCompare: every key in the compare's range must satisfy it; an empty range
     /// compares against a zero KeyValue, except a VALUE compare, which then always fails.
     fn compare_holds(&self, c: &Compare) -> Result<bool, Error> {
-        let op = RangeOp {
-            key: c.key.clone(),
-            range_end: c.range_end.clone(),
-            ..Default::default()
-        };
-        let r = range(
-            &self.kv,
-            &self.hist,
-            &self.keyrev,
-            &op,
-            self.rev,
-            self.compact_rev,
-        )?;
+        let op = RangeOp { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
+        let r = range(&self.kv, &self.hist, &self.keyrev, &op, self.rev, self.compact_rev)?;
         if r.kvs.is_empty() {
             if matches!(c.target, CompareTarget::Value(_)) {
                 return Ok(false);
@@ -315,24 +269,10 @@ impl<'t> WriteTx<'t> {
             _ => op.lease,
         };
         let sub = rev.take();
-        let cur = CurrentKv {
-            create_revision,
-            mod_main: rev.main,
-            mod_sub: sub,
-            version,
-            lease,
-            value,
-        };
+        let cur = CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, value };
         self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?;
         let rk = rev_key(rev.main, sub);
-        let h = HistEntry {
-            tombstone: false,
-            create_revision,
-            version,
-            lease,
-            key: op.key.clone(),
-            value: Vec::new(),
-        };
+        let h = HistEntry { tombstone: false, create_revision, version, lease, key: op.key.clone(), value: Vec::new() };
         // The history row carries the value too: encode without cloning it twice.
         let mut row = h.encode();
         row.extend_from_slice(&cur.value);
@@ -349,14 +289,8 @@ impl<'t> WriteTx<'t> {
         }
         let prev = old.map(|o| to_kv(&op.key, o));
         let kv = to_kv(&op.key, cur);
-        self.effects.events.push(Event {
-            kind: EventKind::Put,
-            kv,
-            prev_kv: prev.clone(),
-        });
-        Ok(PutResult {
-            prev_kv: if op.prev_kv { prev } else { None },
-        })
+        self.effects.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+        Ok(PutResult { prev_kv: if op.prev_kv { prev } else { None } })
     }
 
     fn delete_range(&mut self, rev: &mut Rev, op: &DeleteOp) -> Result<DeleteResult, Error> {
@@ -394,16 +328,8 @@ impl<'t> WriteTx<'t> {
             self.lease_keys.remove((old.lease, key))?;
         }
         let prev = to_kv(key, old);
-        let kv = KeyValue {
-            key: key.to_vec(),
-            mod_revision: rev.main,
-            ..Default::default()
-        };
-        self.effects.events.push(Event {
-            kind: EventKind::Delete,
-            kv,
-            prev_kv: Some(prev.clone()),
-        });
+        let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..Default::default() };
+        self.effects.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
         Ok(prev)
     }
 
@@ -412,8 +338,7 @@ impl<'t> WriteTx<'t> {
         if self.leases.get(id)?.is_some() {
             return Err(ApplyError::LeaseExists.into());
         }
-        self.leases
-            .insert(id, LeaseRow { ttl_s }.encode().as_slice())?;
+        self.leases.insert(id, LeaseRow { ttl_s }.encode().as_slice())?;
         self.effects.leases_granted.push((id, ttl_s));
         Ok(Response::LeaseGrant { id, ttl_s })
     }
@@ -423,10 +348,7 @@ impl<'t> WriteTx<'t> {
             return Err(ApplyError::LeaseNotFound.into());
         }
         let mut keys = Vec::new();
-        for row in self
-            .lease_keys
-            .range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))?
-        {
+        for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
             let (k, _) = row?;
             keys.push(k.value().1.to_vec());
         }
@@ -477,10 +399,7 @@ impl<'t> WriteTx<'t> {
             for (rk, key, tombstone) in &chunk {
                 // Everything older than this change of the key is superseded at `revision`.
                 let mut older = Vec::new();
-                for row in self
-                    .keyrev
-                    .range::<(&[u8], u128)>((key.as_slice(), 0)..(key.as_slice(), *rk))?
-                {
+                for row in self.keyrev.range::<(&[u8], u128)>((key.as_slice(), 0)..(key.as_slice(), *rk))? {
                     let (k, _) = row?;
                     older.push(k.value().1);
                 }
@@ -533,10 +452,7 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 
 /// etcd's range_end convention: empty = the single key; "\0" = every key >= key; otherwise
 /// [key, range_end). An end at or before the start is an empty range.
-pub(crate) fn key_bounds<'a>(
-    key: &'a [u8],
-    range_end: &'a [u8],
-) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+pub(crate) fn key_bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
     if range_end.is_empty() {
         (Bound::Included(key), Bound::Included(key))
     } else if range_end == [0] {
@@ -572,11 +488,7 @@ where
     H: ReadableTable<u128, &'static [u8]>,
     KR: ReadableTable<(&'static [u8], u128), ()>,
 {
-    let rev = if op.revision <= 0 {
-        current
-    } else {
-        op.revision
-    };
+    let rev = if op.revision <= 0 { current } else { op.revision };
     if rev > current {
         return Err(ApplyError::FutureRevision.into());
     }
@@ -604,11 +516,7 @@ where
             let (k, v) = row?;
             count += 1;
             if kvs.len() < fetch_max {
-                let c = if want_value {
-                    CurrentKv::decode(v.value())
-                } else {
-                    CurrentKv::decode_meta(v.value())
-                };
+                let c = if want_value { CurrentKv::decode(v.value()) } else { CurrentKv::decode_meta(v.value()) };
                 kvs.push(to_kv(k.value(), c));
             }
         }
@@ -626,29 +534,27 @@ where
         let limit_rk = rev_key(rev + 1, 0);
         let mut cur_key: Vec<u8> = Vec::new();
         let mut best: Option<u128> = None;
-        let visit =
-            |best: Option<u128>, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), Error> {
-                let Some(rk) = best else { return Ok(()) };
-                let row = hist.get(rk)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("keyrev points at missing revision {rk}"))
-                })?;
-                let e = HistEntry::decode(row.value());
-                if e.tombstone {
-                    return Ok(());
-                }
-                *count += 1;
-                if kvs.len() < fetch_max {
-                    kvs.push(KeyValue {
-                        key: e.key,
-                        create_revision: e.create_revision,
-                        mod_revision: rev_main(rk),
-                        version: e.version,
-                        value: if want_value { e.value } else { Vec::new() },
-                        lease: e.lease,
-                    });
-                }
-                Ok(())
-            };
+        let visit = |best: Option<u128>, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), Error> {
+            let Some(rk) = best else { return Ok(()) };
+            let row =
+                hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("keyrev points at missing revision {rk}")))?;
+            let e = HistEntry::decode(row.value());
+            if e.tombstone {
+                return Ok(());
+            }
+            *count += 1;
+            if kvs.len() < fetch_max {
+                kvs.push(KeyValue {
+                    key: e.key,
+                    create_revision: e.create_revision,
+                    mod_revision: rev_main(rk),
+                    version: e.version,
+                    value: if want_value { e.value } else { Vec::new() },
+                    lease: e.lease,
+                });
+            }
+            Ok(())
+        };
         for row in keyrev.range::<(&[u8], u128)>((lo_t, hi_t))? {
             let (k, _) = row?;
             let (key, rk) = k.value();
@@ -673,11 +579,7 @@ where
     }
     if sorted {
         // etcd sorts ascending by default when the target is not the key.
-        let order = if op.sort_order == SortOrder::None {
-            SortOrder::Ascend
-        } else {
-            op.sort_order
-        };
+        let order = if op.sort_order == SortOrder::None { SortOrder::Ascend } else { op.sort_order };
         match op.sort_target {
             SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
             SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
@@ -694,10 +596,5 @@ where
         kvs.truncate(op.limit as usize);
         more = true;
     }
-    Ok(RangeResult {
-        kvs,
-        more,
-        count,
-        revision: current,
-    })
+    Ok(RangeResult { kvs, more, count, revision: current })
 }

@@ -30,14 +30,8 @@ pub struct EventPage {
 impl ReadView {
     pub(super) fn new(tx: ReadTransaction) -> Result<ReadView, StoreError> {
         let meta = tx.open_table(META)?;
-        let revision = meta
-            .get(META_REVISION)?
-            .map(|v| decode_i64(v.value()))
-            .unwrap_or(0);
-        let compact_revision = meta
-            .get(META_COMPACT_REVISION)?
-            .map(|v| decode_i64(v.value()))
-            .unwrap_or(0);
+        let revision = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
+        let compact_revision = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
         Ok(ReadView {
             kv: tx.open_table(KV)?,
             hist: tx.open_table(HIST)?,
@@ -51,21 +45,11 @@ impl ReadView {
     }
 
     pub fn range(&self, op: &RangeOp) -> Result<RangeResult, Error> {
-        range(
-            &self.kv,
-            &self.hist,
-            &self.keyrev,
-            op,
-            self.revision,
-            self.compact_revision,
-        )
+        range(&self.kv, &self.hist, &self.keyrev, op, self.revision, self.compact_revision)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        Ok(self
-            .kv
-            .get(key)?
-            .map(|v| to_kv(key, CurrentKv::decode(v.value()))))
+        Ok(self.kv.get(key)?.map(|v| to_kv(key, CurrentKv::decode(v.value()))))
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {
@@ -83,10 +67,7 @@ impl ReadView {
 
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = Vec::new();
-        for row in self
-            .lease_keys
-            .range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))?
-        {
+        for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
             let (k, _) = row?;
             keys.push(k.value().1.to_vec());
         }
@@ -123,10 +104,7 @@ impl ReadView {
         let mut next_revision = self.revision + 1;
         let mut last_main = -1;
         if start >= end {
-            return Ok(EventPage {
-                events,
-                next_revision: from.max(next_revision),
-            });
+            return Ok(EventPage { events, next_revision: from.max(next_revision) });
         }
         for row in self.hist.range(start..end)? {
             let (k, v) = row?;
@@ -141,19 +119,11 @@ impl ReadView {
             if !in_range(&e.key, key, range_end) {
                 continue;
             }
-            let prev_kv = if with_prev_kv {
-                self.prev_kv(&e.key, rk)?
-            } else {
-                None
-            };
+            let prev_kv = if with_prev_kv { self.prev_kv(&e.key, rk)? } else { None };
             let ev = if e.tombstone {
                 Event {
                     kind: EventKind::Delete,
-                    kv: KeyValue {
-                        key: e.key,
-                        mod_revision: main,
-                        ..Default::default()
-                    },
+                    kv: KeyValue { key: e.key, mod_revision: main, ..Default::default() },
                     prev_kv,
                 }
             } else {
@@ -172,10 +142,7 @@ impl ReadView {
             };
             events.push(ev);
         }
-        Ok(EventPage {
-            events,
-            next_revision,
-        })
+        Ok(EventPage { events, next_revision })
     }
 
     /// The key's newest live state strictly before revision `rk`.

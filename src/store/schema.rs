@@ -27,6 +27,10 @@ pub const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 pub const META_REVISION: &str = "revision";
+
+/// The revision of an empty store. etcd starts at 1, so the first write is revision 2; clients
+/// and tests see these numbers, so we start there too.
+pub const INITIAL_REVISION: i64 = 1;
 pub const META_COMPACT_REVISION: &str = "compact_revision";
 
 /// A revision as one sortable table key: the main revision in the high 64 bits and the
@@ -66,13 +70,7 @@ const CURRENT_HEADER: usize = 40;
 impl CurrentKv {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(CURRENT_HEADER + self.value.len());
-        for v in [
-            self.create_revision,
-            self.mod_main,
-            self.mod_sub,
-            self.version,
-            self.lease,
-        ] {
+        for v in [self.create_revision, self.mod_main, self.mod_sub, self.version, self.lease] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.value);
@@ -81,11 +79,7 @@ impl CurrentKv {
 
     /// Decodes everything but the value; reads that do not need values skip copying them.
     pub fn decode_meta(b: &[u8]) -> CurrentKv {
-        assert!(
-            b.len() >= CURRENT_HEADER,
-            "corrupt kv row: {} bytes",
-            b.len()
-        );
+        assert!(b.len() >= CURRENT_HEADER, "corrupt kv row: {} bytes", b.len());
         CurrentKv {
             create_revision: get_i64(b, 0),
             mod_main: get_i64(b, 8),
@@ -130,18 +124,11 @@ impl HistEntry {
     }
 
     pub fn decode(b: &[u8]) -> HistEntry {
-        assert!(
-            b.len() >= HIST_HEADER,
-            "corrupt hist row: {} bytes",
-            b.len()
-        );
+        assert!(b.len() >= HIST_HEADER, "corrupt hist row: {} bytes", b.len());
         let mut len = [0u8; 4];
         len.copy_from_slice(&b[25..29]);
         let key_len = u32::from_le_bytes(len) as usize;
-        assert!(
-            b.len() >= HIST_HEADER + key_len,
-            "corrupt hist row key length"
-        );
+        assert!(b.len() >= HIST_HEADER + key_len, "corrupt hist row key length");
         HistEntry {
             tombstone: b[0] != 0,
             create_revision: get_i64(b, 1),
@@ -164,9 +151,7 @@ impl LeaseRow {
         self.ttl_s.to_le_bytes()
     }
     pub fn decode(b: &[u8]) -> LeaseRow {
-        LeaseRow {
-            ttl_s: get_i64(b, 0),
-        }
+        LeaseRow { ttl_s: get_i64(b, 0) }
     }
 }
 
@@ -192,23 +177,10 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let c = CurrentKv {
-            create_revision: 2,
-            mod_main: 5,
-            mod_sub: 1,
-            version: 3,
-            lease: 9,
-            value: b"v".to_vec(),
-        };
+        let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: b"v".to_vec() };
         assert_eq!(CurrentKv::decode(&c.encode()), c);
-        let h = HistEntry {
-            tombstone: true,
-            create_revision: 0,
-            version: 0,
-            lease: 0,
-            key: b"k".to_vec(),
-            value: vec![],
-        };
+        let h =
+            HistEntry { tombstone: true, create_revision: 0, version: 0, lease: 0, key: b"k".to_vec(), value: vec![] };
         assert_eq!(HistEntry::decode(&h.encode()), h);
     }
 }

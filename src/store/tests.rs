@@ -21,37 +21,19 @@ fn apply_fx(store: &Store, cmd: Command) -> (Applied, Effects) {
 }
 
 fn put(k: &str, v: &str) -> Command {
-    Command::Put(PutOp {
-        key: k.into(),
-        value: v.into(),
-        ..Default::default()
-    })
+    Command::Put(PutOp { key: k.into(), value: v.into(), ..Default::default() })
 }
 
 fn put_lease(k: &str, v: &str, lease: i64) -> Command {
-    Command::Put(PutOp {
-        key: k.into(),
-        value: v.into(),
-        lease,
-        ..Default::default()
-    })
+    Command::Put(PutOp { key: k.into(), value: v.into(), lease, ..Default::default() })
 }
 
 fn del(k: &str, end: &str) -> Command {
-    Command::DeleteRange(DeleteOp {
-        key: k.into(),
-        range_end: end.into(),
-        prev_kv: true,
-    })
+    Command::DeleteRange(DeleteOp { key: k.into(), range_end: end.into(), prev_kv: true })
 }
 
 fn get_at(store: &Store, k: &str, end: &str, rev: i64) -> Result<RangeResult, ApplyError> {
-    let op = RangeOp {
-        key: k.into(),
-        range_end: end.into(),
-        revision: rev,
-        ..Default::default()
-    };
+    let op = RangeOp { key: k.into(), range_end: end.into(), revision: rev, ..Default::default() };
     store.read().unwrap().range(&op).map_err(|e| match e {
         Error::Apply(a) => a,
         Error::Store(s) => panic!("{s}"),
@@ -59,103 +41,63 @@ fn get_at(store: &Store, k: &str, end: &str, rev: i64) -> Result<RangeResult, Ap
 }
 
 fn keys(r: &RangeResult) -> Vec<String> {
-    r.kvs
-        .iter()
-        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
-        .collect()
+    r.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect()
 }
 
 fn values(r: &RangeResult) -> Vec<String> {
-    r.kvs
-        .iter()
-        .map(|kv| String::from_utf8(kv.value.clone()).unwrap())
-        .collect()
+    r.kvs.iter().map(|kv| String::from_utf8(kv.value.clone()).unwrap()).collect()
 }
 
 #[test]
 fn revisions_versions_and_tombstones() {
     let (_d, s) = open();
-    assert_eq!(apply(&s, put("a", "1")).revision, 1);
-    assert_eq!(apply(&s, put("a", "2")).revision, 2);
-    assert_eq!(apply(&s, put("b", "x")).revision, 3);
+    assert_eq!(apply(&s, put("a", "1")).revision, 2);
+    assert_eq!(apply(&s, put("a", "2")).revision, 3);
+    assert_eq!(apply(&s, put("b", "x")).revision, 4);
     // Deleting nothing does not consume a revision.
-    assert_eq!(apply(&s, del("zzz", "")).revision, 3);
+    assert_eq!(apply(&s, del("zzz", "")).revision, 4);
     let d = apply(&s, del("a", ""));
-    assert_eq!(d.revision, 4);
-    let Ok(Response::DeleteRange(dr)) = d.result else {
-        panic!()
-    };
+    assert_eq!(d.revision, 5);
+    let Ok(Response::DeleteRange(dr)) = d.result else { panic!() };
     assert_eq!(dr.deleted, 1);
     assert_eq!(dr.prev_kvs[0].value, b"2");
-    assert_eq!(apply(&s, put("a", "3")).revision, 5);
+    assert_eq!(apply(&s, put("a", "3")).revision, 6);
 
     let now = get_at(&s, "a", "", 0).unwrap();
-    assert_eq!(
-        now.kvs[0].create_revision, 5,
-        "a new generation starts after a tombstone"
-    );
+    assert_eq!(now.kvs[0].create_revision, 6, "a new generation starts after a tombstone");
     assert_eq!(now.kvs[0].version, 1);
-    assert_eq!(now.revision, 5);
-    let at2 = get_at(&s, "a", "", 2).unwrap();
-    assert_eq!(
-        (
-            at2.kvs[0].create_revision,
-            at2.kvs[0].mod_revision,
-            at2.kvs[0].version
-        ),
-        (1, 2, 2)
-    );
-    assert!(
-        get_at(&s, "a", "", 4).unwrap().kvs.is_empty(),
-        "deleted at 4"
-    );
-    assert_eq!(get_at(&s, "a", "\0", 3).unwrap().count, 2, "a and b at 3");
-    assert_eq!(get_at(&s, "a", "", 6), Err(ApplyError::FutureRevision));
+    assert_eq!(now.revision, 6);
+    let at2 = get_at(&s, "a", "", 3).unwrap();
+    assert_eq!((at2.kvs[0].create_revision, at2.kvs[0].mod_revision, at2.kvs[0].version), (2, 3, 2));
+    assert!(get_at(&s, "a", "", 5).unwrap().kvs.is_empty(), "deleted at 5");
+    assert_eq!(get_at(&s, "a", "\0", 4).unwrap().count, 2, "a and b at 4");
+    assert_eq!(get_at(&s, "a", "", 7), Err(ApplyError::FutureRevision));
 }
 
 #[test]
 fn compaction_keeps_the_newest_state_at_or_below_it() {
     // History: a@1, a@2, b@3, del a@4, c@5, a@6.
     let (_d, s) = open();
-    for c in [
-        put("a", "1"),
-        put("a", "2"),
-        put("b", "x"),
-        del("a", ""),
-        put("c", "y"),
-        put("a", "3"),
-    ] {
+    for c in [put("a", "1"), put("a", "2"), put("b", "x"), del("a", ""), put("c", "y"), put("a", "3")] {
         apply(&s, c);
     }
-    assert!(apply(&s, Command::Compact { revision: 4 }).result.is_ok());
-    assert_eq!(get_at(&s, "a", "", 3), Err(ApplyError::Compacted));
-    assert!(get_at(&s, "a", "", 4).unwrap().kvs.is_empty());
-    assert_eq!(keys(&get_at(&s, "a", "\0", 4).unwrap()), vec!["b"]);
-    assert_eq!(keys(&get_at(&s, "a", "\0", 5).unwrap()), vec!["b", "c"]);
-    assert_eq!(values(&get_at(&s, "a", "", 6).unwrap()), vec!["3"]);
-    assert_eq!(
-        apply(&s, Command::Compact { revision: 4 }).result,
-        Err(ApplyError::Compacted)
-    );
-    assert_eq!(
-        apply(&s, Command::Compact { revision: 7 }).result,
-        Err(ApplyError::FutureRevision)
-    );
+    assert!(apply(&s, Command::Compact { revision: 5 }).result.is_ok());
+    assert_eq!(get_at(&s, "a", "", 4), Err(ApplyError::Compacted));
+    assert!(get_at(&s, "a", "", 5).unwrap().kvs.is_empty());
+    assert_eq!(keys(&get_at(&s, "a", "\0", 5).unwrap()), vec!["b"]);
+    assert_eq!(keys(&get_at(&s, "a", "\0", 6).unwrap()), vec!["b", "c"]);
+    assert_eq!(values(&get_at(&s, "a", "", 7).unwrap()), vec!["3"]);
+    assert_eq!(apply(&s, Command::Compact { revision: 5 }).result, Err(ApplyError::Compacted));
+    assert_eq!(apply(&s, Command::Compact { revision: 8 }).result, Err(ApplyError::FutureRevision));
     // A second compaction supersedes b's old state only if it changed; it did not.
-    assert!(apply(&s, Command::Compact { revision: 6 }).result.is_ok());
-    assert_eq!(
-        keys(&get_at(&s, "a", "\0", 6).unwrap()),
-        vec!["a", "b", "c"]
-    );
+    assert!(apply(&s, Command::Compact { revision: 7 }).result.is_ok());
+    assert_eq!(keys(&get_at(&s, "a", "\0", 7).unwrap()), vec!["a", "b", "c"]);
     // Watch history below the compaction is gone; from the compaction on it is complete.
     let view = s.read().unwrap();
-    assert!(matches!(
-        view.events(5, b"a", b"\0", false, 100),
-        Err(Error::Apply(ApplyError::Compacted))
-    ));
-    let page = view.events(6, b"a", b"\0", false, 100).unwrap();
+    assert!(matches!(view.events(6, b"a", b"\0", false, 100), Err(Error::Apply(ApplyError::Compacted))));
+    let page = view.events(7, b"a", b"\0", false, 100).unwrap();
     assert_eq!(page.events.len(), 1);
-    assert_eq!(page.next_revision, 7);
+    assert_eq!(page.next_revision, 8);
 }
 
 #[test]
@@ -166,71 +108,22 @@ fn range_limit_sort_count_and_filters() {
     }
     apply(&s, put("k2", "a2"));
     let view = s.read().unwrap();
-    let base = RangeOp {
-        key: b"k".to_vec(),
-        range_end: b"l".to_vec(),
-        ..Default::default()
-    };
+    let base = RangeOp { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() };
+    let r = view.range(&RangeOp { limit: 2, ..base.clone() }).unwrap();
+    assert_eq!((keys(&r), r.more, r.count), (vec!["k1".to_string(), "k2".into()], true, 4));
     let r = view
-        .range(&RangeOp {
-            limit: 2,
-            ..base.clone()
-        })
-        .unwrap();
-    assert_eq!(
-        (keys(&r), r.more, r.count),
-        (vec!["k1".to_string(), "k2".into()], true, 4)
-    );
-    let r = view
-        .range(&RangeOp {
-            sort_target: SortTarget::Value,
-            sort_order: SortOrder::Descend,
-            ..base.clone()
-        })
+        .range(&RangeOp { sort_target: SortTarget::Value, sort_order: SortOrder::Descend, ..base.clone() })
         .unwrap();
     assert_eq!(values(&r), vec!["d", "c", "b", "a2"]);
-    let r = view
-        .range(&RangeOp {
-            sort_target: SortTarget::Mod,
-            limit: 1,
-            ..base.clone()
-        })
-        .unwrap();
-    assert_eq!(
-        keys(&r),
-        vec!["k1"],
-        "a non-key target sorts ascending by default"
-    );
-    let r = view
-        .range(&RangeOp {
-            count_only: true,
-            ..base.clone()
-        })
-        .unwrap();
+    let r = view.range(&RangeOp { sort_target: SortTarget::Mod, limit: 1, ..base.clone() }).unwrap();
+    assert_eq!(keys(&r), vec!["k1"], "a non-key target sorts ascending by default");
+    let r = view.range(&RangeOp { count_only: true, ..base.clone() }).unwrap();
     assert_eq!((r.kvs.len(), r.count), (0, 4));
-    let r = view
-        .range(&RangeOp {
-            keys_only: true,
-            ..base.clone()
-        })
-        .unwrap();
+    let r = view.range(&RangeOp { keys_only: true, ..base.clone() }).unwrap();
     assert!(r.kvs.iter().all(|kv| kv.value.is_empty()));
-    let r = view
-        .range(&RangeOp {
-            min_mod_revision: 4,
-            ..base.clone()
-        })
-        .unwrap();
-    assert_eq!(
-        (keys(&r), r.count),
-        (vec!["k2".to_string(), "k4".into()], 4)
-    );
-    let r = view
-        .range(&RangeOp {
-            max_create_revision: 1,
-            ..base
-        })
-        .unwrap();
+    let r = view.range(&RangeOp { min_mod_revision: 5, ..base.clone() }).unwrap();
+    assert_eq!((keys(&r), r.count), (vec!["k2".to_string(), "k4".into()], 4));
+    let r = view.range(&RangeOp { max_create_revision: 2, ..base }).unwrap();
     assert_eq!(keys(&r), vec!["k1"]);
 }
 
@@ -238,31 +131,15 @@ fn range_limit_sort_count_and_filters() {
 fn txn_compares_branches_and_reads_own_writes() {
     let (_d, s) = open();
     apply(&s, put("a", "1"));
-    let cmp = |target, result| Compare {
-        result,
-        target,
-        key: b"a".to_vec(),
-        range_end: vec![],
-    };
+    let cmp = |target, result| Compare { result, target, key: b"a".to_vec(), range_end: vec![] };
     let txn = |compare: Vec<Compare>| {
         Command::Txn(TxnOp {
             compare,
             success: vec![
-                RequestOp::Put(PutOp {
-                    key: b"b".to_vec(),
-                    value: b"2".to_vec(),
-                    ..Default::default()
-                }),
-                RequestOp::Range(RangeOp {
-                    key: b"a".to_vec(),
-                    range_end: b"c".to_vec(),
-                    ..Default::default()
-                }),
+                RequestOp::Put(PutOp { key: b"b".to_vec(), value: b"2".to_vec(), ..Default::default() }),
+                RequestOp::Range(RangeOp { key: b"a".to_vec(), range_end: b"c".to_vec(), ..Default::default() }),
             ],
-            failure: vec![RequestOp::DeleteRange(DeleteOp {
-                key: b"a".to_vec(),
-                ..Default::default()
-            })],
+            failure: vec![RequestOp::DeleteRange(DeleteOp { key: b"a".to_vec(), ..Default::default() })],
         })
     };
     let r = apply(
@@ -272,16 +149,12 @@ fn txn_compares_branches_and_reads_own_writes() {
             cmp(CompareTarget::Version(1), CompareResult::Equal),
         ]),
     );
-    assert_eq!(r.revision, 2);
-    let Ok(Response::Txn(t)) = r.result else {
-        panic!()
-    };
+    assert_eq!(r.revision, 3);
+    let Ok(Response::Txn(t)) = r.result else { panic!() };
     assert!(t.succeeded);
-    let OpResult::Range(rr) = &t.responses[1] else {
-        panic!()
-    };
+    let OpResult::Range(rr) = &t.responses[1] else { panic!() };
     assert_eq!(keys(rr), vec!["a", "b"], "the range sees the txn's own put");
-    assert_eq!(rr.revision, 2);
+    assert_eq!(rr.revision, 3);
     // A value compare on a missing key always fails; the failure branch runs.
     let r = apply(
         &s,
@@ -295,9 +168,7 @@ fn txn_compares_branches_and_reads_own_writes() {
             ..Default::default()
         }),
     );
-    let Ok(Response::Txn(t)) = r.result else {
-        panic!()
-    };
+    let Ok(Response::Txn(t)) = r.result else { panic!() };
     assert!(!t.succeeded);
     // create_revision == 0 holds for a missing key (the lock recipe's test).
     let r = apply(
@@ -312,27 +183,19 @@ fn txn_compares_branches_and_reads_own_writes() {
             ..Default::default()
         }),
     );
-    assert!(matches!(
-        r.result,
-        Ok(Response::Txn(TxnResult {
-            succeeded: true,
-            ..
-        }))
-    ));
+    assert!(matches!(r.result, Ok(Response::Txn(TxnResult { succeeded: true, .. }))));
     // Mod revision over a range: every key must satisfy it.
     let r = apply(
         &s,
         txn(vec![Compare {
             result: CompareResult::Greater,
-            target: CompareTarget::Mod(1),
+            target: CompareTarget::Mod(2),
             key: b"a".to_vec(),
             range_end: b"c".to_vec(),
         }]),
     );
-    let Ok(Response::Txn(t)) = r.result else {
-        panic!()
-    };
-    assert!(!t.succeeded, "a has mod revision 1");
+    let Ok(Response::Txn(t)) = r.result else { panic!() };
+    assert!(!t.succeeded, "a has mod revision 2");
     assert!(get_at(&s, "a", "", 0).unwrap().kvs.is_empty());
 }
 
@@ -345,23 +208,14 @@ fn failed_txn_changes_nothing() {
         &s,
         Command::Txn(TxnOp {
             success: vec![
-                RequestOp::Put(PutOp {
-                    key: b"x".to_vec(),
-                    value: b"1".to_vec(),
-                    ..Default::default()
-                }),
-                RequestOp::Put(PutOp {
-                    key: b"y".to_vec(),
-                    value: b"1".to_vec(),
-                    lease: 99,
-                    ..Default::default()
-                }),
+                RequestOp::Put(PutOp { key: b"x".to_vec(), value: b"1".to_vec(), ..Default::default() }),
+                RequestOp::Put(PutOp { key: b"y".to_vec(), value: b"1".to_vec(), lease: 99, ..Default::default() }),
             ],
             ..Default::default()
         }),
     );
     assert_eq!(r.result, Err(ApplyError::LeaseNotFound));
-    assert_eq!(r.revision, 1);
+    assert_eq!(r.revision, 2);
     assert!(get_at(&s, "x", "", 0).unwrap().kvs.is_empty());
 }
 
@@ -369,70 +223,35 @@ fn failed_txn_changes_nothing() {
 fn put_ignore_value_and_lease() {
     let (_d, s) = open();
     assert_eq!(
-        apply(
-            &s,
-            Command::Put(PutOp {
-                key: b"a".to_vec(),
-                ignore_value: true,
-                ..Default::default()
-            })
-        )
-        .result,
+        apply(&s, Command::Put(PutOp { key: b"a".to_vec(), ignore_value: true, ..Default::default() })).result,
         Err(ApplyError::KeyNotFound)
     );
     apply(&s, Command::LeaseGrant { id: 7, ttl_s: 60 });
     apply(&s, put_lease("a", "v", 7));
-    apply(
-        &s,
-        Command::Put(PutOp {
-            key: b"a".to_vec(),
-            ignore_value: true,
-            ignore_lease: true,
-            ..Default::default()
-        }),
-    );
+    apply(&s, Command::Put(PutOp { key: b"a".to_vec(), ignore_value: true, ignore_lease: true, ..Default::default() }));
     let kv = &get_at(&s, "a", "", 0).unwrap().kvs[0];
-    assert_eq!(
-        (kv.value.as_slice(), kv.lease, kv.version),
-        (&b"v"[..], 7, 2)
-    );
+    assert_eq!((kv.value.as_slice(), kv.lease, kv.version), (&b"v"[..], 7, 2));
 }
 
 #[test]
 fn lease_revoke_deletes_attached_keys_in_one_revision() {
     let (_d, s) = open();
-    assert_eq!(
-        apply(&s, Command::LeaseGrant { id: 5, ttl_s: 10 }).revision,
-        0,
-        "a grant is not a revision"
-    );
-    assert_eq!(
-        apply(&s, Command::LeaseGrant { id: 5, ttl_s: 10 }).result,
-        Err(ApplyError::LeaseExists)
-    );
+    assert_eq!(apply(&s, Command::LeaseGrant { id: 5, ttl_s: 10 }).revision, 1, "a grant is not a revision");
+    assert_eq!(apply(&s, Command::LeaseGrant { id: 5, ttl_s: 10 }).result, Err(ApplyError::LeaseExists));
     apply(&s, put_lease("a", "1", 5));
     apply(&s, put_lease("b", "1", 5));
     apply(&s, put("c", "1"));
     // Re-putting b without the lease detaches it.
     apply(&s, put("b", "2"));
-    assert_eq!(
-        s.read().unwrap().lease_keys(5).unwrap(),
-        vec![b"a".to_vec()]
-    );
+    assert_eq!(s.read().unwrap().lease_keys(5).unwrap(), vec![b"a".to_vec()]);
     apply(&s, put_lease("d", "1", 5));
     let (r, fx) = apply_fx(&s, Command::LeaseRevoke { id: 5 });
-    assert_eq!(r.revision, 6);
+    assert_eq!(r.revision, 7);
     assert_eq!(fx.events.len(), 2);
-    assert!(fx
-        .events
-        .iter()
-        .all(|e| e.kind == EventKind::Delete && e.kv.mod_revision == 6));
+    assert!(fx.events.iter().all(|e| e.kind == EventKind::Delete && e.kv.mod_revision == 7));
     assert_eq!(fx.leases_revoked, vec![5]);
     assert_eq!(keys(&get_at(&s, "a", "\0", 0).unwrap()), vec!["b", "c"]);
-    assert_eq!(
-        apply(&s, Command::LeaseRevoke { id: 5 }).result,
-        Err(ApplyError::LeaseNotFound)
-    );
+    assert_eq!(apply(&s, Command::LeaseRevoke { id: 5 }).result, Err(ApplyError::LeaseNotFound));
     assert!(s.read().unwrap().lease(5).unwrap().is_none());
 }
 
@@ -444,16 +263,8 @@ fn events_carry_prev_kv_and_split_on_revision_boundaries() {
         &s,
         Command::Txn(TxnOp {
             success: vec![
-                RequestOp::Put(PutOp {
-                    key: b"a".to_vec(),
-                    value: b"2".to_vec(),
-                    ..Default::default()
-                }),
-                RequestOp::Put(PutOp {
-                    key: b"b".to_vec(),
-                    value: b"1".to_vec(),
-                    ..Default::default()
-                }),
+                RequestOp::Put(PutOp { key: b"a".to_vec(), value: b"2".to_vec(), ..Default::default() }),
+                RequestOp::Put(PutOp { key: b"b".to_vec(), value: b"1".to_vec(), ..Default::default() }),
             ],
             ..Default::default()
         }),
@@ -461,15 +272,15 @@ fn events_carry_prev_kv_and_split_on_revision_boundaries() {
     apply(&s, del("a", ""));
     let view = s.read().unwrap();
     let page = view.events(1, b"a", b"\0", true, 2).unwrap();
-    // Three changes would pass the max of 2, but revision 2 is not split.
+    // Three changes would pass the max of 2, but revision 3 is not split.
     assert_eq!(page.events.len(), 3);
-    assert_eq!(page.next_revision, 3);
+    assert_eq!(page.next_revision, 4);
     assert_eq!(page.events[1].prev_kv.as_ref().unwrap().value, b"1");
-    let page = view.events(3, b"a", b"", true, 10).unwrap();
+    let page = view.events(4, b"a", b"", true, 10).unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].kind, EventKind::Delete);
     assert_eq!(page.events[0].prev_kv.as_ref().unwrap().value, b"2");
-    assert_eq!(page.next_revision, 4);
+    assert_eq!(page.next_revision, 5);
 }
 
 #[test]
@@ -481,31 +292,20 @@ fn applied_state_survives_reopen_and_snapshots_round_trip() {
         apply(&s, put("a", "1"));
         apply(&s, Command::LeaseGrant { id: 3, ttl_s: 9 });
         apply(&s, put_lease("b", "2", 3));
-        s.write(true, |tx| tx.set_meta("raft_applied", b"x"))
-            .unwrap();
+        s.write(true, |tx| tx.set_meta("raft_applied", b"x")).unwrap();
     }
     let s = Store::open(&path, StoreConfig::default()).unwrap();
     let view = s.read().unwrap();
-    assert_eq!(view.revision, 2);
+    assert_eq!(view.revision, 3);
     assert_eq!(view.meta("raft_applied").unwrap().unwrap(), b"x");
     let rows = view.dump().unwrap();
     let (_d2, other) = open();
     apply(&other, put("junk", "1"));
     other.restore(&rows).unwrap();
     let v2 = other.read().unwrap();
-    assert_eq!(v2.revision, 2);
+    assert_eq!(v2.revision, 3);
     assert_eq!(v2.lease_keys(3).unwrap(), vec![b"b".to_vec()]);
     assert_eq!(v2.hash_kv(0).unwrap(), view.hash_kv(0).unwrap());
     assert!(v2.get(b"junk").unwrap().is_none());
-    assert_eq!(
-        v2.range(&RangeOp {
-            key: b"a".to_vec(),
-            revision: 1,
-            ..Default::default()
-        })
-        .unwrap()
-        .kvs
-        .len(),
-        1
-    );
+    assert_eq!(v2.range(&RangeOp { key: b"a".to_vec(), revision: 2, ..Default::default() }).unwrap().kvs.len(), 1);
 }

@@ -50,7 +50,10 @@ pub enum HubMsg {
         compact_revision: i64,
     },
     /// Every event up to `revision` has been delivered (watch_id -1: for the whole stream).
-    Progress { watch_id: i64, revision: i64 },
+    Progress {
+        watch_id: i64,
+        revision: i64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -114,12 +117,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(store: Store, revision: i64, config: HubConfig) -> Arc<Hub> {
         Arc::new(Hub {
-            inner: Mutex::new(Inner {
-                revision,
-                streams: HashMap::new(),
-                next_stream_id: 1,
-                unsynced: 0,
-            }),
+            inner: Mutex::new(Inner { revision, streams: HashMap::new(), next_stream_id: 1, unsynced: 0 }),
             store,
             config,
             wake_catchup: Notify::new(),
@@ -173,13 +171,7 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.config.stream_queue_max);
         let id = inner.next_stream_id;
         inner.next_stream_id += 1;
-        inner.streams.insert(
-            id,
-            Stream {
-                tx,
-                watchers: HashMap::new(),
-            },
-        );
+        inner.streams.insert(id, Stream { tx, watchers: HashMap::new() });
         Ok((id, rx))
     }
 
@@ -197,18 +189,10 @@ impl Hub {
 
     /// Adds a watcher. A start revision at or below the hub's revision makes it unsynced: the
     /// catch-up task replays history first.
-    pub fn watch(
-        &self,
-        stream: StreamId,
-        watch_id: i64,
-        spec: WatchSpec,
-    ) -> Result<(), WatchError> {
+    pub fn watch(&self, stream: StreamId, watch_id: i64, spec: WatchSpec) -> Result<(), WatchError> {
         let mut inner = self.lock();
         let revision = inner.revision;
-        let s = inner
-            .streams
-            .get_mut(&stream)
-            .expect("watch on a closed stream");
+        let s = inner.streams.get_mut(&stream).expect("watch on a closed stream");
         if s.watchers.len() >= self.config.watchers_per_stream_max {
             return Err(WatchError::TooManyWatchers);
         }
@@ -220,14 +204,7 @@ impl Hub {
         } else {
             (spec.start_revision, false)
         };
-        s.watchers.insert(
-            watch_id,
-            Watcher {
-                spec,
-                next_rev,
-                synced,
-            },
-        );
+        s.watchers.insert(watch_id, Watcher { spec, next_rev, synced });
         if !synced {
             inner.unsynced += 1;
             drop(inner);
@@ -264,10 +241,7 @@ impl Hub {
         };
         for (id, w) in &s.watchers {
             if w.synced {
-                let _ = s.tx.try_send(HubMsg::Progress {
-                    watch_id: *id,
-                    revision: inner.revision,
-                });
+                let _ = s.tx.try_send(HubMsg::Progress { watch_id: *id, revision: inner.revision });
             }
         }
     }
@@ -277,10 +251,7 @@ impl Hub {
         for s in inner.streams.values() {
             for (id, w) in &s.watchers {
                 if w.synced && w.spec.progress_notify {
-                    let _ = s.tx.try_send(HubMsg::Progress {
-                        watch_id: *id,
-                        revision: inner.revision,
-                    });
+                    let _ = s.tx.try_send(HubMsg::Progress { watch_id: *id, revision: inner.revision });
                 }
             }
         }
@@ -308,11 +279,7 @@ impl Hub {
                     .map(|e| shape(&w.spec, e))
                     .collect();
                 if !mine.is_empty() {
-                    match s.tx.try_send(HubMsg::Events {
-                        watch_id: *id,
-                        revision,
-                        events: mine,
-                    }) {
+                    match s.tx.try_send(HubMsg::Events { watch_id: *id, revision, events: mine }) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             // Keep next_rev: catch-up resends from there.
@@ -351,10 +318,7 @@ impl Hub {
                 .streams
                 .iter()
                 .flat_map(|(sid, s)| {
-                    s.watchers
-                        .iter()
-                        .filter(|(_, w)| !w.synced)
-                        .map(|(id, w)| (*sid, *id, w.spec.clone(), w.next_rev))
+                    s.watchers.iter().filter(|(_, w)| !w.synced).map(|(id, w)| (*sid, *id, w.spec.clone(), w.next_rev))
                 })
                 .collect()
         };
@@ -367,13 +331,7 @@ impl Hub {
         };
         let mut pending = false;
         for (sid, id, spec, from) in todo {
-            let page = view.events(
-                from,
-                &spec.key,
-                &spec.range_end,
-                spec.prev_kv,
-                self.config.catchup_events_max,
-            );
+            let page = view.events(from, &spec.key, &spec.range_end, spec.prev_kv, self.config.catchup_events_max);
             let mut guard = self.lock();
             let inner = &mut *guard;
             let hub_rev = inner.revision;
@@ -388,11 +346,8 @@ impl Hub {
             }
             match page {
                 Err(StoreErr::Apply(ApplyError::Compacted)) => {
-                    let msg = HubMsg::Compacted {
-                        watch_id: id,
-                        revision: hub_rev,
-                        compact_revision: view.compact_revision,
-                    };
+                    let msg =
+                        HubMsg::Compacted { watch_id: id, revision: hub_rev, compact_revision: view.compact_revision };
                     if s.tx.try_send(msg).is_ok() {
                         s.watchers.remove(&id);
                         inner.unsynced -= 1;
@@ -404,18 +359,10 @@ impl Hub {
                     tracing::error!("watch catch-up read failed: {e}");
                 }
                 Ok(page) => {
-                    let events: Vec<Event> = page
-                        .events
-                        .iter()
-                        .filter(|e| wants(&spec, e))
-                        .map(|e| shape(&spec, e))
-                        .collect();
+                    let events: Vec<Event> =
+                        page.events.iter().filter(|e| wants(&spec, e)).map(|e| shape(&spec, e)).collect();
                     if !events.is_empty() {
-                        let msg = HubMsg::Events {
-                            watch_id: id,
-                            revision: view.revision.max(hub_rev),
-                            events,
-                        };
+                        let msg = HubMsg::Events { watch_id: id, revision: view.revision.max(hub_rev), events };
                         if s.tx.try_send(msg).is_err() {
                             pending = true;
                             continue;

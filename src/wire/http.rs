@@ -34,38 +34,19 @@ pub fn router(state: HttpState) -> Router {
 
 async fn health(State(s): State<HttpState>) -> Response {
     let (status, body) = match (s.health)() {
-        None => (
-            StatusCode::OK,
-            r#"{"health":"true","reason":""}"#.to_string(),
-        ),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(r#"{{"health":"false","reason":"{reason}"}}"#),
-        ),
+        None => (StatusCode::OK, r#"{"health":"true","reason":""}"#.to_string()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!(r#"{{"health":"false","reason":"{reason}"}}"#)),
     };
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn version(State(s): State<HttpState>) -> Response {
-    let body = format!(
-        r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
-        s.server_version, s.cluster_version
-    );
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    let body = format!(r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#, s.server_version, s.cluster_version);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        (s.metrics)(),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (s.metrics)()).into_response()
 }
 
 async fn fallback(headers: HeaderMap) -> Response {
@@ -74,14 +55,8 @@ async fn fallback(headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     if grpc {
-        return tonic::Status::unimplemented("unknown service")
-            .into_http::<axum::body::Body>()
-            .into_response();
+        return tonic::Status::unimplemented("unknown service").into_http::<axum::body::Body>().into_response();
     }
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "404 page not found\n",
-    )
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "404 page not found\n")
         .into_response()
 }

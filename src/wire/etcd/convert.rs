@@ -88,11 +88,7 @@ pub fn delete_from_pb(d: pb::DeleteRangeRequest) -> Result<DeleteOp, EtcdError> 
     if d.key.is_empty() {
         return Err(EtcdError::EmptyKey);
     }
-    Ok(DeleteOp {
-        key: d.key,
-        range_end: d.range_end,
-        prev_kv: d.prev_kv,
-    })
+    Ok(DeleteOp { key: d.key, range_end: d.range_end, prev_kv: d.prev_kv })
 }
 
 fn compare_from_pb(c: pb::Compare) -> Result<Compare, EtcdError> {
@@ -105,44 +101,19 @@ fn compare_from_pb(c: pb::Compare) -> Result<Compare, EtcdError> {
         1 => CompareResult::Greater,
         2 => CompareResult::Less,
         3 => CompareResult::NotEqual,
-        _ => {
-            return Err(EtcdError::Internal(
-                "etcdserver: unknown compare result".into(),
-            ))
-        }
+        _ => return Err(EtcdError::Internal("etcdserver: unknown compare result".into())),
     };
     // Like etcd, the target enum picks the field; a union of another kind reads as zero.
     let u = c.target_union;
     let target = match c.target {
         0 => CompareTarget::Version(if let Some(U::Version(v)) = u { v } else { 0 }),
-        1 => CompareTarget::Create(if let Some(U::CreateRevision(v)) = u {
-            v
-        } else {
-            0
-        }),
-        2 => CompareTarget::Mod(if let Some(U::ModRevision(v)) = u {
-            v
-        } else {
-            0
-        }),
-        3 => CompareTarget::Value(if let Some(U::Value(v)) = u {
-            v
-        } else {
-            Vec::new()
-        }),
+        1 => CompareTarget::Create(if let Some(U::CreateRevision(v)) = u { v } else { 0 }),
+        2 => CompareTarget::Mod(if let Some(U::ModRevision(v)) = u { v } else { 0 }),
+        3 => CompareTarget::Value(if let Some(U::Value(v)) = u { v } else { Vec::new() }),
         4 => CompareTarget::Lease(if let Some(U::Lease(v)) = u { v } else { 0 }),
-        _ => {
-            return Err(EtcdError::Internal(
-                "etcdserver: unknown compare target".into(),
-            ))
-        }
+        _ => return Err(EtcdError::Internal("etcdserver: unknown compare target".into())),
     };
-    Ok(Compare {
-        result,
-        target,
-        key: c.key,
-        range_end: c.range_end,
-    })
+    Ok(Compare { result, target, key: c.key, range_end: c.range_end })
 }
 
 fn op_from_pb(op: pb::RequestOp, ops_max: usize) -> Result<RequestOp, EtcdError> {
@@ -165,26 +136,10 @@ fn txn_from_pb_inner(t: pb::TxnRequest, ops_max: usize) -> Result<TxnOp, EtcdErr
         return Err(EtcdError::TooManyOps);
     }
     let left = ops_max - widest;
-    let compare = t
-        .compare
-        .into_iter()
-        .map(compare_from_pb)
-        .collect::<Result<Vec<_>, _>>()?;
-    let success = t
-        .success
-        .into_iter()
-        .map(|o| op_from_pb(o, left))
-        .collect::<Result<Vec<_>, _>>()?;
-    let failure = t
-        .failure
-        .into_iter()
-        .map(|o| op_from_pb(o, left))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TxnOp {
-        compare,
-        success,
-        failure,
-    })
+    let compare = t.compare.into_iter().map(compare_from_pb).collect::<Result<Vec<_>, _>>()?;
+    let success = t.success.into_iter().map(|o| op_from_pb(o, left)).collect::<Result<Vec<_>, _>>()?;
+    let failure = t.failure.into_iter().map(|o| op_from_pb(o, left)).collect::<Result<Vec<_>, _>>()?;
+    Ok(TxnOp { compare, success, failure })
 }
 
 pub fn txn_from_pb(t: pb::TxnRequest, ops_max: usize) -> Result<TxnOp, EtcdError> {
@@ -218,23 +173,11 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Del>), Et
     for op in ops {
         if let RequestOp::DeleteRange(d) = op {
             dels.push(if d.range_end.is_empty() {
-                Del {
-                    key: d.key.clone(),
-                    end: None,
-                    single: true,
-                }
+                Del { key: d.key.clone(), end: None, single: true }
             } else if d.range_end == [0] {
-                Del {
-                    key: d.key.clone(),
-                    end: None,
-                    single: false,
-                }
+                Del { key: d.key.clone(), end: None, single: false }
             } else {
-                Del {
-                    key: d.key.clone(),
-                    end: Some(d.range_end.clone()),
-                    single: false,
-                }
+                Del { key: d.key.clone(), end: Some(d.range_end.clone()), single: false }
             });
         }
     }
@@ -272,28 +215,14 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Del>), Et
 }
 
 pub fn range_result_to_pb(r: RangeResult, header: Option<pb::ResponseHeader>) -> pb::RangeResponse {
-    pb::RangeResponse {
-        header,
-        kvs: r.kvs.into_iter().map(kv_to_pb).collect(),
-        more: r.more,
-        count: r.count,
-    }
+    pb::RangeResponse { header, kvs: r.kvs.into_iter().map(kv_to_pb).collect(), more: r.more, count: r.count }
 }
 
 /// A txn's results as etcd shapes them: nested responses carry a header holding only the
 /// revision, the top level gets the full header from the caller.
-pub fn txn_result_to_pb(
-    t: TxnResult,
-    revision: i64,
-    header: Option<pb::ResponseHeader>,
-) -> pb::TxnResponse {
+pub fn txn_result_to_pb(t: TxnResult, revision: i64, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {
     use pb::response_op::Response as R;
-    let inner = |revision: i64| {
-        Some(pb::ResponseHeader {
-            revision,
-            ..Default::default()
-        })
-    };
+    let inner = |revision: i64| Some(pb::ResponseHeader { revision, ..Default::default() });
     let responses = t
         .responses
         .into_iter()
@@ -303,10 +232,9 @@ pub fn txn_result_to_pb(
                     let rev = rr.revision;
                     R::ResponseRange(range_result_to_pb(rr, inner(rev)))
                 }
-                OpResult::Put(p) => R::ResponsePut(pb::PutResponse {
-                    header: inner(revision),
-                    prev_kv: p.prev_kv.map(kv_to_pb),
-                }),
+                OpResult::Put(p) => {
+                    R::ResponsePut(pb::PutResponse { header: inner(revision), prev_kv: p.prev_kv.map(kv_to_pb) })
+                }
                 OpResult::DeleteRange(d) => R::ResponseDeleteRange(pb::DeleteRangeResponse {
                     header: inner(revision),
                     deleted: d.deleted,
@@ -316,11 +244,7 @@ pub fn txn_result_to_pb(
             }),
         })
         .collect();
-    pb::TxnResponse {
-        header,
-        succeeded: t.succeeded,
-        responses,
-    }
+    pb::TxnResponse { header, succeeded: t.succeeded, responses }
 }
 
 #[cfg(test)]
@@ -328,10 +252,7 @@ mod tests {
     use super::*;
 
     fn put(k: &str) -> RequestOp {
-        RequestOp::Put(PutOp {
-            key: k.as_bytes().to_vec(),
-            ..Default::default()
-        })
+        RequestOp::Put(PutOp { key: k.as_bytes().to_vec(), ..Default::default() })
     }
     fn del(k: &str, end: &str) -> RequestOp {
         RequestOp::DeleteRange(DeleteOp {
@@ -341,39 +262,20 @@ mod tests {
         })
     }
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-        RequestOp::Txn(TxnOp {
-            compare: vec![],
-            success,
-            failure,
-        })
+        RequestOp::Txn(TxnOp { compare: vec![], success, failure })
     }
 
     #[test]
     fn txn_overlap_rules_follow_etcd() {
         assert!(check_intervals(&[put("a"), put("b")]).is_ok());
-        assert_eq!(
-            check_intervals(&[put("a"), put("a")]).unwrap_err(),
-            EtcdError::DuplicateKey
-        );
-        assert_eq!(
-            check_intervals(&[del("a", "c"), put("b")]).unwrap_err(),
-            EtcdError::DuplicateKey
-        );
+        assert_eq!(check_intervals(&[put("a"), put("a")]).unwrap_err(), EtcdError::DuplicateKey);
+        assert_eq!(check_intervals(&[del("a", "c"), put("b")]).unwrap_err(), EtcdError::DuplicateKey);
         assert!(check_intervals(&[del("a", "c"), put("c")]).is_ok());
-        assert_eq!(
-            check_intervals(&[del("a", "\0"), put("zzz")]).unwrap_err(),
-            EtcdError::DuplicateKey
-        );
+        assert_eq!(check_intervals(&[del("a", "\0"), put("zzz")]).unwrap_err(), EtcdError::DuplicateKey);
         // then/else of one nested txn exclude each other.
         assert!(check_intervals(&[txn(vec![put("a")], vec![put("a")])]).is_ok());
-        assert_eq!(
-            check_intervals(&[txn(vec![put("a")], vec![]), put("a")]).unwrap_err(),
-            EtcdError::DuplicateKey
-        );
-        assert_eq!(
-            check_intervals(&[txn(vec![del("a", "")], vec![]), put("a")]).unwrap_err(),
-            EtcdError::DuplicateKey
-        );
+        assert_eq!(check_intervals(&[txn(vec![put("a")], vec![]), put("a")]).unwrap_err(), EtcdError::DuplicateKey);
+        assert_eq!(check_intervals(&[txn(vec![del("a", "")], vec![]), put("a")]).unwrap_err(), EtcdError::DuplicateKey);
         // Two deletes may overlap.
         assert!(check_intervals(&[del("a", "c"), del("b", "d")]).is_ok());
     }

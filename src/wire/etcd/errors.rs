@@ -41,27 +41,12 @@ impl EtcdError {
             KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found"),
             ValueProvided => (Code::InvalidArgument, "etcdserver: value is provided"),
             LeaseProvided => (Code::InvalidArgument, "etcdserver: lease is provided"),
-            TooManyOps => (
-                Code::InvalidArgument,
-                "etcdserver: too many operations in txn request",
-            ),
-            DuplicateKey => (
-                Code::InvalidArgument,
-                "etcdserver: duplicate key given in txn request",
-            ),
+            TooManyOps => (Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            DuplicateKey => (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
             InvalidSortOption => (Code::InvalidArgument, "etcdserver: invalid sort option"),
-            Compacted => (
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision has been compacted",
-            ),
-            FutureRev => (
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision is a future revision",
-            ),
-            NoSpace => (
-                Code::ResourceExhausted,
-                "etcdserver: mvcc: database space exceeded",
-            ),
+            Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            FutureRev => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
             LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
             LeaseExist => (Code::FailedPrecondition, "etcdserver: lease already exists"),
             LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
@@ -69,18 +54,10 @@ impl EtcdError {
             NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
-            AuthNotEnabled => (
-                Code::FailedPrecondition,
-                "etcdserver: authentication is not enabled",
-            ),
+            AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
             MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
             NotCapable => (Code::Unavailable, "etcdserver: not capable"),
-            Unimplemented(what) => {
-                return (
-                    Code::Unimplemented,
-                    format!("conclave: {what} is not implemented yet"),
-                )
-            }
+            Unimplemented(what) => return (Code::Unimplemented, format!("conclave: {what} is not implemented yet")),
             Internal(m) => return (Code::Unknown, m.clone()),
         };
         (code, msg.to_string())

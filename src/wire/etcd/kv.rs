@@ -51,10 +51,7 @@ fn unexpected(r: CmdResponse) -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(
-        &self,
-        request: Request<pb::RangeRequest>,
-    ) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let r = request.into_inner();
         let serializable = r.serializable;
         let op = range_from_pb(r)?;
@@ -64,10 +61,7 @@ impl Kv for KvService {
         Ok(Response::new(range_result_to_pb(result, header)))
     }
 
-    async fn put(
-        &self,
-        request: Request<pb::PutRequest>,
-    ) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = request.into_inner();
         self.check_size(&r)?;
         self.check_quota()?;
@@ -98,10 +92,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn txn(
-        &self,
-        request: Request<pb::TxnRequest>,
-    ) -> Result<Response<pb::TxnResponse>, Status> {
+    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let r = request.into_inner();
         self.check_size(&r)?;
         let op = txn_from_pb(r, self.ctx.limits.max_txn_ops)?;
@@ -109,11 +100,7 @@ impl Kv for KvService {
             self.check_quota()?;
         }
         match self.propose(Command::Txn(op)).await? {
-            (rev, CmdResponse::Txn(t)) => Ok(Response::new(txn_result_to_pb(
-                t,
-                rev,
-                Some(self.ctx.header(rev)),
-            ))),
+            (rev, CmdResponse::Txn(t)) => Ok(Response::new(txn_result_to_pb(t, rev, Some(self.ctx.header(rev))))),
             (_, other) => Err(unexpected(other)),
         }
     }
@@ -124,15 +111,10 @@ impl Kv for KvService {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let r = request.into_inner();
         // Compaction runs inside apply, so when the proposal returns it is already physical.
-        match self
-            .propose(Command::Compact {
-                revision: r.revision,
-            })
-            .await?
-        {
-            (rev, CmdResponse::Compact) => Ok(Response::new(pb::CompactionResponse {
-                header: Some(self.ctx.header(rev)),
-            })),
+        match self.propose(Command::Compact { revision: r.revision }).await? {
+            (rev, CmdResponse::Compact) => {
+                Ok(Response::new(pb::CompactionResponse { header: Some(self.ctx.header(rev)) }))
+            }
             (_, other) => Err(unexpected(other)),
         }
     }

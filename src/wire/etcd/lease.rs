@@ -28,8 +28,7 @@ impl LeaseService {
     }
 }
 
-type KeepAliveStream =
-    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
@@ -42,11 +41,7 @@ impl Lease for LeaseService {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
         let ttl_s = r.ttl.max(self.ctx.limits.lease_ttl_min_s);
-        let id = if r.id == 0 {
-            self.ctx.next_lease_id()
-        } else {
-            r.id
-        };
+        let id = if r.id == 0 { self.ctx.next_lease_id() } else { r.id };
         let applied = self.ctx.propose(Command::LeaseGrant { id, ttl_s }).await?;
         match applied.result.map_err(EtcdError::from)? {
             CmdResponse::LeaseGrant { id, ttl_s } => Ok(Response::new(pb::LeaseGrantResponse {
@@ -55,9 +50,7 @@ impl Lease for LeaseService {
                 ttl: ttl_s,
                 error: String::new(),
             })),
-            other => Err(Status::internal(format!(
-                "conclave: unexpected result {other:?}"
-            ))),
+            other => Err(Status::internal(format!("conclave: unexpected result {other:?}"))),
         }
     }
 
@@ -68,9 +61,7 @@ impl Lease for LeaseService {
         let r = request.into_inner();
         let applied = self.ctx.propose(Command::LeaseRevoke { id: r.id }).await?;
         applied.result.map_err(EtcdError::from)?;
-        Ok(Response::new(pb::LeaseRevokeResponse {
-            header: Some(self.ctx.header(applied.revision)),
-        }))
+        Ok(Response::new(pb::LeaseRevokeResponse { header: Some(self.ctx.header(applied.revision)) }))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -96,11 +87,7 @@ impl Lease for LeaseService {
                 // Like etcd: an unknown or expired lease answers TTL 0 rather than an error.
                 let ttl = ctx.lessor.renew(req.id).unwrap_or(0);
                 let rev = ctx.hub.revision();
-                let resp = pb::LeaseKeepAliveResponse {
-                    header: Some(ctx.header(rev)),
-                    id: req.id,
-                    ttl,
-                };
+                let resp = pb::LeaseKeepAliveResponse { header: Some(ctx.header(rev)), id: req.id, ttl };
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
@@ -127,11 +114,7 @@ impl Lease for LeaseService {
                 keys: vec![],
             }));
         };
-        let keys = if r.keys {
-            view.lease_keys(r.id).map_err(EtcdError::from)?
-        } else {
-            Vec::new()
-        };
+        let keys = if r.keys { view.lease_keys(r.id).map_err(EtcdError::from)? } else { Vec::new() };
         Ok(Response::new(pb::LeaseTimeToLiveResponse {
             header,
             id: r.id,
@@ -147,15 +130,8 @@ impl Lease for LeaseService {
         _request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         let view = self.ctx.read(false).await?;
-        let leases = view
-            .leases()
-            .map_err(EtcdError::from)?
-            .into_iter()
-            .map(|(id, _)| pb::LeaseStatus { id })
-            .collect();
-        Ok(Response::new(pb::LeaseLeasesResponse {
-            header: Some(self.ctx.header(view.revision)),
-            leases,
-        }))
+        let leases =
+            view.leases().map_err(EtcdError::from)?.into_iter().map(|(id, _)| pb::LeaseStatus { id }).collect();
+        Ok(Response::new(pb::LeaseLeasesResponse { header: Some(self.ctx.header(view.revision)), leases }))
     }
 }

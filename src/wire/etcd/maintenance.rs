@@ -23,27 +23,17 @@ impl MaintenanceService {
     }
 }
 
-type SnapshotStream =
-    Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(
-        &self,
-        _request: Request<pb::AlarmRequest>,
-    ) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(&self, _request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
         // No alarm is ever raised: the space quota is enforced per write instead.
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::AlarmResponse {
-            header: Some(self.ctx.header(rev)),
-            alarms: vec![],
-        }))
+        Ok(Response::new(pb::AlarmResponse { header: Some(self.ctx.header(rev)), alarms: vec![] }))
     }
 
-    async fn status(
-        &self,
-        _request: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let st = self.ctx.replica.status();
         let rev = self.ctx.hub.revision();
         let db_size = self.ctx.store.size_bytes() as i64;
@@ -51,11 +41,7 @@ impl Maintenance for MaintenanceService {
             header: Some(self.ctx.header(rev)),
             version: SERVER_VERSION.into(),
             db_size,
-            leader: if st.leader.is_some() {
-                self.ctx.member.id
-            } else {
-                0
-            },
+            leader: if st.leader.is_some() { self.ctx.member.id } else { 0 },
             raft_index: st.last_log_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,
@@ -71,27 +57,16 @@ impl Maintenance for MaintenanceService {
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::DefragmentResponse {
-            header: Some(self.ctx.header(rev)),
-        }))
+        Ok(Response::new(pb::DefragmentResponse { header: Some(self.ctx.header(rev)) }))
     }
 
-    async fn hash(
-        &self,
-        _request: Request<pb::HashRequest>,
-    ) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
         let view = self.ctx.read(true).await?;
         let (hash, _) = view.hash_kv(0).map_err(EtcdError::from)?;
-        Ok(Response::new(pb::HashResponse {
-            header: Some(self.ctx.header(view.revision)),
-            hash,
-        }))
+        Ok(Response::new(pb::HashResponse { header: Some(self.ctx.header(view.revision)), hash }))
     }
 
-    async fn hash_kv(
-        &self,
-        request: Request<pb::HashKvRequest>,
-    ) -> Result<Response<pb::HashKvResponse>, Status> {
+    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
         let r = request.into_inner();
         let view = self.ctx.read(true).await?;
         let (hash, hash_revision) = view.hash_kv(r.revision).map_err(EtcdError::from)?;
@@ -99,21 +74,14 @@ impl Maintenance for MaintenanceService {
             header: Some(self.ctx.header(view.revision)),
             hash,
             // etcd reports -1 until the first compaction.
-            compact_revision: if view.compact_revision == 0 {
-                -1
-            } else {
-                view.compact_revision
-            },
+            compact_revision: if view.compact_revision == 0 { -1 } else { view.compact_revision },
             hash_revision,
         }))
     }
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(
-        &self,
-        _request: Request<pb::SnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         Err(EtcdError::Unimplemented("snapshot save").into())
     }
 
@@ -126,9 +94,7 @@ impl Maintenance for MaintenanceService {
             return Err(EtcdError::MemberNotFound.into());
         }
         let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::MoveLeaderResponse {
-            header: Some(self.ctx.header(rev)),
-        }))
+        Ok(Response::new(pb::MoveLeaderResponse { header: Some(self.ctx.header(rev)) }))
     }
 
     async fn downgrade(

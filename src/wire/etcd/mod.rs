@@ -78,16 +78,7 @@ impl Ctx {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let seed = ((member.id & 0xffff) << 48) | ((now_ms & ((1 << 40) - 1)) << 8);
-        Arc::new(Ctx {
-            replica,
-            store,
-            hub,
-            lessor,
-            cluster_id,
-            member,
-            limits,
-            lease_ids: AtomicU64::new(seed),
-        })
+        Arc::new(Ctx { replica, store, hub, lessor, cluster_id, member, limits, lease_ids: AtomicU64::new(seed) })
     }
 
     pub fn header(&self, revision: i64) -> ResponseHeader {
@@ -103,10 +94,7 @@ impl Ctx {
     pub fn next_lease_id(&self) -> i64 {
         loop {
             let prefix = self.lease_ids.load(Ordering::Relaxed) & !((1u64 << 48) - 1);
-            let n = self
-                .lease_ids
-                .fetch_add(1, Ordering::Relaxed)
-                .wrapping_add(1);
+            let n = self.lease_ids.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
             let id = ((n & ((1u64 << 48) - 1)) | prefix) as i64 & i64::MAX;
             if id != 0 {
                 return id;

@@ -55,19 +55,9 @@ impl Watch for WatchService {
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut inbound = request.into_inner();
-        let (stream, mut hub_rx) = self
-            .ctx
-            .hub
-            .open_stream()
-            .map_err(|_| EtcdError::TooManyRequests)?;
+        let (stream, mut hub_rx) = self.ctx.hub.open_stream().map_err(|_| EtcdError::TooManyRequests)?;
         let (out, out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
-        let mut task = StreamTask {
-            ctx: self.ctx.clone(),
-            stream,
-            out,
-            active: HashMap::new(),
-            next_id: 0,
-        };
+        let mut task = StreamTask { ctx: self.ctx.clone(), stream, out, active: HashMap::new(), next_id: 0 };
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -152,58 +142,36 @@ impl StreamTask {
             ..Default::default()
         };
         if bad_range {
-            return self
-                .send(refuse("mvcc: watcher range is empty".into()))
-                .await;
+            return self.send(refuse("mvcc: watcher range is empty".into())).await;
         }
         if c.watch_id != 0 && self.active.contains_key(&id) {
-            return self
-                .send(refuse(
-                    "mvcc: duplicate watch ID provided on the WatchStream".into(),
-                ))
-                .await;
+            return self.send(refuse("mvcc: duplicate watch ID provided on the WatchStream".into())).await;
         }
         let spec = WatchSpec {
             key: c.key,
             range_end,
             start_revision: c.start_revision,
             prev_kv: c.prev_kv,
-            filter_put: c
-                .filters
-                .contains(&(pb::watch_create_request::FilterType::Noput as i32)),
-            filter_delete: c
-                .filters
-                .contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
+            filter_put: c.filters.contains(&(pb::watch_create_request::FilterType::Noput as i32)),
+            filter_delete: c.filters.contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
             progress_notify: c.progress_notify,
         };
         // The created reply goes out first; events can only follow once the hub knows the
         // watcher, and they come through this same task.
-        let created = pb::WatchResponse {
-            header: self.header(rev),
-            watch_id: id,
-            created: true,
-            ..Default::default()
-        };
+        let created = pb::WatchResponse { header: self.header(rev), watch_id: id, created: true, ..Default::default() };
         if !self.send(created).await {
             return false;
         }
         match self.ctx.hub.watch(self.stream, id, spec) {
             Ok(()) => {
-                self.active.insert(
-                    id,
-                    Active {
-                        fragment: c.fragment,
-                    },
-                );
+                self.active.insert(id, Active { fragment: c.fragment });
                 true
             }
             Err(e) => {
                 let reason = match e {
                     WatchError::TooManyWatchers => "conclave: too many watchers on this stream",
                     WatchError::TooManyStreams => "conclave: too many watch streams",
-                    WatchError::DuplicateId => {
-                        "mvcc: duplicate watch ID provided on the WatchStream"
-                    }
+                    WatchError::DuplicateId => "mvcc: duplicate watch ID provided on the WatchStream",
                 };
                 self.send(pb::WatchResponse {
                     header: self.header(rev),
@@ -219,31 +187,18 @@ impl StreamTask {
 
     async fn forward(&mut self, m: HubMsg) -> bool {
         match m {
-            HubMsg::Events {
-                watch_id,
-                revision,
-                events,
-            } => {
+            HubMsg::Events { watch_id, revision, events } => {
                 let Some(a) = self.active.get(&watch_id) else {
                     return true;
                 };
                 let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
-                let resp = pb::WatchResponse {
-                    header: self.header(revision),
-                    watch_id,
-                    events,
-                    ..Default::default()
-                };
+                let resp = pb::WatchResponse { header: self.header(revision), watch_id, events, ..Default::default() };
                 if a.fragment && resp.encoded_len() > self.ctx.limits.max_request_bytes {
                     return self.send_fragments(resp).await;
                 }
                 self.send(resp).await
             }
-            HubMsg::Compacted {
-                watch_id,
-                revision,
-                compact_revision,
-            } => {
+            HubMsg::Compacted { watch_id, revision, compact_revision } => {
                 if self.active.remove(&watch_id).is_none() {
                     return true;
                 }
@@ -260,12 +215,7 @@ impl StreamTask {
                 if watch_id != -1 && !self.active.contains_key(&watch_id) {
                     return true;
                 }
-                self.send(pb::WatchResponse {
-                    header: self.header(revision),
-                    watch_id,
-                    ..Default::default()
-                })
-                .await
+                self.send(pb::WatchResponse { header: self.header(revision), watch_id, ..Default::default() }).await
             }
         }
     }

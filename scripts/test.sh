@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The one command that runs the whole test suite on a fresh Debian machine:
+#
+#   1. installs (only if missing) etcd-server etcd-client protobuf-compiler
+#      libprotobuf-dev python3-venv from Debian's packages;
+#   2. creates the Python venv target/venv with compat-tests/requirements.txt;
+#   3. cargo build (debug) and cargo test;
+#   4. pytest compat-tests/ against the servers named in COMPAT_TARGETS
+#      (default "conclave,etcd": target/debug/conclave and the real etcd).
+#
+# Exits non-zero if anything fails.  Extra arguments go to pytest, e.g.
+#   scripts/test.sh -k watch -x        (paths are relative to compat-tests/)
+# Knobs (environment):
+#   COMPAT_TARGETS=etcd   run the compat suite against the real etcd only
+#   SKIP_CARGO=1          skip cargo build / cargo test (e.g. to re-validate
+#                         the suite against etcd while the server is in flux)
+#   CONCLAVE_BIN=path     the conclave binary (default target/debug/conclave)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------- system packages
+PKGS=(etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv)
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    # etcd-server's maintainer scripts would start the system etcd service;
+    # the tests start their own etcd, so keep services from starting during
+    # the install (only if no policy is in place already).
+    policy_added=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    cleanup_policy() { if [ -n "$policy_added" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; policy_added=""; fi; }
+    trap cleanup_policy EXIT
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    cleanup_policy
+    trap - EXIT
+fi
+for b in /usr/bin/etcd /usr/bin/etcdctl protoc; do
+    command -v "$b" >/dev/null || { echo "missing $b after install" >&2; exit 1; }
+done
+
+# ---------------------------------------------------------------- python venv
+VENV="$REPO/target/venv"
+REQ="$REPO/compat-tests/requirements.txt"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY="$(command -v python3)"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    log "creating venv $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$REPO/target"
+    "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "pip install -r compat-tests/requirements.txt"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+    echo "$want" > "$stamp"
+fi
+# etcd3 0.12's generated code needs the pure-python protobuf runtime
+export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
+
+# ---------------------------------------------------------------- rust
+if [ "${SKIP_CARGO:-}" != 1 ]; then
+    log "cargo build"
+    cargo build
+    log "cargo test"
+    cargo test
+fi
+
+# ---------------------------------------------------------------- compat suite
+export COMPAT_TARGETS="${COMPAT_TARGETS:-conclave,etcd}"
+export CONCLAVE_BIN="${CONCLAVE_BIN:-$REPO/target/debug/conclave}"
+log "pytest compat-tests (targets: $COMPAT_TARGETS)"
+cd "$REPO/compat-tests"
+"$VENV/bin/python" -m pytest "$@"
