@@ -423,6 +423,82 @@ impl<'t> WriteTx<'t> {
     }
 }
 
+/// etcd's backend encoding of a revision key: 8-byte big-endian main, '_', 8-byte sub, and a
+/// trailing 't' for a tombstone. Used to compute HashKV exactly as etcd does.
+pub(crate) fn etcd_rev_bytes(rk: u128, tombstone: bool) -> Vec<u8> {
+    let mut b = Vec::with_capacity(18);
+    b.extend_from_slice(&(rev_main(rk) as u64).to_be_bytes());
+    b.push(b'_');
+    b.extend_from_slice(&(rev_sub(rk) as u64).to_be_bytes());
+    if tombstone {
+        b.push(b't');
+    }
+    b
+}
+
+/// The protobuf encoding of mvccpb.KeyValue (fields 1..6, zero values omitted), as etcd
+/// stores it; written by hand so the store needs no protobuf library.
+pub(crate) fn etcd_kv_bytes(kv: &KeyValue) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = Vec::with_capacity(kv.key.len() + kv.value.len() + 40);
+    let bytes = |out: &mut Vec<u8>, field: u8, b: &[u8]| {
+        if !b.is_empty() {
+            out.push(field << 3 | 2);
+            varint(out, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+    };
+    bytes(&mut out, 1, &kv.key);
+    for (field, v) in [(2u8, kv.create_revision), (3, kv.mod_revision), (4, kv.version)] {
+        if v != 0 {
+            out.push(field << 3);
+            varint(&mut out, v as u64);
+        }
+    }
+    bytes(&mut out, 5, &kv.value);
+    if kv.lease != 0 {
+        out.push(6 << 3);
+        varint(&mut out, kv.lease as u64);
+    }
+    out
+}
+
+/// CRC-32C (Castagnoli), the checksum etcd's HashKV uses.
+pub(crate) struct Crc32c {
+    table: [u32; 256],
+    state: u32,
+}
+
+impl Crc32c {
+    pub(crate) fn new() -> Crc32c {
+        let mut table = [0u32; 256];
+        for (i, slot) in table.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            }
+            *slot = c;
+        }
+        Crc32c { table, state: 0xFFFF_FFFF }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.state = self.table[((self.state ^ b as u32) & 0xFF) as usize] ^ (self.state >> 8);
+        }
+    }
+
+    pub(crate) fn finish(&self) -> u32 {
+        self.state ^ 0xFFFF_FFFF
+    }
+}
+
 pub(crate) fn to_kv(key: &[u8], c: CurrentKv) -> KeyValue {
     KeyValue {
         key: key.to_vec(),
@@ -510,7 +586,9 @@ where
     };
     let mut kvs = Vec::new();
     let mut count: i64 = 0;
-    let want_value = !op.keys_only;
+    // Sorting by value needs the values even when only keys are returned (etcd strips them
+    // after sorting).
+    let want_value = !op.keys_only || (sorted && op.sort_target == SortTarget::Value);
     if rev == current {
         for row in kv.range::<&[u8]>(key_bounds(&op.key, &op.range_end))? {
             let (k, v) = row?;
@@ -595,6 +673,11 @@ where
     if op.limit > 0 && kvs.len() > op.limit as usize {
         kvs.truncate(op.limit as usize);
         more = true;
+    }
+    if op.keys_only {
+        for kv in &mut kvs {
+            kv.value = Vec::new();
+        }
     }
     Ok(RangeResult { kvs, more, count, revision: current })
 }

@@ -3,7 +3,7 @@
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use super::mvcc::{in_range, range, to_kv};
+use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, in_range, range, to_kv, Crc32c};
 use super::schema::*;
 use super::{Error, StoreError};
 use crate::command::*;
@@ -170,8 +170,10 @@ impl ReadView {
         }))
     }
 
-    /// etcd's HashKV: a hash of every kept change up to `rev` (0 = current), so two replicas
-    /// with the same history agree. Returns (hash, revision hashed).
+    /// etcd's HashKV, bit for bit: CRC-32C over the bucket name "key", then every kept change
+    /// up to `rev` (0 = current) in revision order, each as etcd's revision key followed by
+    /// the protobuf mvccpb.KeyValue etcd stores (a tombstone stores only its key). Two stores
+    /// with the same history, ours or etcd's, give the same hash. Returns (hash, revision).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64), Error> {
         let rev = if rev <= 0 { self.revision } else { rev };
         if rev > self.revision {
@@ -180,13 +182,28 @@ impl ReadView {
         if rev < self.compact_revision {
             return Err(ApplyError::Compacted.into());
         }
-        let mut h = crc32fast::Hasher::new();
+        let mut h = Crc32c::new();
+        h.update(b"key");
         for row in self.hist.range(..rev_key(rev + 1, 0))? {
             let (k, v) = row?;
-            h.update(&k.value().to_be_bytes());
-            h.update(v.value());
+            let rk = k.value();
+            let e = HistEntry::decode(v.value());
+            h.update(&etcd_rev_bytes(rk, e.tombstone));
+            let kv = if e.tombstone {
+                KeyValue { key: e.key, ..Default::default() }
+            } else {
+                KeyValue {
+                    key: e.key,
+                    create_revision: e.create_revision,
+                    mod_revision: rev_main(rk),
+                    version: e.version,
+                    value: e.value,
+                    lease: e.lease,
+                }
+            };
+            h.update(&etcd_kv_bytes(&kv));
         }
-        Ok((h.finalize(), rev))
+        Ok((h.finish(), rev))
     }
 
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,

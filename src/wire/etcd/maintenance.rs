@@ -143,9 +143,9 @@ impl Cluster for ClusterService {
         _request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
         let m = &self.ctx.member;
-        let rev = self.ctx.hub.revision();
+        // etcd's member list header carries no revision.
         Ok(Response::new(pb::MemberListResponse {
-            header: Some(self.ctx.header(rev)),
+            header: Some(self.ctx.header(0)),
             members: vec![pb::Member {
                 id: m.id,
                 name: m.name.clone(),

@@ -198,12 +198,13 @@ impl StreamTask {
                 }
                 self.send(resp).await
             }
-            HubMsg::Compacted { watch_id, revision, compact_revision } => {
+            HubMsg::Compacted { watch_id, compact_revision, .. } => {
                 if self.active.remove(&watch_id).is_none() {
                     return true;
                 }
+                // etcd's compaction cancel carries a header without a revision.
                 self.send(pb::WatchResponse {
-                    header: self.header(revision),
+                    header: self.header(0),
                     watch_id,
                     canceled: true,
                     compact_revision,
