@@ -1,15 +1,19 @@
-//! The raft log and vote, kept in the node's redb file (tables `raft_log`, `raft_meta`).
+//! openraft's log storage on the [`Wal`](super::wal::Wal) (entries) and redb (vote, purge point,
+//! committed hint).
 //!
-//! Entries are bincode-encoded openraft entries. An append is one durable redb commit, so it
-//! is on disk before openraft is told it is flushed. The vote is written durably too; the
-//! committed index is only a hint (losing it is safe), so it is not fsynced on its own.
+//! Entries are bincode-encoded openraft entries; an append is durable (fdatasync) before
+//! openraft is told it is flushed. The vote is written with a durable redb commit, the purge
+//! point too; the committed index is only a hint (losing it is safe), so it is not fsynced.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 
+use super::wal::{Wal, WalError};
 use super::TypeConfig;
 use crate::store::{Store, StoreError};
 
@@ -20,6 +24,7 @@ const META_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
+    wal: Arc<Mutex<Wal>>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -30,9 +35,27 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("in-memory serialization of raft metadata cannot fail")
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl LogStore {
-    pub fn open(store: Store) -> Result<LogStore, StoreError> {
-        Ok(LogStore { store })
+    pub fn open(store: Store, wal_dir: &Path) -> Result<LogStore, LogError> {
+        let mut wal = Wal::open(wal_dir)?;
+        // A purged prefix may survive in a kept segment; hide it again.
+        let purged: Option<Option<LogId<u64>>> = store.raft_meta_get(META_PURGED)?.map(|b| decode(&b)).transpose()?;
+        if let Some(Some(purged)) = purged {
+            wal.purge(purged.index)?;
+        }
+        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)) })
+    }
+
+    fn wal_lock(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -40,12 +63,12 @@ impl LogStore {
     }
 }
 
-fn read_err(e: StoreError) -> StorageError<u64> {
-    StorageIOError::read_logs(&e).into()
+fn read_err(e: impl Into<LogError>) -> StorageError<u64> {
+    StorageIOError::read_logs(&e.into()).into()
 }
 
-fn write_err(e: StoreError) -> StorageError<u64> {
-    StorageIOError::write_logs(&e).into()
+fn write_err(e: impl Into<LogError>) -> StorageError<u64> {
+    StorageIOError::write_logs(&e.into()).into()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -63,7 +86,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(e) => *e,
             Bound::Unbounded => u64::MAX,
         };
-        let rows = self.store.raft_log_range(start, end).map_err(read_err)?;
+        let rows = self.wal_lock().read(start, end).map_err(read_err)?;
         rows.iter().map(|(_, b)| decode(b).map_err(read_err)).collect()
     }
 }
@@ -73,7 +96,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
         let last_purged_log_id: Option<LogId<u64>> = self.meta(META_PURGED).map_err(read_err)?.flatten();
-        let last = self.store.raft_log_last().map_err(read_err)?;
+        let last = {
+            let wal = self.wal_lock();
+            let next = wal.next_index();
+            if wal.is_empty() {
+                None
+            } else {
+                wal.read(next - 1, next).map_err(read_err)?.pop()
+            }
+        };
         let last_log_id = match last {
             Some((_, bytes)) => {
                 let e: Entry<TypeConfig> = decode(&bytes).map_err(read_err)?;
@@ -111,7 +142,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
         let t0 = std::time::Instant::now();
-        let result = self.store.raft_log_append(&rows);
+        let result = self.wal_lock().append(&rows);
         metrics::histogram!("conclave_raft_log_append_seconds").record(t0.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
@@ -126,10 +157,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.store.raft_log_truncate(log_id.index).map_err(write_err)
+        self.wal_lock().truncate(log_id.index).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.store.raft_log_purge(log_id.index, META_PURGED, &encode(&Some(log_id))).map_err(write_err)
+        // Record the purge point durably first: a crash in between leaves entries that are
+        // hidden on the next open, never a hole.
+        self.store.raft_meta_put(META_PURGED, &encode(&Some(log_id))).map_err(write_err)?;
+        self.wal_lock().purge(log_id.index).map_err(write_err)
     }
 }

@@ -12,6 +12,7 @@
 mod log_store;
 mod network;
 mod state_machine;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -125,7 +126,8 @@ impl Replica {
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| ProposeError::Raft(e.to_string()))?);
-        let log = log_store::LogStore::open(store.clone()).map_err(|e| ProposeError::Raft(e.to_string()))?;
+        let log = log_store::LogStore::open(store.clone(), &config.data_dir.join("wal"))
+            .map_err(|e| ProposeError::Raft(e.to_string()))?;
         let sm = state_machine::StateMachine::new(store.clone(), sink);
         let raft = Raft::new(config.node_id, raft_config, network::Network, log, sm)
             .await

@@ -3,8 +3,10 @@
 //! Each `apply` call runs ALL its entries in one redb write transaction that also records the
 //! last applied log id (and membership), so after a crash the store is exactly at some applied
 //! log id and raft replays from there: no entry is ever applied twice or half. The commit is
-//! not fsynced by itself: the entries are already durable in the raft log (same file), and the
-//! next log append's durable commit persists this one too.
+//! usually not fsynced: the entries are already durable in the write-ahead log, so an apply lost
+//! in a crash is replayed from there. A durable commit every second (or every
+//! [`APPLIES_PER_DURABLE_COMMIT_MAX`] applies) bounds that replay, and one before every
+//! snapshot makes sure the log is never purged past what is on disk.
 //!
 //! Snapshots: the state machine IS persistent, so building a snapshot only records which log id
 //! the store has reached (letting raft purge the log). The full content is produced from one
@@ -27,14 +29,21 @@ use crate::store::{ReadView, Store, StoreError};
 const META_APPLIED: &str = "raft_applied";
 const META_MEMBERSHIP: &str = "raft_membership";
 
+/// Applies between durable commits at most, and time between them at most: bounds how much of
+/// the log a restart replays, at the cost of one fsync per period.
+const APPLIES_PER_DURABLE_COMMIT_MAX: u32 = 10_000;
+const DURABLE_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct StateMachine {
     store: Store,
     sink: Arc<dyn ApplySink>,
+    applies_since_durable: u32,
+    last_durable: std::time::Instant,
 }
 
 impl StateMachine {
     pub fn new(store: Store, sink: Arc<dyn ApplySink>) -> StateMachine {
-        StateMachine { store, sink }
+        StateMachine { store, sink, applies_since_durable: 0, last_durable: std::time::Instant::now() }
     }
 }
 
@@ -84,6 +93,8 @@ pub struct Builder {
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        // Raft purges the log up to the snapshot next: what was applied from it must be on disk.
+        self.store.sync().map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
         let view = self.store.read().map_err(sm_read_err)?;
         let (applied, membership) = applied_state(&view).map_err(sm_read_err)?;
         let id = applied.map(|l| format!("{}-{}", l.leader_id.term, l.index)).unwrap_or_default();
@@ -112,9 +123,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let t0 = std::time::Instant::now();
+        self.applies_since_durable += 1;
+        let durable = self.applies_since_durable >= APPLIES_PER_DURABLE_COMMIT_MAX
+            || self.last_durable.elapsed() >= DURABLE_COMMIT_INTERVAL;
+        if durable {
+            self.applies_since_durable = 0;
+            self.last_durable = t0;
+        }
         let (responses, effects) = self
             .store
-            .write(false, |tx| {
+            .write(durable, |tx| {
                 let mut out = Vec::with_capacity(entries.len());
                 for e in &entries {
                     match &e.payload {

@@ -13,7 +13,7 @@ pub mod schema;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase};
 
 pub use mvcc::{Effects, WriteTx};
 pub use read::{EventPage, ReadView};
@@ -110,7 +110,6 @@ impl Store {
             tx.open_table(LEASES)?;
             tx.open_table(LEASE_KEYS)?;
             tx.open_table(META)?;
-            tx.open_table(RAFT_LOG)?;
             tx.open_table(RAFT_META)?;
         }
         tx.commit()?;
@@ -155,66 +154,14 @@ impl Store {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    // ---- raft log and vote: opaque bytes owned by the replication layer -------------------
-
-    /// Appends log entries and fsyncs before returning: a log entry is durable once this returns.
-    pub fn raft_log_append(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+    /// Makes every earlier (non-durable) commit durable with one durable empty commit.
+    pub fn sync(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(RAFT_LOG)?;
-            for (index, bytes) in entries {
-                t.insert(*index, bytes.as_slice())?;
-            }
-        }
         tx.commit()?;
         Ok(())
     }
 
-    /// Entries with `start <= index < end`, in order.
-    pub fn raft_log_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(RAFT_LOG)?;
-        let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
-        }
-        for row in t.range(start..end)? {
-            let (k, v) = row?;
-            out.push((k.value(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    pub fn raft_log_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(RAFT_LOG)?;
-        let last = t.last()?.map(|(k, v)| (k.value(), v.value().to_vec()));
-        Ok(last)
-    }
-
-    /// Removes every entry with index >= `from` (a conflicting suffix).
-    pub fn raft_log_truncate(&self, from: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(RAFT_LOG)?;
-            t.retain_in(from.., |_, _| false)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Removes every entry with index <= `upto` and records the purged id in one transaction.
-    pub fn raft_log_purge(&self, upto: u64, meta_key: &str, meta_value: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(RAFT_LOG)?;
-            t.retain_in(..=upto, |_, _| false)?;
-            let mut m = tx.open_table(RAFT_META)?;
-            m.insert(meta_key, meta_value)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
+    // ---- raft vote and log bookkeeping: opaque bytes owned by the replication layer --------
 
     pub fn raft_meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read()?;

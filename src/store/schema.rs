@@ -10,7 +10,8 @@
 //! - `leases`:     lease id -> granted TTL.
 //! - `lease_keys`: (lease id, user key) -> (): the keys attached to a lease.
 //! - `meta`:       store bookkeeping (current revision, compacted revision, applied raft log id).
-//! - `raft_log`, `raft_meta`: the raft log and vote, owned by the replication layer.
+//! - `raft_meta`: the raft vote and log bookkeeping, owned by the replication layer (the log
+//!                 itself is a separate write-ahead log, see replication::wal).
 //!
 //! Integers inside values are little-endian fixed width: values are decoded on every read, and
 //! fixed offsets make that a few loads rather than a parse.
@@ -23,7 +24,6 @@ pub const KEYREV: TableDefinition<(&[u8], u128), ()> = TableDefinition::new("key
 pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 pub const META_REVISION: &str = "revision";

@@ -67,6 +67,9 @@ impl Watch for WatchService {
                         None => break,
                     },
                     req = inbound.message() => match req {
+                        Ok(Some(pb::WatchRequest {
+                            request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(_)),
+                        })) => if !task.progress(&mut hub_rx).await { break },
                         Ok(Some(req)) => if !task.handle(req).await { break },
                         _ => break,
                     },
@@ -107,12 +110,26 @@ impl StreamTask {
                 }
                 true
             }
-            Some(U::ProgressRequest(_)) => {
-                self.ctx.hub.request_progress(self.stream);
-                true
-            }
+            // Answered by `progress` (it needs the hub queue); never reaches here.
+            Some(U::ProgressRequest(_)) => true,
             None => true,
         }
+    }
+
+    /// etcd's answer to a progress request: ONE response for the whole stream, watch id -1
+    /// ("not associated with any watcher", which clients broadcast to all of the stream's
+    /// watchers) and a header at the current revision, whatever watchers the stream has (none
+    /// included).  Events the hub queued for this stream up to that revision go out first.
+    async fn progress(&mut self, hub_rx: &mut mpsc::Receiver<HubMsg>) -> bool {
+        // Read the revision before draining: the hub makes a revision current and queues its
+        // events under one lock, so every event up to `rev` is in the queue by now.
+        let rev = self.ctx.hub.revision();
+        while let Ok(m) = hub_rx.try_recv() {
+            if !self.forward(m).await {
+                return false;
+            }
+        }
+        self.send(pb::WatchResponse { header: self.header(rev), watch_id: -1, ..Default::default() }).await
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {

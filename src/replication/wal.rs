@@ -1,0 +1,447 @@
+//! The raft log: an append-only write-ahead log in segment files, fsynced once per append.
+//!
+//! Why not redb: a durable redb commit writes B-tree pages, allocator state and a header and
+//! costs about 0.6 ms here, while appending to a file and `fdatasync` costs about 0.1 ms. The
+//! log append is on the critical path of every write, so it gets the cheap path (as etcd's WAL
+//! does); the state machine stays in redb.
+//!
+//! Layout: `wal/<first index, 20 digits>.wal` segments. A record is
+//! `[payload length u32 LE][CRC-32 of index+payload u32 LE][index u64 LE][payload]`.
+//! Indexes are consecutive across records and segments. A new segment starts when the current
+//! one passes [`SEGMENT_BYTES_MAX`].
+//!
+//! Crash consistency: a record is acknowledged only after `fdatasync` of its segment (and of the
+//! directory when a segment was created). On open, records are read in order and checked; the
+//! first record that is short or fails its checksum ends the log, and the segment is truncated
+//! there: a torn tail is a write that was never acknowledged. A bad record followed by good
+//! ones cannot come from a torn write, so it is reported as corruption instead.
+//!
+//! Memory: an index of (segment, offset, length) per live entry and the newest entries' bytes in
+//! a cache bounded by [`CACHE_BYTES_MAX`], since raft reads back what it just appended.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+pub const CACHE_BYTES_MAX: usize = 16 << 20;
+/// A single record larger than this is refused (a raft entry is a bounded batch of commands).
+pub const RECORD_BYTES_MAX: usize = 256 << 20;
+const HEADER_BYTES: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("wal i/o on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("wal corrupt: {0}")]
+    Corrupt(String),
+    #[error("wal: entry {got} appended where {want} was expected")]
+    Gap { want: u64, got: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Io { path: path.to_path_buf(), source }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+struct Segment {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    /// Segments by first index.
+    segments: BTreeMap<u64, Segment>,
+    /// Location of every live entry; `locs[i]` is entry `first + i`.
+    locs: VecDeque<Loc>,
+    first: u64,
+    /// Newest entries' payloads, `cache[i]` is entry `cache_first + i`.
+    cache: VecDeque<Vec<u8>>,
+    cache_first: u64,
+    cache_bytes: usize,
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.wal")
+}
+
+fn checksum(index: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&index.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+impl Wal {
+    /// Opens the log in `dir` (creating it), recovering from a torn tail.
+    pub fn open(dir: &Path) -> Result<Wal, WalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut firsts = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(io(dir))? {
+            let e = e.map_err(io(dir))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(stem) = name.strip_suffix(".wal") {
+                if let Ok(first) = stem.parse::<u64>() {
+                    firsts.push(first);
+                }
+            }
+        }
+        firsts.sort_unstable();
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            segments: BTreeMap::new(),
+            locs: VecDeque::new(),
+            first: firsts.first().copied().unwrap_or(1),
+            cache: VecDeque::new(),
+            cache_first: 0,
+            cache_bytes: 0,
+        };
+        let count = firsts.len();
+        for (i, first) in firsts.into_iter().enumerate() {
+            let is_last = i + 1 == count;
+            wal.load_segment(first, is_last)?;
+        }
+        wal.cache_first = wal.next_index();
+        Ok(wal)
+    }
+
+    fn load_segment(&mut self, first: u64, is_last: bool) -> Result<(), WalError> {
+        let path = self.dir.join(segment_name(first));
+        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(&path))?;
+        if !self.locs.is_empty() && first != self.next_index() {
+            return Err(WalError::Corrupt(format!(
+                "segment {} does not follow entry {}",
+                path.display(),
+                self.next_index() - 1
+            )));
+        }
+        if self.locs.is_empty() {
+            self.first = first;
+        }
+        let mut at = 0usize;
+        let mut expect = first;
+        let mut torn_at = None;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            let parsed = (|| {
+                if rest.len() < HEADER_BYTES {
+                    return None;
+                }
+                let len = u32::from_le_bytes(rest[0..4].try_into().ok()?) as usize;
+                let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
+                let index = u64::from_le_bytes(rest[8..16].try_into().ok()?);
+                if len > RECORD_BYTES_MAX || rest.len() < HEADER_BYTES + len {
+                    return None;
+                }
+                let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
+                (checksum(index, payload) == crc && index == expect).then_some(len)
+            })();
+            match parsed {
+                Some(len) => {
+                    self.locs.push_back(Loc { segment: first, offset: at as u64, len: len as u32 });
+                    at += HEADER_BYTES + len;
+                    expect += 1;
+                }
+                None => {
+                    torn_at = Some(at);
+                    break;
+                }
+            }
+        }
+        if let Some(at) = torn_at {
+            if !is_last {
+                return Err(WalError::Corrupt(format!(
+                    "bad record at {}:{at} before the last segment",
+                    path.display()
+                )));
+            }
+            tracing::warn!("wal: dropping a torn tail of {} bytes in {}", bytes.len() - at, path.display());
+            file.set_len(at as u64).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        self.segments.insert(first, Segment { path, file, len: torn_at.unwrap_or(bytes.len()) as u64 });
+        Ok(())
+    }
+
+    /// The index the next appended entry must have.
+    pub fn next_index(&self) -> u64 {
+        self.first + self.locs.len() as u64
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.first
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.locs.is_empty()
+    }
+
+    /// Appends entries (consecutive indexes continuing the log) and fsyncs once for all.
+    pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(), WalError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if self.locs.is_empty() {
+            self.first = entries[0].0;
+            self.cache_first = self.first;
+        }
+        let mut created = false;
+        let mut touched: Vec<u64> = Vec::new();
+        for (index, payload) in entries {
+            if *index != self.next_index() {
+                return Err(WalError::Gap { want: self.next_index(), got: *index });
+            }
+            if payload.len() > RECORD_BYTES_MAX {
+                return Err(WalError::Corrupt(format!("entry {index} of {} bytes is too large", payload.len())));
+            }
+            let need_new = match self.segments.last_key_value() {
+                None => true,
+                Some((_, s)) => s.len >= SEGMENT_BYTES_MAX,
+            };
+            if need_new {
+                let path = self.dir.join(segment_name(*index));
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                self.segments.insert(*index, Segment { path, file, len: 0 });
+                created = true;
+            }
+            let seg_first = *self.segments.last_key_value().expect("a segment exists").0;
+            let mut rec = Vec::with_capacity(HEADER_BYTES + payload.len());
+            rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&checksum(*index, payload).to_le_bytes());
+            rec.extend_from_slice(&index.to_le_bytes());
+            rec.extend_from_slice(payload);
+            let seg = self.segments.get_mut(&seg_first).expect("exists");
+            seg.file.write_all_at(&rec, seg.len).map_err(io(&seg.path))?;
+            let offset = seg.len;
+            seg.len += rec.len() as u64;
+            if touched.last() != Some(&seg_first) {
+                touched.push(seg_first);
+            }
+            self.locs.push_back(Loc { segment: seg_first, offset, len: payload.len() as u32 });
+            self.cache_push(payload.clone());
+        }
+        for s in touched {
+            let seg = &self.segments[&s];
+            seg.file.sync_data().map_err(io(&seg.path))?;
+        }
+        if created {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn cache_push(&mut self, payload: Vec<u8>) {
+        if self.cache.is_empty() {
+            self.cache_first = self.next_index() - 1;
+        }
+        self.cache_bytes += payload.len();
+        self.cache.push_back(payload);
+        while self.cache_bytes > CACHE_BYTES_MAX && self.cache.len() > 1 {
+            if let Some(old) = self.cache.pop_front() {
+                self.cache_bytes -= old.len();
+                self.cache_first += 1;
+            }
+        }
+    }
+
+    /// Entries with `start <= index < end` that exist, in order.
+    pub fn read(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
+        let start = start.max(self.first);
+        let end = end.min(self.next_index());
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        for index in start..end {
+            if index >= self.cache_first && ((index - self.cache_first) as usize) < self.cache.len() {
+                out.push((index, self.cache[(index - self.cache_first) as usize].clone()));
+                continue;
+            }
+            let loc = self.locs[(index - self.first) as usize];
+            let seg = &self.segments[&loc.segment];
+            let mut buf = vec![0u8; loc.len as usize];
+            seg.file.read_exact_at(&mut buf, loc.offset + HEADER_BYTES as u64).map_err(io(&seg.path))?;
+            out.push((index, buf));
+        }
+        Ok(out)
+    }
+
+    /// Removes every entry with index >= `from` (a conflicting suffix), durably.
+    pub fn truncate(&mut self, from: u64) -> Result<(), WalError> {
+        if from >= self.next_index() {
+            return Ok(());
+        }
+        let from = from.max(self.first);
+        let loc = self.locs[(from - self.first) as usize];
+        // Drop whole segments after the one holding `from`.
+        let later: Vec<u64> = self.segments.range(loc.segment + 1..).map(|(k, _)| *k).collect();
+        for k in later {
+            if let Some(s) = self.segments.remove(&k) {
+                std::fs::remove_file(&s.path).map_err(io(&s.path))?;
+            }
+        }
+        if loc.offset == 0 {
+            if let Some(s) = self.segments.remove(&loc.segment) {
+                std::fs::remove_file(&s.path).map_err(io(&s.path))?;
+            }
+        } else {
+            let seg = self.segments.get_mut(&loc.segment).expect("segment of a live entry");
+            seg.file.set_len(loc.offset).map_err(io(&seg.path))?;
+            seg.file.sync_all().map_err(io(&seg.path))?;
+            seg.len = loc.offset;
+        }
+        sync_dir(&self.dir)?;
+        self.locs.truncate((from - self.first) as usize);
+        while self.cache_first + self.cache.len() as u64 > from && !self.cache.is_empty() {
+            if let Some(p) = self.cache.pop_back() {
+                self.cache_bytes -= p.len();
+            }
+        }
+        if self.locs.is_empty() {
+            self.first = from;
+        }
+        if self.cache.is_empty() {
+            self.cache_first = self.next_index();
+        }
+        Ok(())
+    }
+
+    /// Forgets entries with index <= `upto`. Whole segments whose entries are all purged are
+    /// deleted; a segment that still holds a live entry stays (its purged prefix is skipped).
+    pub fn purge(&mut self, upto: u64) -> Result<(), WalError> {
+        if upto < self.first {
+            return Ok(());
+        }
+        let upto = upto.min(self.next_index().saturating_sub(1));
+        let drop_n = (upto + 1 - self.first) as usize;
+        self.locs.drain(..drop_n.min(self.locs.len()));
+        self.first = upto + 1;
+        while self.cache_first < self.first && !self.cache.is_empty() {
+            if let Some(p) = self.cache.pop_front() {
+                self.cache_bytes -= p.len();
+                self.cache_first += 1;
+            }
+        }
+        if self.cache.is_empty() {
+            self.cache_first = self.next_index();
+        }
+        // A segment can go when the next segment starts at or before the new first entry.
+        let firsts: Vec<u64> = self.segments.keys().copied().collect();
+        let mut removed = false;
+        for w in firsts.windows(2) {
+            if w[1] <= self.first {
+                if let Some(s) = self.segments.remove(&w[0]) {
+                    std::fs::remove_file(&s.path).map_err(io(&s.path))?;
+                    removed = true;
+                }
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes on disk, for metrics.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
+        (from..to).map(|i| (i, format!("entry-{i}").into_bytes())).collect()
+    }
+
+    #[test]
+    fn append_read_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let mut w = Wal::open(d.path()).unwrap();
+            assert!(w.is_empty());
+            w.append(&entries(1, 50)).unwrap();
+            assert_eq!(w.read(10, 12).unwrap(), entries(10, 12));
+        }
+        let w = Wal::open(d.path()).unwrap();
+        assert_eq!(w.first_index(), 1);
+        assert_eq!(w.next_index(), 50);
+        assert_eq!(w.read(0, 100).unwrap(), entries(1, 50));
+    }
+
+    #[test]
+    fn gaps_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(d.path()).unwrap();
+        w.append(&entries(1, 3)).unwrap();
+        assert!(matches!(w.append(&entries(5, 6)), Err(WalError::Gap { want: 3, got: 5 })));
+    }
+
+    /// Goal: a torn last write (crash mid-append) loses only that unacknowledged record.
+    /// Method: chop bytes off the segment's end, and flip a byte of the last record.
+    #[test]
+    fn torn_tail_is_dropped_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(d.path()).unwrap();
+        w.append(&entries(1, 11)).unwrap();
+        drop(w);
+        let seg = d.path().join(segment_name(1));
+        let len = std::fs::metadata(&seg).unwrap().len();
+        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3).unwrap();
+        let mut w = Wal::open(d.path()).unwrap();
+        assert_eq!(w.next_index(), 10);
+        w.append(&entries(10, 12)).unwrap();
+        drop(w);
+        let bytes = std::fs::read(&seg).unwrap();
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 0xff;
+        std::fs::write(&seg, &bad).unwrap();
+        let w = Wal::open(d.path()).unwrap();
+        assert_eq!(w.next_index(), 11);
+        assert_eq!(w.read(1, 11).unwrap(), entries(1, 11));
+    }
+
+    #[test]
+    fn truncate_and_purge_across_segments() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(d.path()).unwrap();
+        // Big records force several segments.
+        let big = |i: u64| (i, vec![i as u8; (SEGMENT_BYTES_MAX / 3) as usize]);
+        w.append(&(1..=7).map(big).collect::<Vec<_>>()).unwrap();
+        assert!(w.segments.len() >= 2);
+        w.truncate(6).unwrap();
+        assert_eq!(w.next_index(), 6);
+        w.append(&[(6, b"six".to_vec())]).unwrap();
+        w.purge(4).unwrap();
+        assert_eq!(w.first_index(), 5);
+        assert_eq!(w.read(0, 10).unwrap().iter().map(|e| e.0).collect::<Vec<_>>(), vec![5, 6]);
+        drop(w);
+        let w = Wal::open(d.path()).unwrap();
+        // After reopening, a purged prefix still inside a kept segment is visible again; the
+        // caller (log store) hides it using the recorded purge point.
+        assert_eq!(w.next_index(), 7);
+        assert_eq!(w.read(6, 7).unwrap(), vec![(6, b"six".to_vec())]);
+    }
+}
