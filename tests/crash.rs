@@ -75,7 +75,8 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
         let ch = connect(server.port).await;
         let mut kv = KvClient::new(ch.clone());
         // Everything acknowledged before the previous crash is here.
-        for (k, v) in acked.lock().unwrap().clone() {
+        let snapshot = acked.lock().unwrap().clone();
+        for (k, v) in snapshot {
             let r = kv
                 .range(RangeRequest { key: k.clone().into_bytes(), ..Default::default() })
                 .await
@@ -143,7 +144,7 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
         .range(RangeRequest { key: b"r".to_vec(), range_end: b"s".to_vec(), count_only: true, ..Default::default() })
         .await
         .unwrap();
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     assert!(all.into_inner().count as usize >= acked.len(), "every acknowledged write is present");
     for (k, v) in acked.iter() {
         let r =

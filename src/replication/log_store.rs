@@ -87,7 +87,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => u64::MAX,
         };
         let rows = self.wal_lock().read(start, end).map_err(read_err)?;
-        rows.iter().map(|(_, b)| decode(b).map_err(read_err)).collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, b) in &rows {
+            out.push(decode(b).map_err(read_err)?);
+        }
+        Ok(out)
     }
 }
 

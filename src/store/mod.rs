@@ -76,6 +76,9 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// One row of a store dump: (table number, key bytes, value bytes). See [`ReadView::dump`].
+pub type DumpRow = (u8, Vec<u8>, Vec<u8>);
+
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// redb's page cache. Kept small: the OS page cache holds the file anyway, and RSS is a goal.
@@ -201,13 +204,13 @@ impl Store {
     }
 
     /// Every state-machine table as (table, key, value) rows: the raft snapshot's content.
-    pub fn dump(&self) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         self.read()?.dump()
     }
 
     /// Replaces every state-machine table with `rows` (from [`Store::dump`]) in one durable
     /// transaction: installing a snapshot is all or nothing.
-    pub fn restore(&self, rows: &[(u8, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+    pub fn restore(&self, rows: &[DumpRow]) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
         {
             tx.delete_table(KV)?;

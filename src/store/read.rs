@@ -5,7 +5,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata}
 
 use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, in_range, range, to_kv, Crc32c};
 use super::schema::*;
-use super::{Error, StoreError};
+use super::{DumpRow, Error, StoreError};
 use crate::command::*;
 
 pub struct ReadView {
@@ -208,7 +208,7 @@ impl ReadView {
 
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
     /// 3 lease_keys, 4 meta (keyrev is rebuilt from hist on restore).
-    pub fn dump(&self) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut rows = Vec::new();
         for row in self.kv.iter()? {
             let (k, v) = row?;

@@ -1,17 +1,17 @@
 //! Every redb table of the node, and the byte encodings of their values.
 //!
 //! Keyspace layout (see docs/ARCHITECTURE.md):
-//! - `kv`:         user key -> the key's CURRENT state ([`CurrentKv`]); only live keys. Serves
-//!                 reads at the current revision without touching history.
-//! - `hist`:       revision (main << 64 | sub) -> one change ([`HistEntry`]): a put or a
-//!                 tombstone, with its key. Feeds historical reads, watch catch-up and compaction.
-//! - `keyrev`:     (user key, revision) -> (): the per-key revision index, so a read at an old
-//!                 revision finds a key's newest change at or below it without scanning history.
-//! - `leases`:     lease id -> granted TTL.
+//! - `kv`: user key -> the key's CURRENT state ([`CurrentKv`]); only live keys. Serves reads at
+//!   the current revision without touching history.
+//! - `hist`: revision (main << 64 | sub) -> one change ([`HistEntry`]): a put or a tombstone,
+//!   with its key. Feeds historical reads, watch catch-up and compaction.
+//! - `keyrev`: (user key, revision) -> (): the per-key revision index, so a read at an old
+//!   revision finds a key's newest change at or below it without scanning history.
+//! - `leases`: lease id -> granted TTL.
 //! - `lease_keys`: (lease id, user key) -> (): the keys attached to a lease.
-//! - `meta`:       store bookkeeping (current revision, compacted revision, applied raft log id).
+//! - `meta`: store bookkeeping (current revision, compacted revision, applied raft log id).
 //! - `raft_meta`: the raft vote and log bookkeeping, owned by the replication layer (the log
-//!                 itself is a separate write-ahead log, see replication::wal).
+//!   itself is a separate write-ahead log, see replication::wal).
 //!
 //! Integers inside values are little-endian fixed width: values are decoded on every read, and
 //! fixed offsets make that a few loads rather than a parse.
