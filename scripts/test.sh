@@ -3,10 +3,15 @@
 #
 #   1. installs (only if missing) etcd-server etcd-client protobuf-compiler
 #      libprotobuf-dev python3-venv from Debian's packages;
-#   2. creates the Python venv target/venv with compat-tests/requirements.txt;
+#   2. creates the Python venv target/venv with compat-tests/requirements.txt,
+#      and downloads python-etcd3 0.12.0's sdist (for its own test suite) into
+#      target/upstream/ with the venv's pip;
 #   3. cargo build (debug) and cargo test;
 #   4. pytest compat-tests/ against the servers named in COMPAT_TARGETS
 #      (default "conclave,etcd": target/debug/conclave and the real etcd).
+#      test_rust_etcd_client.py builds the separate cargo project
+#      compat-tests/rust-client (the etcd-client crate; needs protoc) into
+#      target/rust-client, even with SKIP_CARGO=1.
 #
 # Exits non-zero if anything fails.  Extra arguments go to pytest, e.g.
 #   scripts/test.sh -k watch -x        (paths are relative to compat-tests/)
@@ -75,6 +80,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 # etcd3 0.12's generated code needs the pure-python protobuf runtime
 export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
+
+# ---------------------------------------------------------------- upstream python-etcd3 tests
+# compat-tests/test_upstream_python_etcd3.py runs python-etcd3 0.12.0's own test
+# suite, which ships only in its sdist on PyPI.
+UPSTREAM="$REPO/target/upstream"
+if [ ! -f "$UPSTREAM/etcd3-0.12.0/tests/test_etcd3.py" ]; then
+    log "pip download etcd3==0.12.0 sdist (upstream tests) into target/upstream"
+    mkdir -p "$UPSTREAM"
+    "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+        --no-binary :all: -d "$UPSTREAM" etcd3==0.12.0
+    rm -rf "$UPSTREAM/etcd3-0.12.0"
+    tar -xzf "$UPSTREAM/etcd3-0.12.0.tar.gz" -C "$UPSTREAM"
+    [ -f "$UPSTREAM/etcd3-0.12.0/tests/test_etcd3.py" ] || {
+        echo "the etcd3 0.12.0 sdist has no tests/test_etcd3.py" >&2; exit 1; }
+fi
 
 # ---------------------------------------------------------------- rust
 if [ "${SKIP_CARGO:-}" != 1 ]; then

@@ -122,7 +122,7 @@ impl Replica {
             election_timeout_min: config.election_timeout_ms,
             election_timeout_max: config.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs_since_last),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: 100,
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| ProposeError::Raft(e.to_string()))?);

@@ -25,7 +25,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+pub const SEGMENT_BYTES_MAX: u64 = 8 << 20;
 pub const CACHE_BYTES_MAX: usize = 16 << 20;
 /// A single record larger than this is refused (a raft entry is a bounded batch of commands).
 pub const RECORD_BYTES_MAX: usize = 256 << 20;

@@ -240,8 +240,13 @@ impl<'t> WriteTx<'t> {
         Ok(r.kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
+    /// The key's current state with its value.
     fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
-        Ok(self.kv.get(key)?.map(|g| CurrentKv::decode(g.value())))
+        let Some(row) = self.kv.get(key)? else { return Ok(None) };
+        let mut c = CurrentKv::decode(row.value());
+        drop(row);
+        fill_value(&self.hist, &mut c)?;
+        Ok(Some(c))
     }
 
     fn check_put(&self, op: &PutOp) -> Result<(), Error> {
@@ -298,6 +303,9 @@ impl<'t> WriteTx<'t> {
         for row in self.kv.range::<&[u8]>(key_bounds(&op.key, &op.range_end))? {
             let (k, v) = row?;
             doomed.push((k.value().to_vec(), CurrentKv::decode(v.value())));
+        }
+        for (_, c) in &mut doomed {
+            fill_value(&self.hist, c)?;
         }
         let mut prev_kvs = Vec::new();
         let deleted = doomed.len() as i64;
@@ -499,6 +507,14 @@ impl Crc32c {
     }
 }
 
+/// Loads a current state's value from its `hist` row.
+pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mut CurrentKv) -> Result<(), Error> {
+    let rk = c.hist_key();
+    let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("kv points at missing revision {rk:x}")))?;
+    c.value = HistEntry::value_of(row.value()).to_vec();
+    Ok(())
+}
+
 pub(crate) fn to_kv(key: &[u8], c: CurrentKv) -> KeyValue {
     KeyValue {
         key: key.to_vec(),
@@ -594,7 +610,10 @@ where
             let (k, v) = row?;
             count += 1;
             if kvs.len() < fetch_max {
-                let c = if want_value { CurrentKv::decode(v.value()) } else { CurrentKv::decode_meta(v.value()) };
+                let mut c = CurrentKv::decode(v.value());
+                if want_value {
+                    fill_value(hist, &mut c)?;
+                }
                 kvs.push(to_kv(k.value(), c));
             }
         }

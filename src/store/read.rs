@@ -3,7 +3,7 @@
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, in_range, range, to_kv, Crc32c};
+use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, fill_value, in_range, range, to_kv, Crc32c};
 use super::schema::*;
 use super::{DumpRow, Error, StoreError};
 use crate::command::*;
@@ -49,7 +49,13 @@ impl ReadView {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        Ok(self.kv.get(key)?.map(|v| to_kv(key, CurrentKv::decode(v.value()))))
+        let Some(row) = self.kv.get(key)? else { return Ok(None) };
+        let mut c = CurrentKv::decode(row.value());
+        fill_value(&self.hist, &mut c).map_err(|e| match e {
+            Error::Store(s) => s,
+            Error::Apply(a) => StoreError::Corrupt(a.to_string()),
+        })?;
+        Ok(Some(to_kv(key, c)))
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {

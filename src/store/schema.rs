@@ -54,7 +54,10 @@ fn get_i64(b: &[u8], at: usize) -> i64 {
     i64::from_le_bytes(a)
 }
 
-/// The current state of a live key (table `kv`).
+/// The current state of a live key (table `kv`). The value itself is NOT stored here: it lives
+/// once, in the key's newest `hist` row (at `mod_main`, `mod_sub`), which compaction never
+/// removes. Keeping `kv` rows small (40 bytes) halves the disk and keeps its B-tree shallow;
+/// a read that needs values pays one `hist` lookup per returned key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentKv {
     pub create_revision: i64,
@@ -62,24 +65,26 @@ pub struct CurrentKv {
     pub mod_sub: i64,
     pub version: i64,
     pub lease: i64,
+    /// Filled from `hist` when needed; never encoded.
     pub value: Vec<u8>,
 }
 
-const CURRENT_HEADER: usize = 40;
+const CURRENT_BYTES: usize = 40;
 
 impl CurrentKv {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(CURRENT_HEADER + self.value.len());
-        for v in [self.create_revision, self.mod_main, self.mod_sub, self.version, self.lease] {
-            out.extend_from_slice(&v.to_le_bytes());
+    pub fn encode(&self) -> [u8; CURRENT_BYTES] {
+        let mut out = [0u8; CURRENT_BYTES];
+        for (i, v) in
+            [self.create_revision, self.mod_main, self.mod_sub, self.version, self.lease].into_iter().enumerate()
+        {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&self.value);
         out
     }
 
-    /// Decodes everything but the value; reads that do not need values skip copying them.
-    pub fn decode_meta(b: &[u8]) -> CurrentKv {
-        assert!(b.len() >= CURRENT_HEADER, "corrupt kv row: {} bytes", b.len());
+    /// Decodes a row; `value` is left empty (see the type's comment).
+    pub fn decode(b: &[u8]) -> CurrentKv {
+        assert!(b.len() >= CURRENT_BYTES, "corrupt kv row: {} bytes", b.len());
         CurrentKv {
             create_revision: get_i64(b, 0),
             mod_main: get_i64(b, 8),
@@ -90,10 +95,9 @@ impl CurrentKv {
         }
     }
 
-    pub fn decode(b: &[u8]) -> CurrentKv {
-        let mut kv = Self::decode_meta(b);
-        kv.value = b[CURRENT_HEADER..].to_vec();
-        kv
+    /// Where this state's value lives in `hist`.
+    pub fn hist_key(&self) -> u128 {
+        rev_key(self.mod_main, self.mod_sub)
     }
 }
 
@@ -121,6 +125,13 @@ impl HistEntry {
         out.extend_from_slice(&self.key);
         out.extend_from_slice(&self.value);
         out
+    }
+
+    /// Just the value of an encoded row, without copying the rest.
+    pub fn value_of(b: &[u8]) -> &[u8] {
+        assert!(b.len() >= HIST_HEADER, "corrupt hist row: {} bytes", b.len());
+        let key_len = u32::from_le_bytes([b[25], b[26], b[27], b[28]]) as usize;
+        &b[HIST_HEADER + key_len..]
     }
 
     pub fn decode(b: &[u8]) -> HistEntry {
@@ -177,10 +188,13 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: b"v".to_vec() };
+        let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: vec![] };
         assert_eq!(CurrentKv::decode(&c.encode()), c);
         let h =
             HistEntry { tombstone: true, create_revision: 0, version: 0, lease: 0, key: b"k".to_vec(), value: vec![] };
         assert_eq!(HistEntry::decode(&h.encode()), h);
+        let mut row = h.encode();
+        row.extend_from_slice(b"val");
+        assert_eq!(HistEntry::value_of(&row), b"val");
     }
 }
