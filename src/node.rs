@@ -247,7 +247,11 @@ fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
         server_version: etcd_wire::SERVER_VERSION,
         cluster_version: etcd_wire::CLUSTER_VERSION,
     };
+    // gRPC health (grpc.health.v1), as etcd serves it: SERVING for the whole server.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(async move { reporter.set_service_status("", tonic_health::ServingStatus::Serving).await });
     Routes::from(http::router(state))
+        .add_service(health)
         .add_service(KvServer::new(etcd_wire::KvService::new(ctx.clone())).max_decoding_message_size(max_decode))
         .add_service(WatchServer::new(etcd_wire::WatchService::new(ctx.clone())).max_decoding_message_size(max_decode))
         .add_service(LeaseServer::new(etcd_wire::LeaseService::new(ctx.clone())).max_decoding_message_size(max_decode))
