@@ -170,3 +170,115 @@ async fn restart_keeps_revision_leases_and_compaction() {
     assert_eq!(put(&mut kv, "next", "v").await, 23);
     node.shutdown().await;
 }
+
+fn create_with(c: WatchCreateRequest) -> WatchRequest {
+    WatchRequest { request_union: Some(RequestUnion::CreateRequest(c)) }
+}
+
+async fn next(stream: &mut tonic::Streaming<WatchResponse>) -> WatchResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a response in time").unwrap().unwrap()
+}
+
+/// Goal: the watch options etcdctl and clients use beyond plain events: NOPUT/NODELETE
+/// filters, prev_kv, cancel, client progress requests, periodic progress notifications and
+/// fragmentation of a response larger than the request limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_filters_progress_cancel_and_fragments() {
+    use conclave::pb::etcdserverpb::watch_create_request::FilterType;
+    use conclave::pb::etcdserverpb::{DeleteRangeRequest, WatchCancelRequest, WatchProgressRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start_with(
+        dir.path(),
+        &["--experimental-watch-progress-notify-interval", "300ms", "--max-request-bytes", "65536"],
+    )
+    .await;
+    let (mut kv, mut watch, _) = common::clients(&node).await;
+    let (tx, rx) = mpsc::channel(8);
+    let mut stream = watch.watch(ReceiverStream::new(rx)).await.unwrap().into_inner();
+
+    // Watch 0: deletes only, with prev_kv. Watch 1: puts only.
+    tx.send(create_with(WatchCreateRequest {
+        key: "f".into(),
+        filters: vec![FilterType::Noput as i32],
+        prev_kv: true,
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut stream).await.watch_id, 0);
+    tx.send(create_with(WatchCreateRequest {
+        key: "f".into(),
+        filters: vec![FilterType::Nodelete as i32],
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut stream).await.watch_id, 1);
+    put(&mut kv, "f", "1").await;
+    kv.delete_range(DeleteRangeRequest { key: "f".into(), ..Default::default() }).await.unwrap();
+    let a = next(&mut stream).await;
+    assert_eq!((a.watch_id, a.events.len(), a.events[0].r#type), (1, 1, 0), "the put goes to the NODELETE watcher");
+    let b = next(&mut stream).await;
+    assert_eq!((b.watch_id, b.events[0].r#type), (0, 1), "the delete goes to the NOPUT watcher");
+    assert_eq!(b.events[0].prev_kv.as_ref().unwrap().value, b"1");
+
+    // A progress request gets etcd 3.5's one answer for the stream: watch id -1, current revision.
+    tx.send(WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) })
+        .await
+        .unwrap();
+    let p = next(&mut stream).await;
+    assert!(p.events.is_empty() && !p.created && !p.canceled);
+    assert_eq!((p.watch_id, p.header.unwrap().revision), (-1, 3));
+
+    // Cancel both; then nothing more arrives for them.
+    for id in [0, 1] {
+        tx.send(WatchRequest { request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: id })) })
+            .await
+            .unwrap();
+        let c = next(&mut stream).await;
+        assert!(c.canceled);
+        assert_eq!(c.watch_id, id);
+    }
+
+    // Periodic progress notifications go to watchers that asked for them.
+    tx.send(create_with(WatchCreateRequest { key: "p".into(), progress_notify: true, ..Default::default() }))
+        .await
+        .unwrap();
+    let created = next(&mut stream).await;
+    assert!(created.created);
+    let n = next(&mut stream).await;
+    assert_eq!((n.watch_id, n.events.len()), (created.watch_id, 0), "a progress notification");
+
+    // A replay bigger than the request limit arrives in fragments when asked to.
+    let value = "x".repeat(4000);
+    for i in 0..40 {
+        put(&mut kv, &format!("big/{i:02}"), &value).await;
+    }
+    tx.send(create_with(WatchCreateRequest {
+        key: "big/".into(),
+        range_end: "big0".into(),
+        start_revision: 1,
+        fragment: true,
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let created = next(&mut stream).await;
+    let mut parts = 0;
+    let mut events = 0;
+    loop {
+        let r = next(&mut stream).await;
+        if r.watch_id != created.watch_id || r.events.is_empty() {
+            continue; // progress notifications of the other watcher
+        }
+        parts += 1;
+        events += r.events.len();
+        if !r.fragment {
+            break;
+        }
+    }
+    assert_eq!(events, 40);
+    assert!(parts >= 3, "160 KB of events under a 64 KiB limit come in several fragments, got {parts}");
+    drop(tx);
+    node.shutdown().await;
+}

@@ -229,21 +229,11 @@ impl Hub {
         }
     }
 
-    /// Answers a client's progress request: every synced watcher of the stream gets a
-    /// progress notification at the hub's revision (etcd 3.4's per-watcher form, which both
-    /// 3.4 and 3.5 clients understand); a watcher still catching up gets none, since it has
-    /// not seen everything up to that revision. The notifications go through the same queue
-    /// as events, so they can't overtake them.
-    pub fn request_progress(&self, stream: StreamId) {
+    /// Whether every watcher of the stream has seen everything up to the hub's revision: only
+    /// then may a progress notification claim that revision (etcd defers it otherwise).
+    pub fn stream_synced(&self, stream: StreamId) -> bool {
         let inner = self.lock();
-        let Some(s) = inner.streams.get(&stream) else {
-            return;
-        };
-        for (id, w) in &s.watchers {
-            if w.synced {
-                let _ = s.tx.try_send(HubMsg::Progress { watch_id: *id, revision: inner.revision });
-            }
-        }
+        inner.streams.get(&stream).is_none_or(|s| s.watchers.values().all(|w| w.synced))
     }
 
     fn notify_progress(&self) {

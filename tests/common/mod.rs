@@ -68,3 +68,20 @@ pub async fn eventually<F: FnMut() -> Fut, Fut: std::future::Future<Output = boo
     }
     false
 }
+
+/// Starts a node with extra etcd-style flags.
+pub async fn start_with(data_dir: &Path, extra: &[&str]) -> NodeHandle {
+    let mut args: Vec<String> = [
+        "conclave",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--log-level",
+        "warn",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    node::start(Config::parse_etcd_style(args)).await.expect("node starts")
+}

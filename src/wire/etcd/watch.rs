@@ -21,6 +21,8 @@ use crate::watch::{HubMsg, WatchError, WatchSpec};
 
 /// Responses buffered towards one client before the stream task waits for it.
 const OUTPUT_QUEUE_MAX: usize = 128;
+/// How often a deferred progress request checks whether the stream's watchers caught up.
+const PROGRESS_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub struct WatchService {
     ctx: Arc<Ctx>,
@@ -59,6 +61,10 @@ impl Watch for WatchService {
         let (out, out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
         let mut task = StreamTask { ctx: self.ctx.clone(), stream, out, active: HashMap::new(), next_id: 0 };
         tokio::spawn(async move {
+            // A progress request while a watcher is still catching up waits until it caught up
+            // (etcd defers it too): the answer promises every event up to its revision is out.
+            let mut progress_pending = false;
+            let mut recheck = tokio::time::interval(PROGRESS_RECHECK);
             loop {
                 tokio::select! {
                     biased;
@@ -66,10 +72,22 @@ impl Watch for WatchService {
                         Some(m) => if !task.forward(m).await { break },
                         None => break,
                     },
+                    _ = recheck.tick(), if progress_pending => {
+                        if task.ctx.hub.stream_synced(task.stream) {
+                            progress_pending = false;
+                            if !task.progress(&mut hub_rx).await { break }
+                        }
+                    },
                     req = inbound.message() => match req {
                         Ok(Some(pb::WatchRequest {
                             request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(_)),
-                        })) => if !task.progress(&mut hub_rx).await { break },
+                        })) => {
+                            if task.ctx.hub.stream_synced(task.stream) {
+                                if !task.progress(&mut hub_rx).await { break }
+                            } else {
+                                progress_pending = true;
+                            }
+                        }
                         Ok(Some(req)) => if !task.handle(req).await { break },
                         _ => break,
                     },
