@@ -3,8 +3,23 @@
 use conclave::config::Config;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let threads = std::env::var("CONCLAVE_WORKER_THREADS").ok().and_then(|v| v.parse().ok());
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("conclave: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(serve());
+}
+
+async fn serve() {
     let config = Config::parse_etcd_style(std::env::args());
     let filter = EnvFilter::try_from_env("CONCLAVE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
