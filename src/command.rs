@@ -41,6 +41,21 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// Raise or clear an alarm (etcd's AlarmRequest ACTIVATE / DEACTIVATE).
+    Alarm {
+        activate: bool,
+        member_id: u64,
+        alarm: AlarmType,
+    },
+}
+
+/// etcd's alarm types. While NOSPACE is raised, writes that add data (puts, txns with a put,
+/// lease grants) fail with "database space exceeded"; reads and deletes still work.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AlarmType {
+    None,
+    NoSpace,
+    Corrupt,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -189,8 +204,13 @@ pub enum Response {
     DeleteRange(DeleteResult),
     Txn(TxnResult),
     Compact,
-    LeaseGrant { id: i64, ttl_s: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_s: i64,
+    },
     LeaseRevoke,
+    /// The alarm raised or cleared, or none if nothing changed.
+    Alarm(Option<(u64, AlarmType)>),
 }
 
 /// Errors a command can deterministically fail with during apply. Every replica reaches the same

@@ -113,6 +113,7 @@ impl<'t> WriteTx<'t> {
             Command::Compact { revision } => self.compact(*revision).map(|()| Response::Compact),
             Command::LeaseGrant { id, ttl_s } => self.lease_grant(*id, *ttl_s),
             Command::LeaseRevoke { id } => self.lease_revoke(*id).map(|()| Response::LeaseRevoke),
+            Command::Alarm { activate, member_id, alarm } => self.alarm(*activate, *member_id, *alarm),
         };
         match result {
             Ok(r) => Ok(Applied { revision: self.rev, result: Ok(r) }),
@@ -132,6 +133,7 @@ impl<'t> WriteTx<'t> {
     }
 
     fn apply_put(&mut self, op: &PutOp) -> Result<PutResult, Error> {
+        self.check_space()?;
         self.check_put(op)?;
         let mut rev = self.begin();
         let r = self.put(&mut rev, op)?;
@@ -150,6 +152,9 @@ impl<'t> WriteTx<'t> {
         // Branches are chosen against the state before the txn (as etcd does), then every
         // write of the chosen path is validated before the first one is made, so a failing
         // txn changes nothing.
+        if txn_has_put(op) {
+            self.check_space()?;
+        }
         let mut path = Vec::new();
         self.choose_path(op, &mut path)?;
         let mut at = 0;
@@ -343,6 +348,7 @@ impl<'t> WriteTx<'t> {
 
     fn lease_grant(&mut self, id: i64, ttl_s: i64) -> Result<Response, Error> {
         assert!(id != 0, "lease id 0 must be replaced by the proposer");
+        self.check_space()?;
         if self.leases.get(id)?.is_some() {
             return Err(ApplyError::LeaseExists.into());
         }
@@ -377,6 +383,47 @@ impl<'t> WriteTx<'t> {
         self.end(rev);
         self.effects.leases_revoked.push(id);
         Ok(())
+    }
+
+    /// The raised alarms, by (member, type).
+    fn alarms(&self) -> Result<Vec<(u64, u8)>, Error> {
+        Ok(self.meta.get(META_ALARMS)?.map(|v| decode_alarms(v.value())).unwrap_or_default())
+    }
+
+    /// etcd's capped mode: while NOSPACE is raised, nothing that adds data is applied.
+    fn check_space(&self) -> Result<(), Error> {
+        if self.alarms()?.iter().any(|(_, a)| *a == AlarmType::NoSpace as u8) {
+            return Err(ApplyError::NoSpace.into());
+        }
+        Ok(())
+    }
+
+    fn alarm(&mut self, activate: bool, member_id: u64, alarm: AlarmType) -> Result<Response, Error> {
+        if alarm == AlarmType::None {
+            return Ok(Response::Alarm(None));
+        }
+        let mut alarms = self.alarms()?;
+        let entry = (member_id, alarm as u8);
+        let present = alarms.contains(&entry);
+        // etcd answers an activate with the alarm whether or not it was already raised, and a
+        // deactivate with it only if it was.
+        let changed = match (activate, present) {
+            (true, false) => {
+                alarms.push(entry);
+                alarms.sort_unstable();
+                true
+            }
+            (false, true) => {
+                alarms.retain(|a| *a != entry);
+                true
+            }
+            (true, true) => false,
+            (false, false) => return Ok(Response::Alarm(None)),
+        };
+        if changed {
+            self.meta.insert(META_ALARMS, encode_alarms(&alarms).as_slice())?;
+        }
+        Ok(Response::Alarm(Some((member_id, alarm))))
     }
 
     fn compact(&mut self, revision: i64) -> Result<(), Error> {
@@ -513,6 +560,14 @@ pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mu
     let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("kv points at missing revision {rk:x}")))?;
     c.value = HistEntry::value_of(row.value()).to_vec();
     Ok(())
+}
+
+fn txn_has_put(t: &TxnOp) -> bool {
+    t.success.iter().chain(t.failure.iter()).any(|o| match o {
+        RequestOp::Put(_) => true,
+        RequestOp::Txn(t) => txn_has_put(t),
+        _ => false,
+    })
 }
 
 pub(crate) fn to_kv(key: &[u8], c: CurrentKv) -> KeyValue {

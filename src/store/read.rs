@@ -66,6 +66,15 @@ impl ReadView {
         Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// Raised alarms as (member id, type), ordered.
+    pub fn alarms(&self) -> Result<Vec<(u64, AlarmType)>, StoreError> {
+        let raw = self.meta.get(META_ALARMS)?.map(|v| decode_alarms(v.value())).unwrap_or_default();
+        Ok(raw
+            .into_iter()
+            .map(|(m, a)| (m, if a == AlarmType::NoSpace as u8 { AlarmType::NoSpace } else { AlarmType::Corrupt }))
+            .collect())
+    }
+
     /// The granted TTL of a lease, if it exists.
     pub fn lease(&self, id: i64) -> Result<Option<LeaseRow>, StoreError> {
         Ok(self.leases.get(id)?.map(|v| LeaseRow::decode(v.value())))

@@ -32,6 +32,27 @@ pub const META_REVISION: &str = "revision";
 /// and tests see these numbers, so we start there too.
 pub const INITIAL_REVISION: i64 = 1;
 pub const META_COMPACT_REVISION: &str = "compact_revision";
+pub const META_ALARMS: &str = "alarms";
+
+/// Raised alarms as (member id, alarm type code) pairs: 16 bytes each.
+pub fn encode_alarms(alarms: &[(u64, u8)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(alarms.len() * 16);
+    for (m, a) in alarms {
+        out.extend_from_slice(&m.to_le_bytes());
+        out.extend_from_slice(&(*a as u64).to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_alarms(b: &[u8]) -> Vec<(u64, u8)> {
+    b.chunks_exact(16)
+        .map(|c| {
+            let mut m = [0u8; 8];
+            m.copy_from_slice(&c[..8]);
+            (u64::from_le_bytes(m), c[8])
+        })
+        .collect()
+}
 
 /// A revision as one sortable table key: the main revision in the high 64 bits and the
 /// sub-revision (index of the change inside its transaction) in the low 64 bits.

@@ -333,3 +333,31 @@ fn hash_kv_matches_etcd() {
     assert_eq!(view.hash_kv(0).unwrap(), (3371320365, 5));
     assert_eq!(view.hash_kv(2).unwrap(), (2587454935, 2));
 }
+
+/// Goal: etcd's NOSPACE alarm caps the store: puts, txns with a put and lease grants fail,
+/// reads, deletes and read-only txns still work, and clearing the alarm restores writes.
+#[test]
+fn nospace_alarm_caps_writes() {
+    let (_d, s) = open();
+    apply(&s, put("a", "1"));
+    let raise = Command::Alarm { activate: true, member_id: 0, alarm: AlarmType::NoSpace };
+    assert_eq!(apply(&s, raise.clone()).result, Ok(Response::Alarm(Some((0, AlarmType::NoSpace)))));
+    assert_eq!(
+        apply(&s, raise).result,
+        Ok(Response::Alarm(Some((0, AlarmType::NoSpace)))),
+        "raising twice answers too"
+    );
+    assert_eq!(s.read().unwrap().alarms().unwrap(), vec![(0, AlarmType::NoSpace)]);
+    assert_eq!(apply(&s, put("b", "1")).result, Err(ApplyError::NoSpace));
+    assert_eq!(apply(&s, Command::LeaseGrant { id: 1, ttl_s: 5 }).result, Err(ApplyError::NoSpace));
+    let read_only = Command::Txn(TxnOp {
+        success: vec![RequestOp::Range(RangeOp { key: b"a".to_vec(), ..Default::default() })],
+        ..Default::default()
+    });
+    assert!(apply(&s, read_only).result.is_ok());
+    assert!(apply(&s, del("a", "")).result.is_ok());
+    let clear = Command::Alarm { activate: false, member_id: 0, alarm: AlarmType::NoSpace };
+    assert_eq!(apply(&s, clear.clone()).result, Ok(Response::Alarm(Some((0, AlarmType::NoSpace)))));
+    assert_eq!(apply(&s, clear).result, Ok(Response::Alarm(None)), "clearing twice answers nothing");
+    assert!(apply(&s, put("b", "1")).result.is_ok());
+}

@@ -29,13 +29,11 @@ impl KvService {
         Ok(())
     }
 
-    /// etcd's space quota: with the backend over --quota-backend-bytes, writes fail with
-    /// NOSPACE (deletes and compactions still pass, so space can be reclaimed).
-    fn check_quota(&self) -> Result<(), EtcdError> {
-        if self.ctx.store.size_bytes() > self.ctx.limits.quota_backend_bytes {
-            return Err(EtcdError::NoSpace);
-        }
-        Ok(())
+    /// etcd's space quota: a write that finds the backend over --quota-backend-bytes raises
+    /// the NOSPACE alarm (through raft, so every member goes read-only for new data) and fails;
+    /// deletes and compactions still pass, so space can be reclaimed, then the alarm disarmed.
+    async fn check_quota(&self) -> Result<(), EtcdError> {
+        self.ctx.check_quota().await
     }
 
     async fn propose(&self, cmd: Command) -> Result<(i64, CmdResponse), EtcdError> {
@@ -64,7 +62,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let r = request.into_inner();
         self.check_size(&r)?;
-        self.check_quota()?;
+        self.check_quota().await?;
         let op = put_from_pb(r)?;
         match self.propose(Command::Put(op)).await? {
             (rev, CmdResponse::Put(p)) => Ok(Response::new(pb::PutResponse {
@@ -97,7 +95,7 @@ impl Kv for KvService {
         self.check_size(&r)?;
         let op = txn_from_pb(r, self.ctx.limits.max_txn_ops)?;
         if op_has_put(&op) {
-            self.check_quota()?;
+            self.check_quota().await?;
         }
         match self.propose(Command::Txn(op)).await? {
             (rev, CmdResponse::Txn(t)) => Ok(Response::new(txn_result_to_pb(t, rev, Some(self.ctx.header(rev))))),

@@ -40,6 +40,7 @@ impl Lease for LeaseService {
         if r.ttl > LEASE_TTL_MAX_S {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
+        self.ctx.check_quota().await?;
         let ttl_s = r.ttl.max(self.ctx.limits.lease_ttl_min_s);
         let id = if r.id == 0 { self.ctx.next_lease_id() } else { r.id };
         let applied = self.ctx.propose(Command::LeaseGrant { id, ttl_s }).await?;

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::errors::EtcdError;
 use super::{Ctx, SERVER_VERSION};
+use crate::command::{AlarmType, Command, Response as CmdResponse};
 use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::auth_server::Auth;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
@@ -27,10 +28,34 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Sta
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
-        // No alarm is ever raised: the space quota is enforced per write instead.
-        let rev = self.ctx.hub.revision();
-        Ok(Response::new(pb::AlarmResponse { header: Some(self.ctx.header(rev)), alarms: vec![] }))
+    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        let r = request.into_inner();
+        let alarm = alarm_from_pb(r.alarm);
+        let member = |(member_id, a): (u64, AlarmType)| pb::AlarmMember { member_id, alarm: a as i32 };
+        match r.action {
+            // GET: every raised alarm of the asked type (NONE = all), read linearizably.
+            0 => {
+                let view = self.ctx.read(false).await?;
+                let alarms = view
+                    .alarms()
+                    .map_err(EtcdError::from)?
+                    .into_iter()
+                    .filter(|(_, a)| alarm == AlarmType::None || *a == alarm)
+                    .map(member)
+                    .collect();
+                Ok(Response::new(pb::AlarmResponse { header: Some(self.ctx.header(view.revision)), alarms }))
+            }
+            1 | 2 => {
+                let cmd = Command::Alarm { activate: r.action == 1, member_id: r.member_id, alarm };
+                let applied = self.ctx.propose(cmd).await?;
+                let alarms = match applied.result.map_err(EtcdError::from)? {
+                    CmdResponse::Alarm(a) => a.into_iter().map(member).collect(),
+                    other => return Err(Status::internal(format!("conclave: unexpected result {other:?}"))),
+                };
+                Ok(Response::new(pb::AlarmResponse { header: Some(self.ctx.header(applied.revision)), alarms }))
+            }
+            _ => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+        }
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
@@ -102,6 +127,14 @@ impl Maintenance for MaintenanceService {
         _request: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(EtcdError::NotCapable.into())
+    }
+}
+
+fn alarm_from_pb(a: i32) -> AlarmType {
+    match a {
+        1 => AlarmType::NoSpace,
+        2 => AlarmType::Corrupt,
+        _ => AlarmType::None,
     }
 }
 

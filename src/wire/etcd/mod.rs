@@ -106,6 +106,17 @@ impl Ctx {
         Ok(self.replica.propose(cmd).await?)
     }
 
+    /// See `KvService::check_quota`: over quota, raise NOSPACE for this member and refuse.
+    pub async fn check_quota(&self) -> Result<(), EtcdError> {
+        if self.store.size_bytes() <= self.limits.quota_backend_bytes {
+            return Ok(());
+        }
+        let raise =
+            Command::Alarm { activate: true, member_id: self.member.id, alarm: crate::command::AlarmType::NoSpace };
+        self.propose(raise).await?;
+        Err(EtcdError::NoSpace)
+    }
+
     /// A read view for a linearizable read (after a raft read barrier) or a serializable one.
     pub async fn read(&self, serializable: bool) -> Result<ReadView, EtcdError> {
         if !serializable {

@@ -210,22 +210,63 @@ pub enum RequestBody {
     Ping,
     CloseSession,
     /// create, create2, createContainer, createTTL (ttl_ms 0 unless createTTL).
-    Create { path: String, data: Vec<u8>, acl: Vec<Acl>, flags: i32, ttl_ms: i64 },
-    Delete { path: String, version: i32 },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
-    SetData { path: String, data: Vec<u8>, version: i32 },
-    GetAcl { path: String },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
+    Create {
+        path: String,
+        data: Vec<u8>,
+        acl: Vec<Acl>,
+        flags: i32,
+        ttl_ms: i64,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
+    SetData {
+        path: String,
+        data: Vec<u8>,
+        version: i32,
+    },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
     /// getChildren and getChildren2.
-    GetChildren { path: String, watch: bool },
-    GetAllChildrenNumber { path: String },
-    GetEphemerals { prefix: String },
-    Sync { path: String },
-    Check { path: String, version: i32 },
+    GetChildren {
+        path: String,
+        watch: bool,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
+    GetEphemerals {
+        prefix: String,
+    },
+    Sync {
+        path: String,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
     /// multi and multiRead: the ops in order.
     Multi(Vec<Request>),
-    Auth { auth_type: i32, scheme: String, auth: Vec<u8> },
+    Auth {
+        auth_type: i32,
+        scheme: String,
+        auth: Vec<u8>,
+    },
     /// setWatches (persistent lists empty) and setWatches2.
     SetWatches {
         relative_zxid: i64,
@@ -235,11 +276,19 @@ pub enum RequestBody {
         persistent: Vec<String>,
         persistent_recursive: Vec<String>,
     },
-    AddWatch { path: String, mode: i32 },
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
     /// checkWatches and removeWatches.
-    Watches { path: String, watch_type: i32 },
+    Watches {
+        path: String,
+        watch_type: i32,
+    },
     WhoAmI,
-    GetConfig { watch: bool },
+    GetConfig {
+        watch: bool,
+    },
     /// An op code this codec does not know; the server answers Unimplemented.
     Unknown,
 }
@@ -270,13 +319,9 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
     Ok(match op {
         op::PING => B::Ping,
         op::CLOSE_SESSION => B::CloseSession,
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => B::Create {
-            path: r.ustring()?,
-            data: r.buffer()?,
-            acl: r.vector(Acl::read)?,
-            flags: r.int()?,
-            ttl_ms: 0,
-        },
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
+            B::Create { path: r.ustring()?, data: r.buffer()?, acl: r.vector(Acl::read)?, flags: r.int()?, ttl_ms: 0 }
+        }
         op::CREATE_TTL => B::Create {
             path: r.ustring()?,
             data: r.buffer()?,
@@ -284,10 +329,9 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
             flags: r.int()?,
             ttl_ms: r.long()?,
         },
-        op::DELETE | op::DELETE_CONTAINER => B::Delete {
-            path: r.ustring()?,
-            version: if op == op::DELETE { r.int()? } else { -1 },
-        },
+        op::DELETE | op::DELETE_CONTAINER => {
+            B::Delete { path: r.ustring()?, version: if op == op::DELETE { r.int()? } else { -1 } }
+        }
         op::EXISTS => B::Exists { path: r.ustring()?, watch: r.boolean()? },
         op::GET_DATA => {
             let path = r.ustring()?;
@@ -404,14 +448,32 @@ mod tests {
     #[test]
     fn writes_connect_response_and_stat_exactly() {
         let mut w = Writer::new();
-        ConnectResponse { protocol_version: 0, timeout_ms: 4000, session_id: 0x0100, passwd: vec![7; 16], read_only: Some(false) }
-            .write(&mut w);
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 4000,
+            session_id: 0x0100,
+            passwd: vec![7; 16],
+            read_only: Some(false),
+        }
+        .write(&mut w);
         let mut want = vec![0, 0, 0, 0, 0, 0, 0x0f, 0xa0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 16];
         want.extend_from_slice(&[7; 16]);
         want.push(0);
         assert_eq!(w.buf, want);
         let mut w = Writer::new();
-        let st = Stat { czxid: 1, mzxid: 2, ctime: 3, mtime: 4, version: 5, cversion: 6, aversion: 7, ephemeral_owner: 8, data_length: 9, num_children: 10, pzxid: 11 };
+        let st = Stat {
+            czxid: 1,
+            mzxid: 2,
+            ctime: 3,
+            mtime: 4,
+            version: 5,
+            cversion: 6,
+            aversion: 7,
+            ephemeral_owner: 8,
+            data_length: 9,
+            num_children: 10,
+            pzxid: 11,
+        };
         st.write(&mut w);
         assert_eq!(w.buf.len(), 68, "Stat is 8 longs... 4 longs, 3 ints, a long, 2 ints, a long");
         assert_eq!(Stat::read(&mut Reader::new(&w.buf)).unwrap(), st);
@@ -436,11 +498,15 @@ mod tests {
                 w.ustring(s);
             });
         }
-        let RequestBody::SetWatches { relative_zxid, data, child, persistent_recursive, .. } = Request::read(&w.buf).unwrap().body
+        let RequestBody::SetWatches { relative_zxid, data, child, persistent_recursive, .. } =
+            Request::read(&w.buf).unwrap().body
         else {
             panic!()
         };
-        assert_eq!((relative_zxid, data, child, persistent_recursive), (42, vec!["/d".to_string()], vec!["/c".to_string()], vec!["/r".to_string()]));
+        assert_eq!(
+            (relative_zxid, data, child, persistent_recursive),
+            (42, vec!["/d".to_string()], vec!["/c".to_string()], vec!["/r".to_string()])
+        );
     }
 
     #[test]
@@ -457,7 +523,15 @@ mod tests {
     fn notification_bytes() {
         assert_eq!(
             notification(5, event_type::NODE_DATA_CHANGED, keeper_state::SYNC_CONNECTED, "/a"),
-            [&[0xff, 0xff, 0xff, 0xff][..], &[0, 0, 0, 0, 0, 0, 0, 5], &[0, 0, 0, 0], &[0, 0, 0, 3], &[0, 0, 0, 3], &[0, 0, 0, 2, b'/', b'a']].concat()
+            [
+                &[0xff, 0xff, 0xff, 0xff][..],
+                &[0, 0, 0, 0, 0, 0, 0, 5],
+                &[0, 0, 0, 0],
+                &[0, 0, 0, 3],
+                &[0, 0, 0, 3],
+                &[0, 0, 0, 2, b'/', b'a']
+            ]
+            .concat()
         );
     }
 }
