@@ -117,6 +117,18 @@ pub struct TxnOp {
     pub failure: Vec<RequestOp>,
 }
 
+impl TxnOp {
+    /// Whether any branch (nested ones included) may write a value: such a txn is refused while
+    /// the space quota is exceeded.
+    pub fn has_put(&self) -> bool {
+        self.success.iter().chain(self.failure.iter()).any(|o| match o {
+            RequestOp::Put(_) => true,
+            RequestOp::Txn(t) => t.has_put(),
+            _ => false,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum RequestOp {
     Range(RangeOp),

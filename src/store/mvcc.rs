@@ -62,8 +62,7 @@ pub struct WriteTx<'t> {
 impl<'t> WriteTx<'t> {
     pub(super) fn new(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
         let meta = tx.open_table(META)?;
-        let rev = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
-        let compact_rev = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        let (rev, compact_rev) = revisions(&meta)?;
         Ok(WriteTx {
             kv: tx.open_table(KV)?,
             hist: tx.open_table(HIST)?,
@@ -152,7 +151,7 @@ impl<'t> WriteTx<'t> {
         // Branches are chosen against the state before the txn (as etcd does), then every
         // write of the chosen path is validated before the first one is made, so a failing
         // txn changes nothing.
-        if txn_has_put(op) {
+        if op.has_put() {
             self.check_space()?;
         }
         let mut path = Vec::new();
@@ -562,12 +561,11 @@ pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mu
     Ok(())
 }
 
-fn txn_has_put(t: &TxnOp) -> bool {
-    t.success.iter().chain(t.failure.iter()).any(|o| match o {
-        RequestOp::Put(_) => true,
-        RequestOp::Txn(t) => txn_has_put(t),
-        _ => false,
-    })
+/// (current revision, compacted revision; 0 = never) as recorded in `meta`.
+pub(crate) fn revisions<M: ReadableTable<&'static str, &'static [u8]>>(meta: &M) -> Result<(i64, i64), StoreError> {
+    let rev = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
+    let compact = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+    Ok((rev, compact))
 }
 
 pub(crate) fn to_kv(key: &[u8], c: CurrentKv) -> KeyValue {

@@ -3,7 +3,7 @@
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, fill_value, in_range, range, to_kv, Crc32c};
+use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, fill_value, in_range, range, revisions, to_kv, Crc32c};
 use super::schema::*;
 use super::{DumpRow, Error, StoreError};
 use crate::command::*;
@@ -30,8 +30,7 @@ pub struct EventPage {
 impl ReadView {
     pub(super) fn new(tx: ReadTransaction) -> Result<ReadView, StoreError> {
         let meta = tx.open_table(META)?;
-        let revision = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
-        let compact_revision = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(0);
+        let (revision, compact_revision) = revisions(&meta)?;
         Ok(ReadView {
             kv: tx.open_table(KV)?,
             hist: tx.open_table(HIST)?,

@@ -11,19 +11,25 @@ use conclave::pb::etcdserverpb::lease_client::LeaseClient;
 use conclave::pb::etcdserverpb::watch_client::WatchClient;
 use tonic::transport::Channel;
 
+/// A single node on an ephemeral 127.0.0.1 port, with extra etcd-style flags.
+pub fn config_with(data_dir: &Path, extra: &[&str]) -> Config {
+    let mut args: Vec<String> = [
+        "conclave",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--log-level",
+        "warn",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Config::parse_etcd_style(args)
+}
+
 pub fn config(data_dir: &Path) -> Config {
-    Config::parse_etcd_style(
-        [
-            "conclave",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--listen-client-urls",
-            "http://127.0.0.1:0",
-            "--log-level",
-            "warn",
-        ]
-        .map(String::from),
-    )
+    config_with(data_dir, &[])
 }
 
 pub async fn start(data_dir: &Path) -> NodeHandle {
@@ -71,17 +77,5 @@ pub async fn eventually<F: FnMut() -> Fut, Fut: std::future::Future<Output = boo
 
 /// Starts a node with extra etcd-style flags.
 pub async fn start_with(data_dir: &Path, extra: &[&str]) -> NodeHandle {
-    let mut args: Vec<String> = [
-        "conclave",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--log-level",
-        "warn",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    node::start(Config::parse_etcd_style(args)).await.expect("node starts")
+    node::start(config_with(data_dir, extra)).await.expect("node starts")
 }

@@ -94,7 +94,7 @@ impl Kv for KvService {
         let r = request.into_inner();
         self.check_size(&r)?;
         let op = txn_from_pb(r, self.ctx.limits.max_txn_ops)?;
-        if op_has_put(&op) {
+        if op.has_put() {
             self.check_quota().await?;
         }
         match self.propose(Command::Txn(op)).await? {
@@ -116,13 +116,4 @@ impl Kv for KvService {
             (_, other) => Err(unexpected(other)),
         }
     }
-}
-
-fn op_has_put(t: &crate::command::TxnOp) -> bool {
-    use crate::command::RequestOp;
-    t.success.iter().chain(t.failure.iter()).any(|o| match o {
-        RequestOp::Put(_) => true,
-        RequestOp::Txn(t) => op_has_put(t),
-        _ => false,
-    })
 }
