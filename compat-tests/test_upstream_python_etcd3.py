@@ -56,12 +56,7 @@ EXPECTED_FAILING_ON_ETCD = frozenset()
 # Known Conclave gaps, each with its reason; listed here so the suite stays a yardstick (a gap
 # that closes, or a new failure, fails this test) while CI stays green. Keep it short.
 KNOWN_GAPS = {
-    "conclave": {
-        # Maintenance.Snapshot is not implemented: etcd streams its bbolt file, which
-        # `etcdctl snapshot status` then parses; Conclave's store is redb, so a compatible
-        # snapshot needs a bbolt writer (open in the etcd issue).
-        "tests/test_etcd3.py::TestEtcd3::test_snapshot",
-    },
+    "conclave": set(),
 }
 
 # passing sets of the kinds that already matched etcd's record in this session

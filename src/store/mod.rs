@@ -6,9 +6,11 @@
 //! so a crash leaves either all of an apply or none of it. Readers get a [`ReadView`]: a redb
 //! read transaction, i.e. a consistent snapshot of every table at one revision.
 
+pub mod bolt;
 mod mvcc;
 mod read;
 pub mod schema;
+pub mod sha256;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -220,6 +220,55 @@ impl ReadView {
         Ok((h.finish(), rev))
     }
 
+    /// The store as the bbolt file etcd's Maintenance.Snapshot sends (see [`super::bolt`]):
+    /// `etcdctl snapshot status` reads it and `etcdctl snapshot restore` can seed a real etcd.
+    pub fn etcd_snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        let mut keys = Vec::new();
+        for row in self.hist.iter()? {
+            let (k, v) = row?;
+            let rk = k.value();
+            let e = HistEntry::decode(v.value());
+            let kv = if e.tombstone {
+                KeyValue { key: e.key, ..Default::default() }
+            } else {
+                KeyValue {
+                    key: e.key,
+                    create_revision: e.create_revision,
+                    mod_revision: rev_main(rk),
+                    version: e.version,
+                    value: e.value,
+                    lease: e.lease,
+                }
+            };
+            keys.push((etcd_rev_bytes(rk, e.tombstone), etcd_kv_bytes(&kv)));
+        }
+        // leasepb.Lease { ID = 1, TTL = 2 } keyed by the 8-byte big-endian id.
+        let mut leases = Vec::new();
+        for (id, ttl) in self.leases()? {
+            let mut v = Vec::new();
+            for (field, x) in [(1u8, id), (2, ttl)] {
+                if x != 0 {
+                    v.push(field << 3);
+                    let mut n = x as u64;
+                    while n >= 0x80 {
+                        v.push((n as u8) | 0x80);
+                        n >>= 7;
+                    }
+                    v.push(n as u8);
+                }
+            }
+            leases.push(((id as u64).to_be_bytes().to_vec(), v));
+        }
+        let mut meta = Vec::new();
+        if self.compact_revision > 0 {
+            let rev = etcd_rev_bytes(rev_key(self.compact_revision, 0), false);
+            meta.push((b"finishedCompactRev".to_vec(), rev.clone()));
+            meta.push((b"scheduledCompactRev".to_vec(), rev));
+        }
+        let mut buckets = vec![(b"key".to_vec(), keys), (b"lease".to_vec(), leases), (b"meta".to_vec(), meta)];
+        Ok(super::bolt::write(&mut buckets))
+    }
+
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
     /// 3 lease_keys, 4 meta (keyrev is rebuilt from hist on restore).
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
