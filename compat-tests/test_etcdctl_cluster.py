@@ -263,3 +263,26 @@ def test_elect(server):
     assert obs.read_lines(2) == [k2, "p2"]
     rc, rest, err = c1.wait()
     assert rc == 0
+
+
+def test_nospace_alarm_caps_writes(server):
+    """An alarm raised through the API (as python-etcd3's create_alarm does) shows in
+    `alarm list` and `endpoint status`, refuses puts, and `alarm disarm` clears it."""
+    import etcd3
+    host, port = server.endpoint.rsplit(":", 1)
+    client = etcd3.client(host=host, port=int(port))
+    try:
+        alarms = client.create_alarm()
+        assert [(a.member_id, a.alarm_type) for a in alarms] == [(0, 1)]
+        assert server.etcdctl("alarm", "list") == (0, "alarm:NOSPACE \n", "")
+        st = jl(server.ok("endpoint", "status", "-w", "json"))[0]["Status"]
+        assert st["errors"] == ["alarm:NOSPACE "]
+        rc, out, err = server.etcdctl("put", "a", "b")
+        assert (rc, out) == (1, "")
+        assert strip_logs(err) == "Error: etcdserver: mvcc: database space exceeded\n"
+        assert server.etcdctl("get", "a") == (0, "", "")
+        assert server.etcdctl("alarm", "disarm") == (0, "alarm:NOSPACE \n", "")
+        assert server.etcdctl("alarm", "list") == (0, "", "")
+        server.ok("put", "a", "b")
+    finally:
+        client.close()

@@ -62,6 +62,24 @@ impl Maintenance for MaintenanceService {
         let st = self.ctx.replica.status();
         let rev = self.ctx.hub.revision();
         let db_size = self.ctx.store.size_bytes() as i64;
+        // Raised alarms, in Go's protobuf text form as etcd prints them ("alarm:NOSPACE ",
+        // with "memberID:<id> " first for a member-specific alarm).
+        let errors = self
+            .ctx
+            .store
+            .read()
+            .and_then(|v| v.alarms())
+            .map_err(EtcdError::from)?
+            .into_iter()
+            .map(|(m, a)| {
+                let name = if a == AlarmType::NoSpace { "NOSPACE" } else { "CORRUPT" };
+                if m == 0 {
+                    format!("alarm:{name} ")
+                } else {
+                    format!("memberID:{m} alarm:{name} ")
+                }
+            })
+            .collect();
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.ctx.header(rev)),
             version: SERVER_VERSION.into(),
@@ -70,7 +88,7 @@ impl Maintenance for MaintenanceService {
             raft_index: st.last_log_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,
-            errors: vec![],
+            errors,
             db_size_in_use: db_size,
             is_learner: false,
             ..Default::default()
