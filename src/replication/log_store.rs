@@ -1,9 +1,8 @@
-//! openraft's log storage on the [`Wal`](super::wal::Wal) (entries) and redb (vote, purge point,
-//! committed hint).
+//! openraft's log storage on the [`Wal`](super::wal::Wal) (entries) and redb (vote, purge point).
 //!
 //! Entries are bincode-encoded openraft entries; an append is durable (fdatasync) before
 //! openraft is told it is flushed. The vote is written with a durable redb commit, the purge
-//! point too; the committed index is only a hint (losing it is safe), so it is not fsynced.
+//! point too.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -18,7 +17,6 @@ use super::TypeConfig;
 use crate::store::{Store, StoreError};
 
 const META_VOTE: &str = "vote";
-const META_COMMITTED: &str = "committed";
 const META_PURGED: &str = "last_purged";
 
 #[derive(Clone)]
@@ -131,13 +129,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta(META_VOTE).map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        self.store.raft_meta_put_lazy(META_COMMITTED, &encode(&committed)).map_err(write_err)
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        Ok(self.meta::<Option<LogId<u64>>>(META_COMMITTED).map_err(read_err)?.flatten())
-    }
+    // The committed index is not saved: it is only a hint that lets a restarted node re-apply
+    // before it hears from a leader, and writing it was an extra redb transaction on every
+    // commit. A restarted leader commits its whole log again with its first entry anyway.
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
     where

@@ -185,19 +185,6 @@ impl Store {
         Ok(())
     }
 
-    /// Not fsynced on its own: made durable by the next durable commit. For hints whose loss
-    /// is safe (raft's committed index).
-    pub fn raft_meta_put_lazy(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::None)?;
-        {
-            let mut t = tx.open_table(RAFT_META)?;
-            t.insert(key, value)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     /// State-machine bookkeeping written by apply through [`WriteTx::set_meta`].
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read()?;
