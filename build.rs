@@ -7,7 +7,12 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let include = root.join("proto");
-    let files = ["etcd/api/mvccpb/kv.proto", "etcd/api/authpb/auth.proto", "etcd/api/etcdserverpb/rpc.proto"];
+    let files = [
+        "etcd/api/mvccpb/kv.proto",
+        "etcd/api/authpb/auth.proto",
+        "etcd/api/etcdserverpb/rpc.proto",
+        "etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     for f in &files {
         println!("cargo:rerun-if-changed={}", include.join(f).display());

@@ -4,9 +4,8 @@ once per session into <repo>/target/rust-client) runs against a fresh server of
 each kind.  It checks every step itself against what etcd 3.4.23 answers and
 prints one line per step; the output must be identical on both kinds.
 
-Not covered: etcd-client's lock()/unlock() use the v3lock gRPC service
-(v3lockpb.Lock), which conclave does not serve; the binary's --with-lock step
-is therefore not run here (it passes against etcd).
+The --with-lock step runs etcd-client's lock()/unlock(), which use the v3lock gRPC
+service (v3lockpb.Lock).
 """
 
 import os
@@ -47,7 +46,7 @@ def scenario_binary():
 # the first run may include the cold build of etcd-client and tonic (minutes on 2 cores)
 @pytest.mark.timeout(1800)
 def test_rust_etcd_client_scenario(scenario_binary, server):
-    cp = subprocess.run([scenario_binary, server.endpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    cp = subprocess.run([scenario_binary, "--with-lock", server.endpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         stdin=subprocess.DEVNULL, timeout=180)
     out = cp.stdout.decode("utf-8", "replace")
     err = cp.stderr.decode("utf-8", "replace")

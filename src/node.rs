@@ -262,7 +262,11 @@ fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
             MaintenanceServer::new(etcd_wire::MaintenanceService::new(ctx.clone()))
                 .max_decoding_message_size(max_decode),
         )
-        .add_service(AuthServer::new(etcd_wire::AuthService::new(ctx)).max_decoding_message_size(max_decode))
+        .add_service(AuthServer::new(etcd_wire::AuthService::new(ctx.clone())).max_decoding_message_size(max_decode))
+        .add_service(
+            crate::pb::v3lockpb::lock_server::LockServer::new(etcd_wire::LockService::new(ctx))
+                .max_decoding_message_size(max_decode),
+        )
 }
 
 /// The leader's lease expiry loop: revoke through raft whatever the timers say has expired.

@@ -282,3 +282,49 @@ async fn watch_filters_progress_cancel_and_fragments() {
     drop(tx);
     node.shutdown().await;
 }
+
+/// Goal: the v3lock service is a real mutex: a second locker waits until the first unlocks,
+/// and a holder whose lease is revoked loses the lock to the next waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3lock_serializes_holders() {
+    use conclave::pb::etcdserverpb::LeaseRevokeRequest;
+    use conclave::pb::v3lockpb::lock_client::LockClient;
+    use conclave::pb::v3lockpb::{LockRequest, UnlockRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path()).await;
+    let ch = common::channel(&node).await;
+    let (_, _, mut lease) = common::clients(&node).await;
+    let mut locks = LockClient::new(ch.clone());
+    let l1 = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id;
+    let l2 = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id;
+    let l3 = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id;
+    let k1 = locks.lock(LockRequest { name: b"m".to_vec(), lease: l1 }).await.unwrap().into_inner().key;
+    assert_eq!(k1, format!("m/{l1:x}").into_bytes());
+    let second = {
+        let mut locks = LockClient::new(ch.clone());
+        tokio::spawn(async move {
+            locks.lock(LockRequest { name: b"m".to_vec(), lease: l2 }).await.unwrap().into_inner().key
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second locker waits while the first holds the lock");
+    locks.unlock(UnlockRequest { key: k1 }).await.unwrap();
+    let k2 = tokio::time::timeout(Duration::from_secs(5), second).await.expect("acquired after unlock").unwrap();
+    assert_eq!(k2, format!("m/{l2:x}").into_bytes());
+    let third = {
+        let mut locks = LockClient::new(ch.clone());
+        tokio::spawn(async move {
+            locks.lock(LockRequest { name: b"m".to_vec(), lease: l3 }).await.unwrap().into_inner().key
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished());
+    lease.lease_revoke(LeaseRevokeRequest { id: l2 }).await.unwrap();
+    let k3 = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("acquired after the holder's lease went")
+        .unwrap();
+    assert_eq!(k3, format!("m/{l3:x}").into_bytes());
+    drop((locks, lease, ch));
+    node.shutdown().await;
+}

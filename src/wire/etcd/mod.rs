@@ -6,6 +6,7 @@ mod convert;
 pub mod errors;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
@@ -22,6 +23,7 @@ use errors::EtcdError;
 
 pub use kv::KvService;
 pub use lease::LeaseService;
+pub use lock::LockService;
 pub use maintenance::{AuthService, ClusterService, MaintenanceService};
 pub use watch::WatchService;
 
