@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "etcd/api/authpb/auth.proto",
         "etcd/api/etcdserverpb/rpc.proto",
         "etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto",
+        "etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     for f in &files {

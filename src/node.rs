@@ -264,7 +264,11 @@ fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
         )
         .add_service(AuthServer::new(etcd_wire::AuthService::new(ctx.clone())).max_decoding_message_size(max_decode))
         .add_service(
-            crate::pb::v3lockpb::lock_server::LockServer::new(etcd_wire::LockService::new(ctx))
+            crate::pb::v3lockpb::lock_server::LockServer::new(etcd_wire::LockService::new(ctx.clone()))
+                .max_decoding_message_size(max_decode),
+        )
+        .add_service(
+            crate::pb::v3electionpb::election_server::ElectionServer::new(etcd_wire::ElectionService::new(ctx))
                 .max_decoding_message_size(max_decode),
         )
 }

@@ -22,3 +22,8 @@ pub mod etcdserverpb {
 pub mod v3lockpb {
     tonic::include_proto!("v3lockpb");
 }
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}

@@ -328,3 +328,52 @@ async fn v3lock_serializes_holders() {
     drop((locks, lease, ch));
     node.shutdown().await;
 }
+
+/// Goal: the v3election service elects the oldest campaigner, lets only the leader proclaim,
+/// reports changes to observers, and hands leadership over on resign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3election_campaign_proclaim_observe_resign() {
+    use conclave::pb::v3electionpb::election_client::ElectionClient;
+    use conclave::pb::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path()).await;
+    let ch = common::channel(&node).await;
+    let (_, _, mut lease) = common::clients(&node).await;
+    let mut el = ElectionClient::new(ch.clone());
+    let l1 = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id;
+    let l2 = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await.unwrap().into_inner().id;
+    let a = el
+        .campaign(CampaignRequest { name: b"e".to_vec(), lease: l1, value: b"a".to_vec() })
+        .await
+        .unwrap()
+        .into_inner();
+    let a = a.leader.unwrap();
+    let mut observe = el.observe(LeaderRequest { name: b"e".to_vec() }).await.unwrap().into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), observe.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.kv.unwrap().value, b"a");
+    let b_task = {
+        let mut el = ElectionClient::new(ch.clone());
+        tokio::spawn(async move {
+            el.campaign(CampaignRequest { name: b"e".to_vec(), lease: l2, value: b"b".to_vec() })
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b_task.is_finished(), "b waits while a leads");
+    el.proclaim(ProclaimRequest { leader: Some(a.clone()), value: b"a2".to_vec() }).await.unwrap();
+    let upd = tokio::time::timeout(Duration::from_secs(5), observe.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(upd.kv.unwrap().value, b"a2");
+    let leader = el.leader(LeaderRequest { name: b"e".to_vec() }).await.unwrap().into_inner();
+    assert_eq!(leader.kv.unwrap().value, b"a2");
+    el.resign(ResignRequest { leader: Some(a.clone()) }).await.unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(5), b_task).await.expect("b leads after a resigns").unwrap();
+    assert_eq!(b.leader.unwrap().lease, l2);
+    let next = tokio::time::timeout(Duration::from_secs(5), observe.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.kv.unwrap().value, b"b");
+    let err = el.proclaim(ProclaimRequest { leader: Some(a), value: b"late".to_vec() }).await.unwrap_err();
+    assert_eq!(err.message(), "election: not leader");
+    drop((el, observe, lease, ch));
+    node.shutdown().await;
+}

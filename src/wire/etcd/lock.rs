@@ -29,7 +29,7 @@ impl LockService {
 }
 
 /// The end of a prefix range: the prefix with its last byte incremented (etcd's GetPrefixRangeEnd).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -53,22 +53,56 @@ impl Drop for StreamGuard<'_> {
     }
 }
 
-impl LockService {
-    /// Waits until `key` is deleted, watching from `revision` (etcd's waitDelete).
-    async fn wait_delete(&self, key: &[u8], revision: i64) -> Result<(), Status> {
-        let (stream, mut rx) = self.ctx.hub.open_stream().map_err(|_| EtcdError::TooManyRequests)?;
-        let _guard = StreamGuard { ctx: &self.ctx, stream };
-        let spec = WatchSpec { key: key.to_vec(), start_revision: revision, filter_put: true, ..Default::default() };
-        self.ctx.hub.watch(stream, 0, spec).map_err(|_| EtcdError::TooManyRequests)?;
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                HubMsg::Events { events, .. } if events.iter().any(|e| e.kind == EventKind::Delete) => return Ok(()),
-                // History was compacted under us: the caller re-reads the waiters and retries.
-                HubMsg::Compacted { .. } => return Ok(()),
-                _ => {}
-            }
+/// Waits until `key` is deleted, watching from `revision` (etcd's waitDelete).
+async fn wait_delete(ctx: &Ctx, key: &[u8], revision: i64) -> Result<(), Status> {
+    let (stream, mut rx) = ctx.hub.open_stream().map_err(|_| EtcdError::TooManyRequests)?;
+    let _guard = StreamGuard { ctx, stream };
+    let spec = WatchSpec { key: key.to_vec(), start_revision: revision, filter_put: true, ..Default::default() };
+    ctx.hub.watch(stream, 0, spec).map_err(|_| EtcdError::TooManyRequests)?;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            HubMsg::Events { events, .. } if events.iter().any(|e| e.kind == EventKind::Delete) => return Ok(()),
+            // History was compacted under us: the caller re-reads the waiters and retries.
+            HubMsg::Compacted { .. } => return Ok(()),
+            _ => {}
         }
-        Err(EtcdError::Stopped.into())
+    }
+    Err(EtcdError::Stopped.into())
+}
+
+/// etcd's waitDeletes: waits until no key under `prefix` was created at or before
+/// `max_create_revision`, waiting out the newest such key each round. Returns the header of
+/// the last read, which saw none.
+pub(super) async fn wait_deletes(ctx: &Ctx, prefix: &[u8], max_create_revision: i64) -> Result<ResponseHeader, Status> {
+    loop {
+        let view = ctx.read(false).await?;
+        let older = RangeOp {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            sort_target: SortTarget::Create,
+            sort_order: SortOrder::Descend,
+            max_create_revision,
+            limit: 1,
+            ..Default::default()
+        };
+        let rr = view.range(&older).map_err(EtcdError::from)?;
+        let header = ctx.header(view.revision);
+        let Some(last) = rr.kvs.first() else { return Ok(header) };
+        let key = last.key.clone();
+        drop(view);
+        wait_delete(ctx, &key, header.revision).await?;
+    }
+}
+
+/// The oldest key under `prefix` (etcd's WithFirstCreate), as a range op.
+pub(super) fn first_created(prefix: &[u8]) -> RangeOp {
+    RangeOp {
+        key: prefix.to_vec(),
+        range_end: prefix_end(prefix),
+        sort_target: SortTarget::Create,
+        sort_order: SortOrder::Ascend,
+        limit: 1,
+        ..Default::default()
     }
 }
 
@@ -79,14 +113,7 @@ impl Lock for LockService {
         let mut prefix = r.name.clone();
         prefix.push(b'/');
         let my_key = [prefix.as_slice(), format!("{:x}", r.lease).as_bytes()].concat();
-        let first_created = RangeOp {
-            key: prefix.clone(),
-            range_end: prefix_end(&prefix),
-            sort_target: SortTarget::Create,
-            sort_order: SortOrder::Ascend,
-            limit: 1,
-            ..Default::default()
-        };
+        let first_created = first_created(&prefix);
         let txn = TxnOp {
             compare: vec![Compare {
                 result: CompareResult::Equal,
@@ -119,25 +146,7 @@ impl Lock for LockService {
         let owner = range(1).and_then(|rr| rr.kvs.first().map(|kv| kv.create_revision));
         let mut header: ResponseHeader = self.ctx.header(applied.revision);
         if owner.is_some_and(|rev| rev != my_rev) {
-            // etcd's waitDeletes: wait out every waiter created before us, newest first.
-            loop {
-                let view = self.ctx.read(false).await?;
-                let older = RangeOp {
-                    key: prefix.clone(),
-                    range_end: prefix_end(&prefix),
-                    sort_target: SortTarget::Create,
-                    sort_order: SortOrder::Descend,
-                    max_create_revision: my_rev - 1,
-                    limit: 1,
-                    ..Default::default()
-                };
-                let rr = view.range(&older).map_err(EtcdError::from)?;
-                header = self.ctx.header(view.revision);
-                let Some(last) = rr.kvs.first() else { break };
-                let key = last.key.clone();
-                drop(view);
-                self.wait_delete(&key, header.revision).await?;
-            }
+            header = wait_deletes(&self.ctx, &prefix, my_rev - 1).await?;
         }
         Ok(Response::new(pb::LockResponse { header: Some(header), key: my_key }))
     }

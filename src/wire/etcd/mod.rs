@@ -3,6 +3,7 @@
 //! every failure through ONE table ([`errors`]) to etcd's gRPC status code and message.
 
 mod convert;
+mod election;
 pub mod errors;
 mod kv;
 mod lease;
@@ -21,6 +22,7 @@ use crate::store::{ReadView, Store};
 use crate::watch::Hub;
 use errors::EtcdError;
 
+pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use lock::LockService;
