@@ -27,6 +27,26 @@ pub struct EventPage {
     pub next_revision: i64,
 }
 
+/// A change as etcd's backend stores it: its revision key (with the tombstone mark) and the
+/// protobuf KeyValue (a tombstone keeps only the key). HashKV and snapshots are built from these.
+fn etcd_backend_row(rk: u128, e: HistEntry) -> (Vec<u8>, Vec<u8>) {
+    let tombstone = e.tombstone;
+    let kv = if tombstone { KeyValue { key: e.key, ..Default::default() } } else { put_kv(rk, e) };
+    (etcd_rev_bytes(rk, tombstone), etcd_kv_bytes(&kv))
+}
+
+/// The state a put in history wrote.
+fn put_kv(rk: u128, e: HistEntry) -> KeyValue {
+    KeyValue {
+        key: e.key,
+        create_revision: e.create_revision,
+        mod_revision: rev_main(rk),
+        version: e.version,
+        value: e.value,
+        lease: e.lease,
+    }
+}
+
 impl ReadView {
     pub(super) fn new(tx: ReadTransaction) -> Result<ReadView, StoreError> {
         let meta = tx.open_table(META)?;
@@ -141,18 +161,7 @@ impl ReadView {
                     prev_kv,
                 }
             } else {
-                Event {
-                    kind: EventKind::Put,
-                    kv: KeyValue {
-                        key: e.key,
-                        create_revision: e.create_revision,
-                        mod_revision: main,
-                        version: e.version,
-                        value: e.value,
-                        lease: e.lease,
-                    },
-                    prev_kv,
-                }
+                Event { kind: EventKind::Put, kv: put_kv(rk, e), prev_kv }
             };
             events.push(ev);
         }
@@ -174,14 +183,7 @@ impl ReadView {
         if e.tombstone {
             return Ok(None);
         }
-        Ok(Some(KeyValue {
-            key: e.key,
-            create_revision: e.create_revision,
-            mod_revision: rev_main(prk),
-            version: e.version,
-            value: e.value,
-            lease: e.lease,
-        }))
+        Ok(Some(put_kv(prk, e)))
     }
 
     /// etcd's HashKV, bit for bit: CRC-32C over the bucket name "key", then every kept change
@@ -201,21 +203,9 @@ impl ReadView {
         for row in self.hist.range(..rev_key(rev + 1, 0))? {
             let (k, v) = row?;
             let rk = k.value();
-            let e = HistEntry::decode(v.value());
-            h.update(&etcd_rev_bytes(rk, e.tombstone));
-            let kv = if e.tombstone {
-                KeyValue { key: e.key, ..Default::default() }
-            } else {
-                KeyValue {
-                    key: e.key,
-                    create_revision: e.create_revision,
-                    mod_revision: rev_main(rk),
-                    version: e.version,
-                    value: e.value,
-                    lease: e.lease,
-                }
-            };
-            h.update(&etcd_kv_bytes(&kv));
+            let (key, value) = etcd_backend_row(rk, HistEntry::decode(v.value()));
+            h.update(&key);
+            h.update(&value);
         }
         Ok((h.finish(), rev))
     }
@@ -227,20 +217,7 @@ impl ReadView {
         for row in self.hist.iter()? {
             let (k, v) = row?;
             let rk = k.value();
-            let e = HistEntry::decode(v.value());
-            let kv = if e.tombstone {
-                KeyValue { key: e.key, ..Default::default() }
-            } else {
-                KeyValue {
-                    key: e.key,
-                    create_revision: e.create_revision,
-                    mod_revision: rev_main(rk),
-                    version: e.version,
-                    value: e.value,
-                    lease: e.lease,
-                }
-            };
-            keys.push((etcd_rev_bytes(rk, e.tombstone), etcd_kv_bytes(&kv)));
+            keys.push(etcd_backend_row(rk, HistEntry::decode(v.value())));
         }
         // leasepb.Lease { ID = 1, TTL = 2 } keyed by the 8-byte big-endian id.
         let mut leases = Vec::new();
