@@ -224,7 +224,7 @@ impl Store {
                             k.as_slice().try_into().map_err(|_| StoreError::Corrupt("hist key".into()))?,
                         );
                         hist.insert(rev, v.as_slice())?;
-                        let e = HistEntry::decode(v);
+                        let e = HistEntry::decode(v)?;
                         keyrev.insert((e.key.as_slice(), rev), ())?;
                     }
                     2 => {

@@ -247,7 +247,7 @@ impl<'t> WriteTx<'t> {
     /// The key's current state with its value.
     fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
         let Some(row) = self.kv.get(key)? else { return Ok(None) };
-        let mut c = CurrentKv::decode(row.value());
+        let mut c = CurrentKv::decode(row.value())?;
         drop(row);
         fill_value(&self.hist, &mut c)?;
         Ok(Some(c))
@@ -306,7 +306,7 @@ impl<'t> WriteTx<'t> {
         let mut doomed = Vec::new();
         for row in self.kv.range::<&[u8]>(key_bounds(&op.key, &op.range_end))? {
             let (k, v) = row?;
-            doomed.push((k.value().to_vec(), CurrentKv::decode(v.value())));
+            doomed.push((k.value().to_vec(), CurrentKv::decode(v.value())?));
         }
         for (_, c) in &mut doomed {
             fill_value(&self.hist, c)?;
@@ -441,7 +441,7 @@ impl<'t> WriteTx<'t> {
             let mut chunk = Vec::with_capacity(CHUNK_ROWS_MAX);
             for row in self.hist.range(cursor..end)? {
                 let (k, v) = row?;
-                let e = HistEntry::decode(v.value());
+                let e = HistEntry::decode(v.value())?;
                 chunk.push((k.value(), e.key, e.tombstone));
                 if chunk.len() == CHUNK_ROWS_MAX {
                     break;
@@ -557,7 +557,7 @@ impl Crc32c {
 pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mut CurrentKv) -> Result<(), Error> {
     let rk = c.hist_key();
     let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("kv points at missing revision {rk:x}")))?;
-    c.value = HistEntry::value_of(row.value()).to_vec();
+    c.value = HistEntry::value_of(row.value())?.to_vec();
     Ok(())
 }
 
@@ -663,7 +663,7 @@ where
             let (k, v) = row?;
             count += 1;
             if kvs.len() < fetch_max {
-                let mut c = CurrentKv::decode(v.value());
+                let mut c = CurrentKv::decode(v.value())?;
                 if want_value {
                     fill_value(hist, &mut c)?;
                 }
@@ -688,7 +688,7 @@ where
             let Some(rk) = best else { return Ok(()) };
             let row =
                 hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("keyrev points at missing revision {rk}")))?;
-            let e = HistEntry::decode(row.value());
+            let e = HistEntry::decode(row.value())?;
             if e.tombstone {
                 return Ok(());
             }

@@ -69,7 +69,7 @@ impl ReadView {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
         let Some(row) = self.kv.get(key)? else { return Ok(None) };
-        let mut c = CurrentKv::decode(row.value());
+        let mut c = CurrentKv::decode(row.value())?;
         fill_value(&self.hist, &mut c).map_err(|e| match e {
             Error::Store(s) => s,
             Error::Apply(a) => StoreError::Corrupt(a.to_string()),
@@ -96,7 +96,7 @@ impl ReadView {
 
     /// The granted TTL of a lease, if it exists.
     pub fn lease(&self, id: i64) -> Result<Option<LeaseRow>, StoreError> {
-        Ok(self.leases.get(id)?.map(|v| LeaseRow::decode(v.value())))
+        self.leases.get(id)?.map(|v| LeaseRow::decode(v.value())).transpose()
     }
 
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -113,7 +113,7 @@ impl ReadView {
         let mut out = Vec::new();
         for row in self.leases.iter()? {
             let (k, v) = row?;
-            out.push((k.value(), LeaseRow::decode(v.value()).ttl_s));
+            out.push((k.value(), LeaseRow::decode(v.value())?.ttl_s));
         }
         Ok(out)
     }
@@ -149,7 +149,7 @@ impl ReadView {
                 break;
             }
             last_main = main;
-            let e = HistEntry::decode(v.value());
+            let e = HistEntry::decode(v.value())?;
             if !in_range(&e.key, key, range_end) {
                 continue;
             }
@@ -179,7 +179,7 @@ impl ReadView {
         let Some(v) = self.hist.get(prk)? else {
             return Ok(None);
         };
-        let e = HistEntry::decode(v.value());
+        let e = HistEntry::decode(v.value())?;
         if e.tombstone {
             return Ok(None);
         }
@@ -203,7 +203,7 @@ impl ReadView {
         for row in self.hist.range(..rev_key(rev + 1, 0))? {
             let (k, v) = row?;
             let rk = k.value();
-            let (key, value) = etcd_backend_row(rk, HistEntry::decode(v.value()));
+            let (key, value) = etcd_backend_row(rk, HistEntry::decode(v.value())?);
             h.update(&key);
             h.update(&value);
         }
@@ -217,7 +217,7 @@ impl ReadView {
         for row in self.hist.iter()? {
             let (k, v) = row?;
             let rk = k.value();
-            keys.push(etcd_backend_row(rk, HistEntry::decode(v.value())));
+            keys.push(etcd_backend_row(rk, HistEntry::decode(v.value())?));
         }
         // leasepb.Lease { ID = 1, TTL = 2 } keyed by the 8-byte big-endian id.
         let mut leases = Vec::new();

@@ -18,6 +18,8 @@
 
 use redb::TableDefinition;
 
+use super::StoreError;
+
 pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 pub const HIST: TableDefinition<u128, &[u8]> = TableDefinition::new("hist");
 pub const KEYREV: TableDefinition<(&[u8], u128), ()> = TableDefinition::new("keyrev");
@@ -104,16 +106,18 @@ impl CurrentKv {
     }
 
     /// Decodes a row; `value` is left empty (see the type's comment).
-    pub fn decode(b: &[u8]) -> CurrentKv {
-        assert!(b.len() >= CURRENT_BYTES, "corrupt kv row: {} bytes", b.len());
-        CurrentKv {
+    pub fn decode(b: &[u8]) -> Result<CurrentKv, StoreError> {
+        if b.len() < CURRENT_BYTES {
+            return Err(StoreError::Corrupt(format!("kv row of {} bytes", b.len())));
+        }
+        Ok(CurrentKv {
             create_revision: get_i64(b, 0),
             mod_main: get_i64(b, 8),
             mod_sub: get_i64(b, 16),
             version: get_i64(b, 24),
             lease: get_i64(b, 32),
             value: Vec::new(),
-        }
+        })
     }
 
     /// Where this state's value lives in `hist`.
@@ -148,27 +152,34 @@ impl HistEntry {
         out
     }
 
-    /// Just the value of an encoded row, without copying the rest.
-    pub fn value_of(b: &[u8]) -> &[u8] {
-        assert!(b.len() >= HIST_HEADER, "corrupt hist row: {} bytes", b.len());
+    /// The key length of an encoded row, checked against the row's size. A row read from disk
+    /// that does not fit is a storage fault, reported as such, never a panic.
+    fn key_len(b: &[u8]) -> Result<usize, StoreError> {
+        if b.len() < HIST_HEADER {
+            return Err(StoreError::Corrupt(format!("hist row of {} bytes", b.len())));
+        }
         let key_len = u32::from_le_bytes([b[25], b[26], b[27], b[28]]) as usize;
-        &b[HIST_HEADER + key_len..]
+        if b.len() < HIST_HEADER + key_len {
+            return Err(StoreError::Corrupt(format!("hist row of {} bytes with a {key_len}-byte key", b.len())));
+        }
+        Ok(key_len)
     }
 
-    pub fn decode(b: &[u8]) -> HistEntry {
-        assert!(b.len() >= HIST_HEADER, "corrupt hist row: {} bytes", b.len());
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&b[25..29]);
-        let key_len = u32::from_le_bytes(len) as usize;
-        assert!(b.len() >= HIST_HEADER + key_len, "corrupt hist row key length");
-        HistEntry {
+    /// Just the value of an encoded row, without copying the rest.
+    pub fn value_of(b: &[u8]) -> Result<&[u8], StoreError> {
+        Ok(&b[HIST_HEADER + Self::key_len(b)?..])
+    }
+
+    pub fn decode(b: &[u8]) -> Result<HistEntry, StoreError> {
+        let key_len = Self::key_len(b)?;
+        Ok(HistEntry {
             tombstone: b[0] != 0,
             create_revision: get_i64(b, 1),
             version: get_i64(b, 9),
             lease: get_i64(b, 17),
             key: b[HIST_HEADER..HIST_HEADER + key_len].to_vec(),
             value: b[HIST_HEADER + key_len..].to_vec(),
-        }
+        })
     }
 }
 
@@ -182,8 +193,11 @@ impl LeaseRow {
     pub fn encode(&self) -> [u8; 8] {
         self.ttl_s.to_le_bytes()
     }
-    pub fn decode(b: &[u8]) -> LeaseRow {
-        LeaseRow { ttl_s: get_i64(b, 0) }
+    pub fn decode(b: &[u8]) -> Result<LeaseRow, StoreError> {
+        if b.len() < 8 {
+            return Err(StoreError::Corrupt(format!("lease row of {} bytes", b.len())));
+        }
+        Ok(LeaseRow { ttl_s: get_i64(b, 0) })
     }
 }
 
@@ -210,12 +224,15 @@ mod tests {
     #[test]
     fn rows_round_trip() {
         let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: vec![] };
-        assert_eq!(CurrentKv::decode(&c.encode()), c);
+        assert_eq!(CurrentKv::decode(&c.encode()).unwrap(), c);
+        assert!(CurrentKv::decode(&[0; 39]).is_err());
         let h =
             HistEntry { tombstone: true, create_revision: 0, version: 0, lease: 0, key: b"k".to_vec(), value: vec![] };
-        assert_eq!(HistEntry::decode(&h.encode()), h);
+        assert_eq!(HistEntry::decode(&h.encode()).unwrap(), h);
+        assert!(HistEntry::decode(&h.encode()[..h.encode().len() - 1]).is_err(), "a cut key is an error");
+        assert!(HistEntry::decode(&[1, 2, 3]).is_err());
         let mut row = h.encode();
         row.extend_from_slice(b"val");
-        assert_eq!(HistEntry::value_of(&row), b"val");
+        assert_eq!(HistEntry::value_of(&row).unwrap(), b"val");
     }
 }
