@@ -47,6 +47,160 @@ pub enum Command {
         member_id: u64,
         alarm: AlarmType,
     },
+    /// ZooKeeper writes (one op, or a multi): see [`ZkTxn`].
+    Zk(ZkTxn),
+}
+
+// ---------------------------------------------------------------------------------------------
+// ZooKeeper writes
+
+/// One ZooKeeper write request: a single op, or the ops of a `multi`, applied atomically in ONE
+/// revision (the zxid). Everything apply needs travels inside: the proposer's wall clock (for
+/// ctime/mtime and TTL expiry checks), the session (owner of ephemerals) and the identities the
+/// session authenticated as (for ACL checks), so apply never reads a clock or a connection.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ZkTxn {
+    pub ops: Vec<ZkOp>,
+    pub now_ms: i64,
+    pub session_id: i64,
+    /// (scheme, id) pairs: "ip" and "digest" identities, as ZooKeeper's authInfo.
+    pub auth: Vec<(String, String)>,
+    /// Whether TTL nodes are allowed (ZooKeeper's extended types).
+    pub ttl_enabled: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ZkOp {
+    Create {
+        path: String,
+        data: Vec<u8>,
+        acl: Vec<ZkAcl>,
+        mode: CreateMode,
+        ttl_ms: i64,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    SetData {
+        path: String,
+        data: Vec<u8>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<ZkAcl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
+    /// Proposed by the leader's reaper: delete `path` if it is still an empty container, or a
+    /// childless TTL node not modified for its TTL at `now_ms` (ZooKeeper's deleteContainer).
+    Reap {
+        path: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ZkAcl {
+    pub perms: i32,
+    pub scheme: String,
+    pub id: String,
+}
+
+/// ZooKeeper's CreateMode, by its wire flag value.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum CreateMode {
+    Persistent,
+    Ephemeral,
+    PersistentSequential,
+    EphemeralSequential,
+    Container,
+    PersistentWithTtl,
+    PersistentSequentialWithTtl,
+}
+
+impl CreateMode {
+    pub fn from_flag(flag: i32) -> Option<CreateMode> {
+        Some(match flag {
+            0 => CreateMode::Persistent,
+            1 => CreateMode::Ephemeral,
+            2 => CreateMode::PersistentSequential,
+            3 => CreateMode::EphemeralSequential,
+            4 => CreateMode::Container,
+            5 => CreateMode::PersistentWithTtl,
+            6 => CreateMode::PersistentSequentialWithTtl,
+            _ => return None,
+        })
+    }
+    pub fn is_sequential(self) -> bool {
+        matches!(
+            self,
+            CreateMode::PersistentSequential
+                | CreateMode::EphemeralSequential
+                | CreateMode::PersistentSequentialWithTtl
+        )
+    }
+    pub fn is_ephemeral(self) -> bool {
+        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+    }
+    pub fn is_ttl(self) -> bool {
+        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+    }
+}
+
+/// A znode's Stat, as ZooKeeper's client sees it (zxids are store revisions).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ZkStat {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub data_length: i32,
+    pub num_children: i32,
+    pub pzxid: i64,
+}
+
+/// ZooKeeper error codes that apply can produce (KeeperException.Code values).
+pub mod zk_err {
+    pub const OK: i32 = 0;
+    pub const RUNTIME_INCONSISTENCY: i32 = -2;
+    pub const UNIMPLEMENTED: i32 = -6;
+    pub const BAD_ARGUMENTS: i32 = -8;
+    pub const NO_NODE: i32 = -101;
+    pub const NO_AUTH: i32 = -102;
+    pub const BAD_VERSION: i32 = -103;
+    pub const NO_CHILDREN_FOR_EPHEMERALS: i32 = -108;
+    pub const NODE_EXISTS: i32 = -110;
+    pub const NOT_EMPTY: i32 = -111;
+    pub const SESSION_EXPIRED: i32 = -112;
+    pub const INVALID_ACL: i32 = -114;
+}
+
+/// The outcome of one op of a [`ZkTxn`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ZkOpResult {
+    Created {
+        path: String,
+        stat: ZkStat,
+    },
+    Deleted,
+    SetData {
+        stat: ZkStat,
+    },
+    SetAcl {
+        stat: ZkStat,
+    },
+    Checked,
+    /// A failed op (its ZooKeeper error code); in a failed multi, the ops before the failure
+    /// carry code 0 and those after it RuntimeInconsistency, as ZooKeeper reports them.
+    Error(i32),
 }
 
 /// etcd's alarm types. While NOSPACE is raised, writes that add data (puts, txns with a put,
@@ -223,6 +377,8 @@ pub enum Response {
     LeaseRevoke,
     /// The alarm raised or cleared, or none if nothing changed.
     Alarm(Option<(u64, AlarmType)>),
+    /// One result per op; the txn changed the store only if none is an error.
+    Zk(Vec<ZkOpResult>),
 }
 
 /// Errors a command can deterministically fail with during apply. Every replica reaches the same
@@ -245,6 +401,9 @@ pub enum ApplyError {
     LeaseProvided,
     #[error("database space exceeded")]
     NoSpace,
+    /// An etcd write into the keyspace reserved for ZooKeeper znodes.
+    #[error("key is reserved for ZooKeeper znodes")]
+    ReservedKey,
 }
 
 /// The outcome of one command: the store revision after it (the response header revision) and

@@ -121,6 +121,55 @@ pub struct Config {
     /// Most watch streams on the node.
     #[arg(long, env = "CONCLAVE_MAX_WATCH_STREAMS", default_value_t = 10_000)]
     pub max_watch_streams: usize,
+
+    /// ZooKeeper client address (host:port); empty turns the ZooKeeper protocol off.
+    /// zoo.cfg's `clientPort` is accepted as an alias (it then listens on 127.0.0.1).
+    #[arg(long, env = "CONCLAVE_ZK_LISTEN", default_value = "127.0.0.1:2181")]
+    pub zk_listen: String,
+
+    /// zoo.cfg's clientPort: listen for ZooKeeper clients on 127.0.0.1:PORT (overrides --zk-listen).
+    #[arg(long = "clientPort", env = "CONCLAVE_ZK_CLIENT_PORT")]
+    pub zk_client_port: Option<u16>,
+
+    /// ZooKeeper's tickTime in ms: session timeouts are clamped to [2, 20] ticks by default.
+    #[arg(long = "zk-tick-time", alias = "tickTime", env = "CONCLAVE_ZK_TICK_TIME", default_value_t = 2000)]
+    pub zk_tick_time_ms: u64,
+
+    /// Shortest session timeout granted, in ms (default 2 × tickTime).
+    #[arg(long = "zk-min-session-timeout", alias = "minSessionTimeout", env = "CONCLAVE_ZK_MIN_SESSION_TIMEOUT")]
+    pub zk_min_session_timeout_ms: Option<u64>,
+
+    /// Longest session timeout granted, in ms (default 20 × tickTime).
+    #[arg(long = "zk-max-session-timeout", alias = "maxSessionTimeout", env = "CONCLAVE_ZK_MAX_SESSION_TIMEOUT")]
+    pub zk_max_session_timeout_ms: Option<u64>,
+
+    /// Four-letter words answered on the ZooKeeper port: a comma-separated list, or "*" for all
+    /// (zoo.cfg's 4lw.commands.whitelist; ZooKeeper's default is "srvr" only, ours is "*").
+    #[arg(
+        long = "zk-4lw-whitelist",
+        alias = "4lw.commands.whitelist",
+        env = "CONCLAVE_ZK_4LW_WHITELIST",
+        default_value = "*"
+    )]
+    pub zk_4lw_whitelist: String,
+
+    /// Whether TTL znodes are allowed (ZooKeeper's zookeeper.extendedTypesEnabled; on by default here).
+    #[arg(long = "zk-ttl-nodes", env = "CONCLAVE_ZK_TTL_NODES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zk_ttl_nodes: bool,
+
+    /// How often the leader reaps empty containers and expired TTL nodes, in ms
+    /// (ZooKeeper's znode.container.checkIntervalMs, whose default is 60000).
+    #[arg(long = "zk-container-check-interval", env = "CONCLAVE_ZK_CONTAINER_CHECK_INTERVAL", default_value_t = 1000)]
+    pub zk_container_check_interval_ms: u64,
+
+    /// Most ZooKeeper connections at once (zoo.cfg's maxClientCnxns, per server here).
+    #[arg(
+        long = "zk-max-client-cnxns",
+        alias = "maxClientCnxns",
+        env = "CONCLAVE_ZK_MAX_CLIENT_CNXNS",
+        default_value_t = 10_000
+    )]
+    pub zk_max_client_cnxns: usize,
 }
 
 impl Config {
@@ -149,6 +198,15 @@ impl Config {
             2 << 30
         } else {
             self.quota_backend_bytes
+        }
+    }
+
+    /// The ZooKeeper listen address, or None when the protocol is off.
+    pub fn zk_addr(&self) -> Option<String> {
+        match self.zk_client_port {
+            Some(p) => Some(format!("127.0.0.1:{p}")),
+            None if self.zk_listen.is_empty() => None,
+            None => Some(self.zk_listen.clone()),
         }
     }
 

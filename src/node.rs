@@ -23,6 +23,7 @@ use crate::store::{Effects, Store, StoreConfig};
 use crate::watch::{Hub, HubConfig};
 use crate::wire::etcd::{self as etcd_wire, Ctx, Limits, Member};
 use crate::wire::http::{self, HttpState};
+use crate::wire::zk::{ZkConfig, ZkCtx};
 
 /// gRPC framing on top of the request limit, as etcd allows (grpcOverheadBytes).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -57,6 +58,8 @@ impl ApplySink for Sink {
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
 pub struct NodeHandle {
     pub client_addr: SocketAddr,
+    /// Where ZooKeeper clients connect, if the protocol is on.
+    pub zk_addr: Option<SocketAddr>,
     pub replica: Replica,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -181,6 +184,20 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
     let listener = TcpListener::bind(&addr).await.map_err(|e| format!("listening on {addr}: {e}"))?;
     let client_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
+    let zk_addr = match config.zk_addr() {
+        None => None,
+        Some(addr) => {
+            let listener = TcpListener::bind(&addr)
+                .await
+                .map_err(|e| format!("listening for ZooKeeper clients on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let zk_config = zk_config(&config, &data_dir, local.port());
+            let zk = ZkCtx::new(replica.clone(), store.clone(), hub.clone(), lessor.clone(), zk_config, cluster_id);
+            tokio::spawn(crate::wire::zk::serve(zk, listener, shutdown_rx.clone()));
+            Some(local)
+        }
+    };
+
     let routes = client_routes(ctx.clone(), config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES);
     let incoming = limited_incoming(listener, config.max_connections);
     let mut stop = shutdown_rx.clone();
@@ -198,12 +215,36 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
         }
     });
     tracing::info!(
-        "serving etcd v3 on {client_addr} (data in {}, revision {}, ready in {:?})",
+        "serving etcd v3 on {client_addr}{} (data in {}, revision {}, ready in {:?})",
+        zk_addr.map(|a| format!(" and ZooKeeper on {a}")).unwrap_or_default(),
         data_dir.display(),
         hub.revision(),
         t0.elapsed()
     );
-    Ok(NodeHandle { client_addr, replica, shutdown: shutdown_tx, server })
+    Ok(NodeHandle { client_addr, zk_addr, replica, shutdown: shutdown_tx, server })
+}
+
+fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16) -> ZkConfig {
+    let tick = config.zk_tick_time_ms.max(1);
+    let min = config.zk_min_session_timeout_ms.unwrap_or(2 * tick);
+    let max = config.zk_max_session_timeout_ms.unwrap_or(20 * tick).max(min);
+    let words = config.zk_4lw_whitelist.trim();
+    ZkConfig {
+        tick_time_ms: tick,
+        min_session_timeout_ms: min,
+        max_session_timeout_ms: max,
+        four_letter_words: if words == "*" {
+            None
+        } else {
+            Some(words.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect())
+        },
+        ttl_enabled: config.zk_ttl_nodes,
+        max_client_cnxns: config.zk_max_client_cnxns,
+        container_check_interval: Duration::from_millis(config.zk_container_check_interval_ms.max(10)),
+        data_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()).display().to_string(),
+        client_port: port,
+        ..Default::default()
+    }
 }
 
 fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {

@@ -39,6 +39,7 @@ fn spawn(data_dir: &std::path::Path) -> Server {
         .args(["--advertise-client-urls", &format!("http://127.0.0.1:{port}")])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
         .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--zk-listen", "127.0.0.1:0"])
         .args(["--log-level", "warn"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

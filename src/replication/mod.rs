@@ -158,12 +158,21 @@ impl Replica {
 
     /// Proposes a command and waits until it is durable in the log and applied.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, ProposeError> {
+        self.submit(cmd)?.await
+    }
+
+    /// Queues a command for proposal NOW and returns a future of its outcome, so a client that
+    /// pipelines writes gets them into the log in the order it sent them.
+    pub fn submit(
+        &self,
+        cmd: Command,
+    ) -> Result<impl std::future::Future<Output = Result<Applied, ProposeError>> + Send + 'static, ProposeError> {
         let (reply, rx) = oneshot::channel();
         self.proposals.try_send(Proposal { cmd, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
         })?;
-        rx.await.map_err(|_| ProposeError::Stopped)?
+        Ok(async move { rx.await.map_err(|_| ProposeError::Stopped)? })
     }
 
     /// A linearizable read barrier (raft read-index): returns once this node has applied

@@ -11,6 +11,7 @@ mod mvcc;
 mod read;
 pub mod schema;
 pub mod sha256;
+pub mod znode;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use redb::{Database, Durability, ReadableDatabase};
 
 pub use mvcc::{Effects, WriteTx};
-pub use read::{EventPage, ReadView};
+pub use read::{EventPage, ReadView, ZkNode};
 
 use crate::command::ApplyError;
 use schema::*;
@@ -116,7 +117,10 @@ impl Store {
             tx.open_table(LEASE_KEYS)?;
             tx.open_table(META)?;
             tx.open_table(RAFT_META)?;
+            tx.open_table(ZK_CHILDREN)?;
+            tx.open_table(ZK_REAP)?;
         }
+        znode::init_builtins(&tx)?;
         tx.commit()?;
         Ok(Store { db: Arc::new(db), path: path.to_path_buf() })
     }
@@ -208,6 +212,15 @@ impl Store {
             tx.delete_table(LEASES)?;
             tx.delete_table(LEASE_KEYS)?;
             tx.delete_table(META)?;
+            tx.delete_table(ZNODES)?;
+            tx.delete_table(ZK_CHILDREN)?;
+            tx.delete_table(ZK_REAP)?;
+            let mut znodes = tx.open_table(ZNODES)?;
+            let mut zk_children = tx.open_table(ZK_CHILDREN)?;
+            let mut zk_reap = tx.open_table(ZK_REAP)?;
+            let utf8 = |b: &[u8]| {
+                std::str::from_utf8(b).map(str::to_string).map_err(|_| StoreError::Corrupt("znode path".into()))
+            };
             let mut kv = tx.open_table(KV)?;
             let mut hist = tx.open_table(HIST)?;
             let mut keyrev = tx.open_table(KEYREV)?;
@@ -238,6 +251,17 @@ impl Store {
                     4 => {
                         let key = std::str::from_utf8(k).map_err(|_| StoreError::Corrupt("meta key".into()))?;
                         meta.insert(key, v.as_slice())?;
+                    }
+                    5 => {
+                        znodes.insert(utf8(k)?.as_str(), v.as_slice())?;
+                    }
+                    6 => {
+                        let nul =
+                            k.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("zk child".into()))?;
+                        zk_children.insert((utf8(&k[..nul])?.as_str(), utf8(&k[nul + 1..])?.as_str()), ())?;
+                    }
+                    7 => {
+                        zk_reap.insert(utf8(k)?.as_str(), ())?;
                     }
                     t => return Err(StoreError::Corrupt(format!("snapshot table {t}"))),
                 }

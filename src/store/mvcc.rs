@@ -27,8 +27,8 @@ pub struct Effects {
 }
 
 /// Revision allocation for one write command.
-struct Rev {
-    main: i64,
+pub(super) struct Rev {
+    pub(super) main: i64,
     next_sub: i64,
 }
 
@@ -38,7 +38,7 @@ impl Rev {
         self.next_sub += 1;
         s
     }
-    fn changed(&self) -> bool {
+    pub(super) fn changed(&self) -> bool {
         self.next_sub > 0
     }
 }
@@ -49,9 +49,12 @@ pub struct WriteTx<'t> {
     kv: KvTable<'t>,
     hist: Table<'t, u128, &'static [u8]>,
     keyrev: Table<'t, (&'static [u8], u128), ()>,
-    leases: Table<'t, i64, &'static [u8]>,
+    pub(super) leases: Table<'t, i64, &'static [u8]>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
+    pub(super) znodes: Table<'t, &'static str, &'static [u8]>,
+    pub(super) zk_children: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) zk_reap: Table<'t, &'static str, ()>,
     rev: i64,
     compact_rev: i64,
     start_rev: i64,
@@ -70,6 +73,9 @@ impl<'t> WriteTx<'t> {
             leases: tx.open_table(LEASES)?,
             lease_keys: tx.open_table(LEASE_KEYS)?,
             meta,
+            znodes: tx.open_table(ZNODES)?,
+            zk_children: tx.open_table(ZK_CHILDREN)?,
+            zk_reap: tx.open_table(ZK_REAP)?,
             rev,
             compact_rev,
             start_rev: rev,
@@ -113,6 +119,7 @@ impl<'t> WriteTx<'t> {
             Command::LeaseGrant { id, ttl_s } => self.lease_grant(*id, *ttl_s),
             Command::LeaseRevoke { id } => self.lease_revoke(*id).map(|()| Response::LeaseRevoke),
             Command::Alarm { activate, member_id, alarm } => self.alarm(*activate, *member_id, *alarm),
+            Command::Zk(txn) => self.apply_zk(txn),
         };
         match result {
             Ok(r) => Ok(Applied { revision: self.rev, result: Ok(r) }),
@@ -121,11 +128,11 @@ impl<'t> WriteTx<'t> {
         }
     }
 
-    fn begin(&self) -> Rev {
+    pub(super) fn begin(&self) -> Rev {
         Rev { main: self.rev + 1, next_sub: 0 }
     }
 
-    fn end(&mut self, rev: Rev) {
+    pub(super) fn end(&mut self, rev: Rev) {
         if rev.changed() {
             self.rev = rev.main;
         }
@@ -141,6 +148,7 @@ impl<'t> WriteTx<'t> {
     }
 
     fn apply_delete(&mut self, op: &DeleteOp) -> Result<DeleteResult, Error> {
+        self.check_delete(op)?;
         let mut rev = self.begin();
         let r = self.delete_range(&mut rev, op)?;
         self.end(rev);
@@ -184,7 +192,7 @@ impl<'t> WriteTx<'t> {
                 RequestOp::Put(p) => self.check_put(p)?,
                 RequestOp::Txn(t) => self.check_path(t, path, at)?,
                 RequestOp::Range(r) => self.check_range_rev(r.revision)?,
-                RequestOp::DeleteRange(_) => {}
+                RequestOp::DeleteRange(d) => self.check_delete(d)?,
             }
         }
         Ok(())
@@ -245,7 +253,7 @@ impl<'t> WriteTx<'t> {
     }
 
     /// The key's current state with its value.
-    fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
+    pub(super) fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
         let Some(row) = self.kv.get(key)? else { return Ok(None) };
         let mut c = CurrentKv::decode(row.value())?;
         drop(row);
@@ -253,7 +261,31 @@ impl<'t> WriteTx<'t> {
         Ok(Some(c))
     }
 
+    /// Znode keys change only through ZooKeeper ops, which keep the tree's invariants (parent
+    /// counts, metadata); an etcd delete may not remove live znodes either.
+    fn check_delete(&self, op: &DeleteOp) -> Result<(), Error> {
+        if !super::znode::range_touches_znodes(&op.key, &op.range_end) {
+            return Ok(());
+        }
+        let live = if op.range_end.is_empty() {
+            self.kv.get(op.key.as_slice())?.is_some()
+        } else {
+            // Only the part of the range inside the znode range matters.
+            let (zk_lo, zk_hi) = super::znode::ZK_KEY_RANGE;
+            let lo = op.key.as_slice().max(zk_lo);
+            let hi = if op.range_end == [0] { zk_hi } else { op.range_end.as_slice().min(zk_hi) };
+            lo < hi && self.kv.range::<&[u8]>(lo..hi)?.next().is_some()
+        };
+        if live {
+            return Err(ApplyError::ReservedKey.into());
+        }
+        Ok(())
+    }
+
     fn check_put(&self, op: &PutOp) -> Result<(), Error> {
+        if super::znode::path_of(&op.key).is_some() {
+            return Err(ApplyError::ReservedKey.into());
+        }
         if (op.ignore_value || op.ignore_lease) && self.kv.get(op.key.as_slice())?.is_none() {
             return Err(ApplyError::KeyNotFound.into());
         }
@@ -263,7 +295,7 @@ impl<'t> WriteTx<'t> {
         Ok(())
     }
 
-    fn put(&mut self, rev: &mut Rev, op: &PutOp) -> Result<PutResult, Error> {
+    pub(super) fn put(&mut self, rev: &mut Rev, op: &PutOp) -> Result<PutResult, Error> {
         let old = self.current(&op.key)?;
         let (create_revision, version) = match &old {
             Some(o) => (o.create_revision, o.version + 1),
@@ -322,7 +354,7 @@ impl<'t> WriteTx<'t> {
         Ok(DeleteResult { deleted, prev_kvs })
     }
 
-    fn delete_key(&mut self, rev: &mut Rev, key: &[u8], old: CurrentKv) -> Result<KeyValue, Error> {
+    pub(super) fn delete_key(&mut self, rev: &mut Rev, key: &[u8], old: CurrentKv) -> Result<KeyValue, Error> {
         let sub = rev.take();
         let rk = rev_key(rev.main, sub);
         self.kv.remove(key)?;
@@ -370,6 +402,8 @@ impl<'t> WriteTx<'t> {
             match self.current(&key)? {
                 Some(old) => {
                     self.delete_key(&mut rev, &key, old)?;
+                    // An ephemeral znode: its parent and metadata follow its key.
+                    self.zk_forget_ephemeral(&key, rev.main)?;
                 }
                 None => {
                     // An attachment without a key would be a bug in put/delete; tolerate it

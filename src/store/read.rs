@@ -5,6 +5,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata}
 
 use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, fill_value, in_range, range, revisions, to_kv, Crc32c};
 use super::schema::*;
+use super::znode::{self, KvState};
 use super::{DumpRow, Error, StoreError};
 use crate::command::*;
 
@@ -15,9 +16,20 @@ pub struct ReadView {
     leases: ReadOnlyTable<i64, &'static [u8]>,
     lease_keys: ReadOnlyTable<(i64, &'static [u8]), ()>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    znodes: ReadOnlyTable<&'static str, &'static [u8]>,
+    zk_children: ReadOnlyTable<(&'static str, &'static str), ()>,
+    zk_reap: ReadOnlyTable<&'static str, ()>,
     /// The store revision this view shows.
     pub revision: i64,
     pub compact_revision: i64,
+}
+
+/// A znode as a ZooKeeper read returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZkNode {
+    pub stat: ZkStat,
+    pub data: Vec<u8>,
+    pub acl: Vec<ZkAcl>,
 }
 
 /// A page of history read for a watcher that is catching up.
@@ -58,6 +70,9 @@ impl ReadView {
             leases: tx.open_table(LEASES)?,
             lease_keys: tx.open_table(LEASE_KEYS)?,
             meta,
+            znodes: tx.open_table(ZNODES)?,
+            zk_children: tx.open_table(ZK_CHILDREN)?,
+            zk_reap: tx.open_table(ZK_REAP)?,
             revision,
             compact_revision,
         })
@@ -246,8 +261,110 @@ impl ReadView {
         Ok(super::bolt::write(&mut buckets))
     }
 
+    // ---- ZooKeeper's view of the tree (see super::znode) ------------------------------------
+
+    /// A znode: its Stat, data and ACL.
+    pub fn zk_node(&self, path: &str) -> Result<Option<ZkNode>, StoreError> {
+        let found = znode::read_node(&self.znodes, |key| self.zk_key(key), path)?;
+        Ok(found.map(|(meta, kv, data)| ZkNode { stat: meta.stat(kv.as_ref()), data, acl: meta.acl }))
+    }
+
+    fn zk_key(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
+        Ok(self.get(key)?.map(|kv| {
+            let state = KvState {
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+                lease: kv.lease,
+                data_len: kv.value.len(),
+            };
+            (state, kv.value)
+        }))
+    }
+
+    /// The names of a znode's children, in byte order, at most `max` of them.
+    pub fn zk_children(&self, path: &str, max: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.zk_children.range::<(&str, &str)>((path, "")..)? {
+            let (k, _) = row?;
+            let (parent, name) = k.value();
+            if parent != path || out.len() >= max {
+                break;
+            }
+            out.push(name.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Every descendant of `path` (ZooKeeper's getAllChildrenNumber; for "/" it counts every
+    /// node but the root and /zookeeper, as ZooKeeper does).
+    pub fn zk_all_children_number(&self, path: &str) -> Result<u64, StoreError> {
+        if path == "/" {
+            return Ok(self.znodes.len()?.saturating_sub(2));
+        }
+        let prefix = format!("{path}/");
+        let mut n = 0;
+        for row in self.znodes.range::<&str>(prefix.as_str()..)? {
+            let (k, _) = row?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The ephemeral znodes of a session (its lease's znode keys), sorted.
+    pub fn zk_ephemerals(&self, session_id: i64) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> =
+            self.lease_keys(session_id)?.iter().filter_map(|k| znode::path_of(k).map(str::to_string)).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Ephemeral znodes of every session.
+    pub fn zk_ephemeral_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for row in self.lease_keys.iter()? {
+            let (k, _) = row?;
+            if znode::path_of(k.value().1).is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn zk_node_count(&self) -> Result<u64, StoreError> {
+        Ok(self.znodes.len()?)
+    }
+
+    /// Containers and TTL nodes that ZooKeeper's reaper would delete at `now_ms`: empty
+    /// containers that once had a child, and childless TTL nodes unmodified for their TTL.
+    pub fn zk_reap_candidates(&self, now_ms: i64, max: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.zk_reap.iter()? {
+            let (k, _) = row?;
+            let path = k.value();
+            let Some(m) = self.znodes.get(path)? else { continue };
+            let meta = znode::decode_meta(m.value())?;
+            let due = meta.num_children == 0
+                && match meta.kind {
+                    znode::NodeKind::Container => meta.creates > 0,
+                    znode::NodeKind::Ttl(ttl) => now_ms - meta.mtime_ms > ttl,
+                    _ => false,
+                };
+            if due {
+                out.push(path.to_string());
+                if out.len() >= max {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
-    /// 3 lease_keys, 4 meta (keyrev is rebuilt from hist on restore).
+    /// 3 lease_keys, 4 meta, 5 znodes, 6 zk_children (key: parent NUL name), 7 zk_reap
+    /// (keyrev is rebuilt from hist on restore).
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut rows = Vec::new();
         for row in self.kv.iter()? {
@@ -272,6 +389,19 @@ impl ReadView {
         for row in self.meta.iter()? {
             let (k, v) = row?;
             rows.push((4, k.value().as_bytes().to_vec(), v.value().to_vec()));
+        }
+        for row in self.znodes.iter()? {
+            let (k, v) = row?;
+            rows.push((5, k.value().as_bytes().to_vec(), v.value().to_vec()));
+        }
+        for row in self.zk_children.iter()? {
+            let (k, _) = row?;
+            let (parent, name) = k.value();
+            rows.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), Vec::new()));
+        }
+        for row in self.zk_reap.iter()? {
+            let (k, _) = row?;
+            rows.push((7, k.value().as_bytes().to_vec(), Vec::new()));
         }
         Ok(rows)
     }

@@ -10,6 +10,7 @@
 //! - `leases`: lease id -> granted TTL.
 //! - `lease_keys`: (lease id, user key) -> (): the keys attached to a lease.
 //! - `meta`: store bookkeeping (current revision, compacted revision, applied raft log id).
+//! - `znodes`, `zk_children`, `zk_reap`: what ZooKeeper needs beyond MVCC (see store::znode).
 //! - `raft_meta`: the raft vote and log bookkeeping, owned by the replication layer (the log
 //!   itself is a separate write-ahead log, see replication::wal).
 //!
@@ -27,6 +28,12 @@ pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// ZooKeeper: path -> znode metadata (see store::znode).
+pub const ZNODES: TableDefinition<&str, &[u8]> = TableDefinition::new("znodes");
+/// ZooKeeper: (parent path, child name) -> ().
+pub const ZK_CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("zk_children");
+/// ZooKeeper: containers and TTL nodes, the reaper's candidates.
+pub const ZK_REAP: TableDefinition<&str, ()> = TableDefinition::new("zk_reap");
 
 pub const META_REVISION: &str = "revision";
 

@@ -107,8 +107,12 @@ struct Inner {
     unsynced: usize,
 }
 
+/// A synchronous subscriber to every publish (see [`Hub::add_tap`]).
+pub type Tap = Box<dyn Fn(i64, &[Event]) + Send + Sync>;
+
 pub struct Hub {
     inner: Mutex<Inner>,
+    taps: Mutex<Vec<Tap>>,
     store: Store,
     config: HubConfig,
     wake_catchup: Notify,
@@ -118,6 +122,7 @@ impl Hub {
     pub fn new(store: Store, revision: i64, config: HubConfig) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::new(Inner { revision, streams: HashMap::new(), next_stream_id: 1, unsynced: 0 }),
+            taps: Mutex::new(Vec::new()),
             store,
             config,
             wake_catchup: Notify::new(),
@@ -247,9 +252,20 @@ impl Hub {
         }
     }
 
+    /// Adds a subscriber that sees every publish, in revision order, inline (before the writes'
+    /// proposers get their replies). The ZooKeeper watch table is one: its one-shot watches
+    /// need every change as it happens and an ordering point ("everything up to revision R is
+    /// dispatched") that a reply at R can wait for. A tap must not block.
+    pub fn add_tap(&self, tap: Tap) {
+        self.taps.lock().unwrap_or_else(|p| p.into_inner()).push(tap);
+    }
+
     /// Hands the events of an apply to every synced watcher. Never blocks: a full queue moves
     /// the watcher to catch-up. `events` are in revision order and end at `revision`.
     pub fn publish(&self, revision: i64, events: &[Event]) {
+        for tap in self.taps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            tap(revision, events);
+        }
         let mut guard = self.lock();
         let inner = &mut *guard;
         if revision <= inner.revision && events.is_empty() {

@@ -19,6 +19,8 @@ pub fn config_with(data_dir: &Path, extra: &[&str]) -> Config {
         data_dir.to_str().unwrap(),
         "--listen-client-urls",
         "http://127.0.0.1:0",
+        "--zk-listen",
+        "127.0.0.1:0",
         "--log-level",
         "warn",
     ]

@@ -29,6 +29,7 @@ pub enum EtcdError {
     AuthNotEnabled,
     MemberNotFound,
     NotCapable,
+    ReservedKey,
     Unimplemented(&'static str),
     Internal(String),
 }
@@ -57,6 +58,10 @@ impl EtcdError {
             AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
             MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
             NotCapable => (Code::Unavailable, "etcdserver: not capable"),
+            ReservedKey => (
+                Code::FailedPrecondition,
+                "conclave: keys under /zk/ are ZooKeeper znodes; change them through the ZooKeeper protocol",
+            ),
             Unimplemented(what) => return (Code::Unimplemented, format!("conclave: {what} is not implemented yet")),
             Internal(m) => return (Code::Unknown, m.clone()),
         };
@@ -82,6 +87,7 @@ impl From<ApplyError> for EtcdError {
             ApplyError::ValueProvided => EtcdError::ValueProvided,
             ApplyError::LeaseProvided => EtcdError::LeaseProvided,
             ApplyError::NoSpace => EtcdError::NoSpace,
+            ApplyError::ReservedKey => EtcdError::ReservedKey,
         }
     }
 }

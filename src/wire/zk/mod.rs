@@ -1,12 +1,18 @@
-//! The ZooKeeper wire protocol (work in progress for the ZooKeeper issue): the codec layer.
+//! The ZooKeeper wire protocol.
 //!
 //! - [`frame`]: length-prefixed packets; only parses, `Incomplete` until whole.
 //! - [`jute`]: ZooKeeper's serialization primitives; never panics on bad input.
 //! - [`proto`]: typed records, op codes and error codes with exact encodings.
-//!
-//! The connection owner, sessions (= leases) and the znode tree on the store come next; this
-//! module already fixes the bytes they will speak, with raw-byte tests.
+//! - [`server`]: listener, connections, sessions (each one a lease), request execution.
+//! - [`watches`]: ZooKeeper's watch semantics, fed by the one watch hub.
+//! - [`auth`]: the digest scheme. [`fourlw`]: four-letter words.
 
+pub mod auth;
+pub mod fourlw;
 pub mod frame;
 pub mod jute;
 pub mod proto;
+pub mod server;
+pub mod watches;
+
+pub use server::{serve, ZkConfig, ZkCtx};

@@ -1,0 +1,838 @@
+//! The ZooKeeper tree on the MVCC store.
+//!
+//! Mapping (see docs/ARCHITECTURE.md, "Znodes"):
+//! - A znode's DATA is an ordinary MVCC key: `/zk` + path (`/a/b` -> key `/zk/a/b`), so etcd
+//!   clients can read and watch znodes, and every data change gets a revision. czxid is the key's
+//!   create revision, mzxid its mod revision, the ZooKeeper `version` its etcd version - 1, and an
+//!   ephemeral znode's key is attached to the session's lease (a session IS a lease).
+//! - What MVCC does not know lives in `znodes` (path -> [`ZnodeMeta`]): ctime/mtime (the
+//!   proposer's clock, carried in the command), cversion, aversion, pzxid, the child count, the
+//!   kind (container, TTL) and the ACL. `zk_children` ((parent, name) -> ()) lists children
+//!   without scanning subtrees; `zk_reap` lists containers and TTL nodes for the reaper.
+//! - The root `/` and the built-in `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config` exist
+//!   from the start as metadata only (no key, zero zxids), as in a fresh ZooKeeper.
+//!
+//! A write ([`ZkTxn`]) runs ZooKeeper's checks in ZooKeeper's order against an overlay of the
+//! nodes it touches (its "pending changes"), so a multi sees its own earlier ops; only when
+//! every op succeeded are the changes written, all in one revision. Apply stays deterministic:
+//! the clock, the session and its identities arrive inside the command.
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+
+use super::mvcc::WriteTx;
+use super::schema::*;
+use super::{Error, StoreError};
+use crate::command::*;
+
+/// The MVCC key prefix under which znode data lives.
+pub const ZK_KEY_PREFIX: &[u8] = b"/zk";
+/// The znode keys: [`/zk/`, `/zk0`).
+const ZK_RANGE_START: &[u8] = b"/zk/";
+const ZK_RANGE_END: &[u8] = b"/zk0";
+pub const ZK_KEY_RANGE: (&[u8], &[u8]) = (ZK_RANGE_START, ZK_RANGE_END);
+
+/// ZooKeeper's permission bits.
+pub mod perms {
+    pub const READ: i32 = 1;
+    pub const WRITE: i32 = 2;
+    pub const CREATE: i32 = 4;
+    pub const DELETE: i32 = 8;
+    pub const ADMIN: i32 = 16;
+    pub const ALL: i32 = 31;
+}
+
+/// Built-in nodes, created at first open: (path, children).
+const BUILTINS: &[(&str, &[&str])] = &[
+    ("/", &["zookeeper"]),
+    ("/zookeeper", &["config", "quota"]),
+    ("/zookeeper/quota", &[]),
+    ("/zookeeper/config", &[]),
+];
+
+/// ZooKeeper's "special" paths: never deleted or created by clients.
+fn is_special(path: &str) -> bool {
+    BUILTINS.iter().any(|(p, _)| *p == path)
+}
+
+pub fn key_of(path: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ZK_KEY_PREFIX.len() + path.len());
+    k.extend_from_slice(ZK_KEY_PREFIX);
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+/// The znode path of an MVCC key, if the key is in the znode range.
+pub fn path_of(key: &[u8]) -> Option<&str> {
+    if key.starts_with(ZK_RANGE_START) {
+        std::str::from_utf8(&key[ZK_KEY_PREFIX.len()..]).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether etcd's range [key, range_end) can touch a znode key.
+pub fn range_touches_znodes(key: &[u8], range_end: &[u8]) -> bool {
+    if range_end.is_empty() {
+        return key.starts_with(ZK_RANGE_START);
+    }
+    let end_ok = range_end == [0] || range_end > ZK_RANGE_START;
+    key < ZK_RANGE_END && end_ok
+}
+
+pub fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+fn name_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+/// What kind of node, beyond what MVCC records (an ephemeral's owner is its key's lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Persistent,
+    Ephemeral,
+    Container,
+    Ttl(i64),
+}
+
+/// A znode's metadata row (table `znodes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZnodeMeta {
+    pub czxid: i64,
+    pub ctime_ms: i64,
+    pub mtime_ms: i64,
+    /// Children ever created (ZooKeeper's persisted cversion: sequence numbers come from it).
+    pub creates: i32,
+    pub aversion: i32,
+    pub pzxid: i64,
+    pub num_children: i32,
+    pub kind: NodeKind,
+    /// Built-in nodes (root, /zookeeper...) have no key until data is set: their version is
+    /// the key's etcd version, where a created node's is etcd version - 1.
+    pub builtin: bool,
+    pub acl: Vec<ZkAcl>,
+}
+
+impl ZnodeMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for v in [self.czxid, self.ctime_ms, self.mtime_ms, self.pzxid] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [self.creates, self.aversion, self.num_children] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let (kind, ttl) = match self.kind {
+            NodeKind::Persistent => (0u8, 0i64),
+            NodeKind::Ephemeral => (1, 0),
+            NodeKind::Container => (2, 0),
+            NodeKind::Ttl(t) => (3, t),
+        };
+        out.push(kind);
+        out.extend_from_slice(&ttl.to_le_bytes());
+        out.push(u8::from(self.builtin));
+        out.extend_from_slice(&(self.acl.len() as u32).to_le_bytes());
+        for a in &self.acl {
+            out.extend_from_slice(&a.perms.to_le_bytes());
+            for s in [&a.scheme, &a.id] {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        out
+    }
+
+    fn decode(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
+        let bad = || StoreError::Corrupt(format!("znode row of {} bytes", b.len()));
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], StoreError> {
+            let s = b.get(at..at + n).ok_or_else(bad)?;
+            at += n;
+            Ok(s)
+        };
+        let i64_ = |s: &[u8]| i64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        let i32_ = |s: &[u8]| i32::from_le_bytes(s.try_into().unwrap_or([0; 4]));
+        let czxid = i64_(take(8)?);
+        let ctime_ms = i64_(take(8)?);
+        let mtime_ms = i64_(take(8)?);
+        let pzxid = i64_(take(8)?);
+        let creates = i32_(take(4)?);
+        let aversion = i32_(take(4)?);
+        let num_children = i32_(take(4)?);
+        let kind_b = take(1)?[0];
+        let ttl = i64_(take(8)?);
+        let kind = match kind_b {
+            0 => NodeKind::Persistent,
+            1 => NodeKind::Ephemeral,
+            2 => NodeKind::Container,
+            3 => NodeKind::Ttl(ttl),
+            _ => return Err(bad()),
+        };
+        let builtin = take(1)?[0] != 0;
+        let n = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
+        let mut acl = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let perms = i32_(take(4)?);
+            let mut strs = [String::new(), String::new()];
+            for s in &mut strs {
+                let len = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
+                *s = String::from_utf8(take(len)?.to_vec()).map_err(|_| bad())?;
+            }
+            let [scheme, id] = strs;
+            acl.push(ZkAcl { perms, scheme, id });
+        }
+        Ok(ZnodeMeta { czxid, ctime_ms, mtime_ms, creates, aversion, pzxid, num_children, kind, builtin, acl })
+    }
+
+    /// The client-visible Stat of a node with this metadata and (if it has one) its key.
+    pub fn stat(&self, kv: Option<&KvState>) -> ZkStat {
+        let (mzxid, version, owner, len) = match kv {
+            Some(k) => (k.mod_revision, (k.version - i64::from(!self.builtin)) as i32, k.lease, k.data_len),
+            None => (self.czxid, 0, 0, 0),
+        };
+        ZkStat {
+            czxid: self.czxid,
+            mzxid,
+            ctime: self.ctime_ms,
+            mtime: self.mtime_ms,
+            version,
+            // ZooKeeper reports creates*2 - children: every create but the live children was
+            // matched by a delete, and each counts as a change.
+            cversion: self.creates.wrapping_mul(2).wrapping_sub(self.num_children),
+            aversion: self.aversion,
+            ephemeral_owner: if self.kind == NodeKind::Ephemeral { owner } else { 0 },
+            data_length: len as i32,
+            num_children: self.num_children,
+            pzxid: self.pzxid,
+        }
+    }
+}
+
+/// What the MVCC key of a znode says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvState {
+    pub mod_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub data_len: usize,
+}
+
+fn open_acl() -> Vec<ZkAcl> {
+    vec![ZkAcl { perms: perms::ALL, scheme: "world".into(), id: "anyone".into() }]
+}
+
+/// Creates the root and the built-in nodes if this store has none yet (first open).
+pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut znodes = tx.open_table(ZNODES)?;
+    if znodes.get("/")?.is_some() {
+        return Ok(());
+    }
+    let mut children = tx.open_table(ZK_CHILDREN)?;
+    for (path, kids) in BUILTINS {
+        let meta = ZnodeMeta {
+            czxid: 0,
+            ctime_ms: 0,
+            mtime_ms: 0,
+            creates: 0,
+            aversion: 0,
+            pzxid: 0,
+            num_children: kids.len() as i32,
+            kind: NodeKind::Persistent,
+            builtin: true,
+            acl: open_acl(),
+        };
+        znodes.insert(*path, meta.encode().as_slice())?;
+        for k in *kids {
+            children.insert((*path, *k), ())?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths and ACLs (ZooKeeper's PathUtils, fixupACL, checkACL)
+
+/// ZooKeeper's PathUtils.validatePath.
+pub fn valid_path(path: &str) -> bool {
+    if path.is_empty() || !path.starts_with('/') {
+        return false;
+    }
+    if path.len() == 1 {
+        return true;
+    }
+    if path.ends_with('/') {
+        return false;
+    }
+    for name in path[1..].split('/') {
+        if name.is_empty() || name == "." || name == ".." {
+            return false;
+        }
+    }
+    !path.chars().any(|c| {
+        c == '\0'
+            || ('\u{1}'..='\u{1f}').contains(&c)
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+            || ('\u{e000}'..='\u{f8ff}').contains(&c)
+            || ('\u{fff0}'..='\u{ffff}').contains(&c)
+    })
+}
+
+fn valid_ip_acl(id: &str) -> bool {
+    let (addr, bits) = match id.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (id, None),
+    };
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else { return false };
+    match bits {
+        None => true,
+        Some(b) => b.parse::<u32>().map(|n| n <= if ip.is_ipv4() { 32 } else { 128 }).unwrap_or(false),
+    }
+}
+
+/// Whether connection identity `have` (an address) matches the ACL id `want` (address[/bits]).
+fn ip_matches(have: &str, want: &str) -> bool {
+    let (addr, bits) = match want.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (want, None),
+    };
+    let (Ok(a), Ok(h)) = (addr.parse::<std::net::IpAddr>(), have.parse::<std::net::IpAddr>()) else {
+        return false;
+    };
+    let (a, h, width) = match (a, h) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(h)) => (u32::from(a) as u128, u32::from(h) as u128, 32),
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(h)) => (u128::from(a), u128::from(h), 128),
+        _ => return false,
+    };
+    let bits = bits.unwrap_or(width).min(width);
+    if bits == 0 {
+        return true;
+    }
+    let mask =
+        if width == 32 { (u32::MAX as u128) << (32 - bits) & u32::MAX as u128 } else { u128::MAX << (128 - bits) };
+    a & mask == h & mask
+}
+
+/// ZooKeeper's fixupACL: drops duplicates, expands `auth` into the session's authenticated
+/// identities, and refuses what no provider accepts.
+pub fn fixup_acl(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Vec<ZkAcl>, i32> {
+    let mut uniq: Vec<&ZkAcl> = Vec::new();
+    for a in acl {
+        if !uniq.contains(&a) {
+            uniq.push(a);
+        }
+    }
+    if uniq.is_empty() {
+        return Err(zk_err::INVALID_ACL);
+    }
+    let mut out = Vec::new();
+    for a in uniq {
+        match a.scheme.as_str() {
+            "world" if a.id == "anyone" => out.push(a.clone()),
+            "auth" => {
+                let mut any = false;
+                for (scheme, id) in auth {
+                    // Only providers whose identities are authenticated (digest) qualify.
+                    if scheme == "digest" {
+                        any = true;
+                        out.push(ZkAcl { perms: a.perms, scheme: scheme.clone(), id: id.clone() });
+                    }
+                }
+                if !any {
+                    return Err(zk_err::INVALID_ACL);
+                }
+            }
+            // Java's split(":") drops trailing empty parts: "u:" is one part, invalid.
+            "digest" if a.id.trim_end_matches(':').split(':').count() == 2 => out.push(a.clone()),
+            "ip" if valid_ip_acl(&a.id) => out.push(a.clone()),
+            _ => return Err(zk_err::INVALID_ACL),
+        }
+    }
+    Ok(out)
+}
+
+/// ZooKeeper's checkACL: `perm` is granted by an ACL entry with that bit for world:anyone or for
+/// one of the session's identities.
+pub fn acl_allows(acl: &[ZkAcl], perm: i32, auth: &[(String, String)]) -> bool {
+    if acl.is_empty() || auth.iter().any(|(s, _)| s == "super") {
+        return true;
+    }
+    acl.iter().any(|a| {
+        a.perms & perm != 0
+            && ((a.scheme == "world" && a.id == "anyone")
+                || auth
+                    .iter()
+                    .any(|(s, id)| s == &a.scheme && if s == "ip" { ip_matches(id, &a.id) } else { id == &a.id }))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apply
+
+/// A node as the overlay of one txn sees it.
+#[derive(Clone, Debug)]
+struct Node {
+    meta: ZnodeMeta,
+    data: Vec<u8>,
+    kv: Option<KvState>,
+}
+
+enum KvChange {
+    Put { path: String, data: Vec<u8>, lease: i64 },
+    Delete { path: String },
+}
+
+/// ZooKeeper's pending changes: every node a txn touched, as the txn left it (None = deleted).
+struct Overlay {
+    nodes: BTreeMap<String, Option<Node>>,
+    kv: Vec<KvChange>,
+    children: Vec<(String, String, bool)>,
+    /// The revision the txn commits as, if it changes a key.
+    rev: i64,
+}
+
+type Op<T> = Result<T, i32>;
+
+impl WriteTx<'_> {
+    fn zk_load(&self, ov: &mut Overlay, path: &str) -> Result<Option<Node>, Error> {
+        if let Some(n) = ov.nodes.get(path) {
+            return Ok(n.clone());
+        }
+        let Some(row) = self.znodes.get(path)? else {
+            return Ok(None);
+        };
+        let meta = ZnodeMeta::decode(row.value())?;
+        drop(row);
+        let (data, kv) = match self.current(&key_of(path))? {
+            Some(c) => {
+                let kv =
+                    KvState { mod_revision: c.mod_main, version: c.version, lease: c.lease, data_len: c.value.len() };
+                (c.value, Some(kv))
+            }
+            None => (Vec::new(), None),
+        };
+        let n = Node { meta, data, kv };
+        ov.nodes.insert(path.to_string(), Some(n.clone()));
+        Ok(Some(n))
+    }
+
+    /// Applies a ZooKeeper write: every op in order against the overlay; if all succeed the
+    /// overlay is written in one revision, otherwise nothing changes.
+    pub(super) fn apply_zk(&mut self, txn: &ZkTxn) -> Result<Response, Error> {
+        let mut ov = Overlay { nodes: BTreeMap::new(), kv: Vec::new(), children: Vec::new(), rev: self.revision() + 1 };
+        let mut results = Vec::with_capacity(txn.ops.len());
+        let mut failed = None;
+        for (i, op) in txn.ops.iter().enumerate() {
+            match self.zk_op(&mut ov, txn, op)? {
+                Ok(r) => results.push(r),
+                Err(code) => {
+                    failed = Some((i, code));
+                    break;
+                }
+            }
+        }
+        if let Some((at, code)) = failed {
+            let results = (0..txn.ops.len())
+                .map(|i| {
+                    ZkOpResult::Error(match i.cmp(&at) {
+                        std::cmp::Ordering::Less => zk_err::OK,
+                        std::cmp::Ordering::Equal => code,
+                        std::cmp::Ordering::Greater => zk_err::RUNTIME_INCONSISTENCY,
+                    })
+                })
+                .collect();
+            return Ok(Response::Zk(results));
+        }
+        self.zk_commit(ov)?;
+        Ok(Response::Zk(results))
+    }
+
+    fn zk_commit(&mut self, ov: Overlay) -> Result<(), Error> {
+        let mut rev = self.begin();
+        for change in ov.kv {
+            match change {
+                KvChange::Put { path, data, lease } => {
+                    let op = PutOp { key: key_of(&path), value: data, lease, ..Default::default() };
+                    self.put(&mut rev, &op)?;
+                }
+                KvChange::Delete { path } => {
+                    let key = key_of(&path);
+                    if let Some(old) = self.current(&key)? {
+                        self.delete_key(&mut rev, &key, old)?;
+                    }
+                }
+            }
+        }
+        debug_assert!(!rev.changed() || rev.main == ov.rev);
+        self.end(rev);
+        for (parent, name, add) in ov.children {
+            if add {
+                self.zk_children.insert((parent.as_str(), name.as_str()), ())?;
+            } else {
+                self.zk_children.remove((parent.as_str(), name.as_str()))?;
+            }
+        }
+        for (path, node) in ov.nodes {
+            match node {
+                Some(n) => {
+                    self.znodes.insert(path.as_str(), n.meta.encode().as_slice())?;
+                    if matches!(n.meta.kind, NodeKind::Container | NodeKind::Ttl(_)) {
+                        self.zk_reap.insert(path.as_str(), ())?;
+                    }
+                }
+                None => {
+                    self.znodes.remove(path.as_str())?;
+                    self.zk_reap.remove(path.as_str())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn zk_op(&self, ov: &mut Overlay, txn: &ZkTxn, op: &ZkOp) -> Result<Op<ZkOpResult>, Error> {
+        Ok(match op {
+            ZkOp::Create { path, data, acl, mode, ttl_ms } => self
+                .zk_create(ov, txn, path, data, acl, *mode, *ttl_ms)?
+                .map(|(path, stat)| ZkOpResult::Created { path, stat }),
+            ZkOp::Delete { path, version } => {
+                self.zk_delete(ov, txn, path, *version, false)?.map(|()| ZkOpResult::Deleted)
+            }
+            ZkOp::Reap { path } => self.zk_delete(ov, txn, path, -1, true)?.map(|()| ZkOpResult::Deleted),
+            ZkOp::SetData { path, data, version } => {
+                self.zk_set_data(ov, txn, path, data, *version)?.map(|stat| ZkOpResult::SetData { stat })
+            }
+            ZkOp::SetAcl { path, acl, version } => {
+                self.zk_set_acl(ov, txn, path, acl, *version)?.map(|stat| ZkOpResult::SetAcl { stat })
+            }
+            ZkOp::Check { path, version } => {
+                if !valid_path(path) {
+                    return Ok(Err(zk_err::BAD_ARGUMENTS));
+                }
+                let Some(n) = self.zk_load(ov, path)? else { return Ok(Err(zk_err::NO_NODE)) };
+                if !acl_allows(&n.meta.acl, perms::READ, &txn.auth) {
+                    return Ok(Err(zk_err::NO_AUTH));
+                }
+                let current = n.meta.stat(n.kv.as_ref()).version;
+                if *version != -1 && *version != current {
+                    return Ok(Err(zk_err::BAD_VERSION));
+                }
+                Ok(ZkOpResult::Checked)
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn zk_create(
+        &self,
+        ov: &mut Overlay,
+        txn: &ZkTxn,
+        path: &str,
+        data: &[u8],
+        acl: &[ZkAcl],
+        mode: CreateMode,
+        ttl_ms: i64,
+    ) -> Result<Op<(String, ZkStat)>, Error> {
+        // ZooKeeper's order of checks (PrepRequestProcessor.pRequest2TxnCreate).
+        if mode.is_ttl() {
+            if !txn.ttl_enabled {
+                return Ok(Err(zk_err::UNIMPLEMENTED));
+            }
+            if ttl_ms <= 0 || ttl_ms > TTL_MAX_MS {
+                return Ok(Err(zk_err::BAD_ARGUMENTS));
+            }
+        } else if ttl_ms > 0 {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        if !path.contains('/') || path.contains('\0') {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        // A sequential path may end in '/': the suffix completes it.
+        let probe = if mode.is_sequential() { format!("{path}1") } else { path.to_string() };
+        if !valid_path(&probe) {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        let acl = match fixup_acl(acl, &txn.auth) {
+            Ok(a) => a,
+            Err(code) => return Ok(Err(code)),
+        };
+        let parent_path = match path.rfind('/') {
+            Some(0) => "/".to_string(),
+            Some(i) => path[..i].to_string(),
+            None => return Ok(Err(zk_err::BAD_ARGUMENTS)),
+        };
+        let Some(mut parent) = self.zk_load(ov, &parent_path)? else { return Ok(Err(zk_err::NO_NODE)) };
+        if !acl_allows(&parent.meta.acl, perms::CREATE, &txn.auth) {
+            return Ok(Err(zk_err::NO_AUTH));
+        }
+        let path = if mode.is_sequential() { format!("{path}{:010}", parent.meta.creates) } else { path.to_string() };
+        if !valid_path(&path) {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        if path == "/" || self.zk_load(ov, &path)?.is_some() {
+            return Ok(Err(zk_err::NODE_EXISTS));
+        }
+        if parent.meta.kind == NodeKind::Ephemeral {
+            return Ok(Err(zk_err::NO_CHILDREN_FOR_EPHEMERALS));
+        }
+        let kind = match mode {
+            CreateMode::Container => NodeKind::Container,
+            m if m.is_ttl() => NodeKind::Ttl(ttl_ms),
+            m if m.is_ephemeral() => NodeKind::Ephemeral,
+            _ => NodeKind::Persistent,
+        };
+        let lease = if kind == NodeKind::Ephemeral {
+            if txn.session_id == 0 || self.leases.get(txn.session_id)?.is_none() {
+                return Ok(Err(zk_err::SESSION_EXPIRED));
+            }
+            txn.session_id
+        } else {
+            0
+        };
+        parent.meta.creates = parent.meta.creates.wrapping_add(1);
+        parent.meta.num_children += 1;
+        parent.meta.pzxid = ov.rev;
+        ov.nodes.insert(parent_path.clone(), Some(parent));
+        ov.children.push((parent_path, name_of(&path).to_string(), true));
+        let meta = ZnodeMeta {
+            czxid: ov.rev,
+            ctime_ms: txn.now_ms,
+            mtime_ms: txn.now_ms,
+            creates: 0,
+            aversion: 0,
+            pzxid: ov.rev,
+            num_children: 0,
+            kind,
+            builtin: false,
+            acl,
+        };
+        let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len() };
+        let node = Node { meta, data: data.to_vec(), kv: Some(kv) };
+        let stat = node.meta.stat(node.kv.as_ref());
+        ov.nodes.insert(path.clone(), Some(node));
+        ov.kv.push(KvChange::Put { path: path.clone(), data: data.to_vec(), lease });
+        Ok(Ok((path, stat)))
+    }
+
+    fn zk_delete(&self, ov: &mut Overlay, txn: &ZkTxn, path: &str, version: i32, reap: bool) -> Result<Op<()>, Error> {
+        if !path.contains('/') || path.contains('\0') || is_special(path) {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        let parent_path = parent_of(path).to_string();
+        let Some(mut parent) = self.zk_load(ov, &parent_path)? else { return Ok(Err(zk_err::NO_NODE)) };
+        if !reap && !acl_allows(&parent.meta.acl, perms::DELETE, &txn.auth) {
+            return Ok(Err(zk_err::NO_AUTH));
+        }
+        let Some(node) = self.zk_load(ov, path)? else { return Ok(Err(zk_err::NO_NODE)) };
+        if reap {
+            // The reaper's proposal raced with a change: re-check what made it a candidate.
+            if node.meta.num_children > 0 {
+                return Ok(Err(zk_err::NOT_EMPTY));
+            }
+            let due = match node.meta.kind {
+                NodeKind::Container => node.meta.creates > 0,
+                NodeKind::Ttl(ttl) => txn.now_ms - node.meta.mtime_ms > ttl,
+                _ => false,
+            };
+            if !due {
+                return Ok(Err(zk_err::BAD_VERSION));
+            }
+        } else {
+            let current = node.meta.stat(node.kv.as_ref()).version;
+            if version != -1 && version != current {
+                return Ok(Err(zk_err::BAD_VERSION));
+            }
+            if node.meta.num_children > 0 {
+                return Ok(Err(zk_err::NOT_EMPTY));
+            }
+        }
+        parent.meta.num_children -= 1;
+        parent.meta.pzxid = ov.rev;
+        ov.nodes.insert(parent_path.clone(), Some(parent));
+        ov.children.push((parent_path, name_of(path).to_string(), false));
+        ov.nodes.insert(path.to_string(), None);
+        ov.kv.push(KvChange::Delete { path: path.to_string() });
+        Ok(Ok(()))
+    }
+
+    fn zk_set_data(
+        &self,
+        ov: &mut Overlay,
+        txn: &ZkTxn,
+        path: &str,
+        data: &[u8],
+        version: i32,
+    ) -> Result<Op<ZkStat>, Error> {
+        if !valid_path(path) {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        let Some(mut node) = self.zk_load(ov, path)? else { return Ok(Err(zk_err::NO_NODE)) };
+        if !acl_allows(&node.meta.acl, perms::WRITE, &txn.auth) {
+            return Ok(Err(zk_err::NO_AUTH));
+        }
+        let current = node.meta.stat(node.kv.as_ref()).version;
+        if version != -1 && version != current {
+            return Ok(Err(zk_err::BAD_VERSION));
+        }
+        node.meta.mtime_ms = txn.now_ms;
+        let lease = node.kv.as_ref().map(|k| k.lease).unwrap_or(0);
+        let version = node.kv.as_ref().map(|k| k.version).unwrap_or(0) + 1;
+        node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len() });
+        node.data = data.to_vec();
+        let stat = node.meta.stat(node.kv.as_ref());
+        ov.nodes.insert(path.to_string(), Some(node));
+        ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease });
+        Ok(Ok(stat))
+    }
+
+    fn zk_set_acl(
+        &self,
+        ov: &mut Overlay,
+        txn: &ZkTxn,
+        path: &str,
+        acl: &[ZkAcl],
+        version: i32,
+    ) -> Result<Op<ZkStat>, Error> {
+        if !valid_path(path) {
+            return Ok(Err(zk_err::BAD_ARGUMENTS));
+        }
+        let acl = match fixup_acl(acl, &txn.auth) {
+            Ok(a) => a,
+            Err(code) => return Ok(Err(code)),
+        };
+        let Some(mut node) = self.zk_load(ov, path)? else { return Ok(Err(zk_err::NO_NODE)) };
+        if !acl_allows(&node.meta.acl, perms::ADMIN, &txn.auth) {
+            return Ok(Err(zk_err::NO_AUTH));
+        }
+        if version != -1 && version != node.meta.aversion {
+            return Ok(Err(zk_err::BAD_VERSION));
+        }
+        node.meta.aversion += 1;
+        node.meta.acl = acl;
+        let stat = node.meta.stat(node.kv.as_ref());
+        ov.nodes.insert(path.to_string(), Some(node));
+        Ok(Ok(stat))
+    }
+
+    /// A lease revoke (session close or expiry) deletes an ephemeral znode: its key goes with
+    /// the other keys of the lease, and here its parent learns of it and its metadata goes.
+    pub(super) fn zk_forget_ephemeral(&mut self, key: &[u8], revision: i64) -> Result<(), Error> {
+        let Some(path) = path_of(key) else { return Ok(()) };
+        let path = path.to_string();
+        let parent_path = parent_of(&path).to_string();
+        let parent = self.znodes.get(parent_path.as_str())?.map(|row| ZnodeMeta::decode(row.value())).transpose()?;
+        if let Some(mut parent) = parent {
+            parent.num_children -= 1;
+            parent.pzxid = revision;
+            self.znodes.insert(parent_path.as_str(), parent.encode().as_slice())?;
+        }
+        self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
+        self.znodes.remove(path.as_str())?;
+        Ok(())
+    }
+}
+
+/// The longest TTL ZooKeeper accepts (its 40-bit TTL field, in ms).
+pub const TTL_MAX_MS: i64 = 0x00ff_ffff_ffff;
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+/// A read of the tree on one read view (see [`super::ReadView`]).
+pub(super) fn read_node<Z, C>(
+    znodes: &Z,
+    current: C,
+    path: &str,
+) -> Result<Option<(ZnodeMeta, Option<KvState>, Vec<u8>)>, StoreError>
+where
+    Z: ReadableTable<&'static str, &'static [u8]>,
+    C: FnOnce(&[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError>,
+{
+    let Some(row) = znodes.get(path)? else { return Ok(None) };
+    let meta = ZnodeMeta::decode(row.value())?;
+    drop(row);
+    let (kv, data) = match current(&key_of(path))? {
+        Some((kv, data)) => (Some(kv), data),
+        None => (None, Vec::new()),
+    };
+    Ok(Some((meta, kv, data)))
+}
+
+pub(super) fn decode_meta(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
+    ZnodeMeta::decode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_validate_like_zookeeper() {
+        for ok in ["/", "/a", "/a/b", "/a.b", "/..a"] {
+            assert!(valid_path(ok), "{ok}");
+        }
+        for bad in ["", "a", "/a/", "//", "/a//b", "/.", "/a/..", "/a\0b", "/a\u{1}"] {
+            assert!(!valid_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn acl_rules() {
+        let world = ZkAcl { perms: perms::ALL, scheme: "world".into(), id: "anyone".into() };
+        assert_eq!(fixup_acl(&[world.clone(), world.clone()], &[]), Ok(vec![world.clone()]));
+        assert_eq!(fixup_acl(&[], &[]), Err(zk_err::INVALID_ACL));
+        let auth = ZkAcl { perms: perms::READ, scheme: "auth".into(), id: "".into() };
+        assert_eq!(fixup_acl(&[auth.clone()], &[("ip".into(), "127.0.0.1".into())]), Err(zk_err::INVALID_ACL));
+        let me = vec![("ip".to_string(), "127.0.0.1".to_string()), ("digest".to_string(), "u:h".to_string())];
+        assert_eq!(
+            fixup_acl(&[auth], &me),
+            Ok(vec![ZkAcl { perms: perms::READ, scheme: "digest".into(), id: "u:h".into() }])
+        );
+        let digest = |id: &str| ZkAcl { perms: perms::ALL, scheme: "digest".into(), id: id.into() };
+        assert!(fixup_acl(&[digest("u:")], &[]).is_err());
+        assert!(fixup_acl(&[digest("u:a:b")], &[]).is_err());
+        let ip = |id: &str| ZkAcl { perms: perms::READ, scheme: "ip".into(), id: id.into() };
+        assert!(fixup_acl(&[ip("10.0.0.0/8")], &[]).is_ok());
+        assert!(fixup_acl(&[ip("nonsense")], &[]).is_err());
+        assert!(acl_allows(&[ip("127.0.0.0/8")], perms::READ, &me));
+        assert!(!acl_allows(&[ip("10.0.0.0/8")], perms::READ, &me));
+        assert!(!acl_allows(&[ip("127.0.0.1")], perms::WRITE, &me));
+        assert!(acl_allows(&[digest("u:h")], perms::WRITE, &me));
+    }
+
+    #[test]
+    fn range_guard() {
+        assert!(range_touches_znodes(b"/zk/a", b""));
+        assert!(!range_touches_znodes(b"/zkx", b""));
+        assert!(range_touches_znodes(b"", b"\0"));
+        assert!(range_touches_znodes(b"/", b"0"));
+        assert!(!range_touches_znodes(b"/zk0", b"\0"));
+        assert!(!range_touches_znodes(b"/a", b"/b"));
+        assert!(!range_touches_znodes(b"/zj", b"/zk/"));
+    }
+
+    #[test]
+    fn meta_round_trip() {
+        let m = ZnodeMeta {
+            czxid: 5,
+            ctime_ms: 6,
+            mtime_ms: 7,
+            creates: 3,
+            aversion: 1,
+            pzxid: 9,
+            num_children: 2,
+            kind: NodeKind::Ttl(1000),
+            builtin: false,
+            acl: vec![ZkAcl { perms: 31, scheme: "digest".into(), id: "u:x".into() }],
+        };
+        assert_eq!(ZnodeMeta::decode(&m.encode()).unwrap(), m);
+        assert!(ZnodeMeta::decode(&m.encode()[..20]).is_err());
+    }
+}

@@ -1,0 +1,1011 @@
+//! The ZooKeeper front end: listener, connections, sessions (= leases), and request execution.
+//!
+//! One connection = two tasks. The reader parses packets in order, renews the session's lease on
+//! each one, turns writes into [`Command::Zk`] and submits them to raft at once (so pipelined
+//! writes share log entries and keep their order), and queues everything in request order. The
+//! responder owns the socket's write half: it takes queued requests in order, waits for a write
+//! to apply or executes a read (after every earlier write of the connection applied: ZooKeeper's
+//! read-your-writes), writes queued watch notifications first, then the reply.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+
+use super::auth;
+use super::fourlw;
+use super::frame::{self, Frame, JUTE_MAXBUFFER_DEFAULT};
+use super::jute::{Reader, Writer};
+use super::proto::*;
+use super::watches::{ConnId, Guard, Kind, WatchTable};
+use crate::command::{zk_err, Applied, Command, CreateMode, Response, ZkAcl, ZkOp, ZkOpResult, ZkStat, ZkTxn};
+use crate::lessor::Lessor;
+use crate::replication::{ProposeError, Replica};
+use crate::store::znode::perms;
+use crate::store::{znode, ReadView, Store};
+use crate::watch::Hub;
+
+#[derive(Clone, Debug)]
+pub struct ZkConfig {
+    pub tick_time_ms: u64,
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    /// None = every word.
+    pub four_letter_words: Option<Vec<String>>,
+    pub ttl_enabled: bool,
+    pub max_client_cnxns: usize,
+    pub container_check_interval: Duration,
+    /// jute.maxbuffer: the largest packet accepted.
+    pub max_packet_bytes: usize,
+    /// Requests read from a connection and not yet answered (ZooKeeper's outstanding limit).
+    pub outstanding_per_conn_max: usize,
+    /// Notifications queued for a connection before it is closed as too slow.
+    pub notifications_per_conn_max: usize,
+    pub watches_per_conn_max: usize,
+    /// Children returned by one getChildren at most (bounded by the packet size anyway).
+    pub children_max: usize,
+    pub data_dir: String,
+    pub client_port: u16,
+}
+
+impl Default for ZkConfig {
+    fn default() -> Self {
+        ZkConfig {
+            tick_time_ms: 2000,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            four_letter_words: None,
+            ttl_enabled: true,
+            max_client_cnxns: 10_000,
+            container_check_interval: Duration::from_secs(1),
+            max_packet_bytes: JUTE_MAXBUFFER_DEFAULT,
+            outstanding_per_conn_max: 1000,
+            notifications_per_conn_max: 10_000,
+            watches_per_conn_max: 100_000,
+            children_max: 1_000_000,
+            data_dir: String::new(),
+            client_port: 2181,
+        }
+    }
+}
+
+/// Per-connection facts for the `cons` and `stat` words.
+pub struct ConnStats {
+    pub peer: SocketAddr,
+    pub session_id: AtomicI64,
+    pub timeout_ms: AtomicI64,
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub outstanding: AtomicUsize,
+    pub last_zxid: AtomicI64,
+    pub established_ms: i64,
+    close: Notify,
+    closed: AtomicBool,
+}
+
+/// Server-wide counters for srvr/stat/mntr.
+#[derive(Default)]
+pub struct ServerStats {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub latency_total_ms: AtomicU64,
+    pub latency_count: AtomicU64,
+    pub latency_max_ms: AtomicU64,
+    pub latency_min_ms: AtomicU64,
+    pub outstanding: AtomicUsize,
+}
+
+impl ServerStats {
+    fn record_latency(&self, ms: u64) {
+        self.latency_total_ms.fetch_add(ms, Ordering::Relaxed);
+        let n = self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_max_ms.fetch_max(ms, Ordering::Relaxed);
+        if n == 0 {
+            self.latency_min_ms.store(ms, Ordering::Relaxed);
+        } else {
+            self.latency_min_ms.fetch_min(ms, Ordering::Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        for c in [&self.received, &self.sent, &self.latency_total_ms, &self.latency_count, &self.latency_max_ms] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.latency_min_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+pub struct ZkCtx {
+    pub replica: Replica,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub lessor: Arc<Lessor>,
+    pub watches: Arc<WatchTable>,
+    pub config: ZkConfig,
+    pub stats: ServerStats,
+    pub conns: Mutex<HashMap<ConnId, Arc<ConnStats>>>,
+    /// session id -> the connection that holds it.
+    sessions: Mutex<HashMap<i64, ConnId>>,
+    next_conn: AtomicU64,
+    session_ids: AtomicU64,
+    secret: u64,
+    pub started: Instant,
+}
+
+impl ZkCtx {
+    pub fn new(
+        replica: Replica,
+        store: Store,
+        hub: Arc<Hub>,
+        lessor: Arc<Lessor>,
+        config: ZkConfig,
+        secret: u64,
+    ) -> Arc<ZkCtx> {
+        let watches = WatchTable::new(hub.revision(), config.watches_per_conn_max);
+        let w = watches.clone();
+        hub.add_tap(Box::new(move |rev, events| w.on_publish(rev, events)));
+        // Session ids: like ZooKeeper's, a time-based seed then a counter; the high byte is
+        // this member's, and they stay positive.
+        let seed = ((secret & 0x7f) << 56) | ((now_ms() as u64 & 0xff_ffff_ffff) << 16);
+        Arc::new(ZkCtx {
+            replica,
+            store,
+            hub,
+            lessor,
+            watches,
+            config,
+            stats: ServerStats::default(),
+            conns: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            session_ids: AtomicU64::new(seed),
+            secret,
+            started: Instant::now(),
+        })
+    }
+
+    fn password(&self, session_id: i64) -> Vec<u8> {
+        let mut input = self.secret.to_be_bytes().to_vec();
+        input.extend_from_slice(&session_id.to_be_bytes());
+        crate::store::sha256::digest(&input)[..16].to_vec()
+    }
+
+    fn next_session_id(&self) -> i64 {
+        (self.session_ids.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & (i64::MAX as u64)) as i64
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.watches.published()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Serves ZooKeeper clients on `listener` until `stop` turns true.
+pub async fn serve(ctx: Arc<ZkCtx>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(ctx.config.max_client_cnxns.max(1)));
+    spawn_reaper(ctx.clone(), stop.clone());
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let ctx = ctx.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    connection(ctx, stream, peer, stop).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                tracing::warn!("zookeeper accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The leader's container and TTL reaper (ZooKeeper's ContainerManager).
+fn spawn_reaper(ctx: Arc<ZkCtx>, mut stop: watch::Receiver<bool>) {
+    const REAPS_PER_CHECK_MAX: usize = 1000;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ctx.config.container_check_interval);
+        loop {
+            tokio::select! { _ = tick.tick() => {}, _ = stop.changed() => return }
+            if !ctx.replica.status().is_leader {
+                continue;
+            }
+            let now = now_ms();
+            let candidates = match ctx.store.read().and_then(|v| v.zk_reap_candidates(now, REAPS_PER_CHECK_MAX)) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("reaper cannot read the store: {e}");
+                    continue;
+                }
+            };
+            for path in candidates {
+                let txn = ZkTxn {
+                    ops: vec![ZkOp::Reap { path }],
+                    now_ms: now,
+                    session_id: 0,
+                    auth: Vec::new(),
+                    ttl_enabled: ctx.config.ttl_enabled,
+                };
+                if let Err(e) = ctx.replica.propose(Command::Zk(txn)).await {
+                    tracing::warn!("reaping: {e}");
+                }
+            }
+        }
+    });
+}
+
+/// Reads until `buf` holds one whole packet; returns its payload length, or None at EOF.
+async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, max: usize) -> Result<Option<usize>, std::io::Error> {
+    loop {
+        match frame::check(buf, max) {
+            Ok(Frame::Packet { len }) => return Ok(Some(len)),
+            Ok(Frame::Incomplete) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = rd.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = Vec::with_capacity(1024);
+    // A four-letter word comes instead of the first length prefix.
+    while buf.len() < 4 {
+        let mut chunk = [0u8; 1024];
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    if let Ok(word) = std::str::from_utf8(&buf[..4]) {
+        if fourlw::is_word(word) {
+            let text = fourlw::answer(&ctx, word);
+            let _ = wr.write_all(text.as_bytes()).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+    let len = match read_packet(&mut rd, &mut buf, ctx.config.max_packet_bytes).await {
+        Ok(Some(len)) => len,
+        _ => return,
+    };
+    let Ok(req) = ConnectRequest::read(&mut Reader::new(&buf[4..4 + len])) else { return };
+    buf.drain(..4 + len);
+    let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+    let Some((session_id, timeout_ms)) = handshake(&ctx, &req, &mut wr).await else { return };
+
+    let stats = Arc::new(ConnStats {
+        peer,
+        session_id: AtomicI64::new(session_id),
+        timeout_ms: AtomicI64::new(timeout_ms as i64),
+        received: AtomicU64::new(1),
+        sent: AtomicU64::new(1),
+        outstanding: AtomicUsize::new(0),
+        last_zxid: AtomicI64::new(ctx.revision()),
+        established_ms: now_ms(),
+        close: Notify::new(),
+        closed: AtomicBool::new(false),
+    });
+    ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, stats.clone());
+    // A session reconnecting here leaves its old connection: close that one.
+    let previous = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session_id, conn_id);
+    if let Some(prev) = previous {
+        if let Some(s) = ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&prev) {
+            s.closed.store(true, Ordering::Release);
+            s.close.notify_waiters();
+        }
+    }
+
+    let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
+    let overflowed = ctx.watches.register_conn(conn_id, ntx);
+    let (qtx, qrx) = mpsc::channel(ctx.config.outstanding_per_conn_max);
+    let conn = Conn {
+        ctx: ctx.clone(),
+        session_id,
+        timeout: Duration::from_millis(timeout_ms),
+        auth: vec![("ip".to_string(), peer.ip().to_string())],
+        stats: stats.clone(),
+    };
+    let responder = tokio::spawn(respond(ctx.clone(), conn_id, stats.clone(), wr, qrx, nrx, overflowed));
+    read_loop(conn, rd, buf, qtx, stop).await;
+    let _ = responder.await;
+
+    ctx.watches.remove_conn(conn_id);
+    ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
+    let mut sessions = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    if sessions.get(&session_id) == Some(&conn_id) {
+        sessions.remove(&session_id);
+    }
+}
+
+/// Establishes or resumes the session. Returns (session id, negotiated timeout ms), or None
+/// when the connection must close (after ZooKeeper's "expired" answer where it sends one).
+async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -> Option<(i64, u64)> {
+    let cfg = &ctx.config;
+    let timeout_ms = (req.timeout_ms.max(0) as u64).clamp(cfg.min_session_timeout_ms, cfg.max_session_timeout_ms);
+    if req.last_zxid_seen > ctx.revision() {
+        // ZooKeeper refuses a client that has seen a newer state: it must try another server.
+        tracing::info!(
+            "refusing a session: the client has seen zxid 0x{:x}, ours is 0x{:x}",
+            req.last_zxid_seen,
+            ctx.revision()
+        );
+        return None;
+    }
+    let read_only = req.read_only.map(|_| false);
+    let (session_id, ok) = if req.session_id == 0 {
+        let ttl_s = timeout_ms.div_ceil(1000) as i64;
+        let mut granted = None;
+        for _ in 0..3 {
+            let id = ctx.next_session_id();
+            match ctx.replica.propose(Command::LeaseGrant { id, ttl_s }).await {
+                Ok(Applied { result: Ok(_), .. }) => {
+                    granted = Some(id);
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!("creating a session: {e}");
+                    return None;
+                }
+            }
+        }
+        (granted?, true)
+    } else {
+        let id = req.session_id;
+        let known = ctx.store.read().ok().and_then(|v| v.lease(id).ok().flatten()).is_some();
+        let ok = known && req.passwd == ctx.password(id) && ctx.lessor.renew(id).is_some();
+        (id, ok)
+    };
+    let resp = if ok {
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: timeout_ms as i32,
+            session_id,
+            passwd: ctx.password(session_id),
+            read_only,
+        }
+    } else {
+        ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, passwd: vec![0; 16], read_only }
+    };
+    let mut w = Writer::new();
+    resp.write(&mut w);
+    if wr.write_all(&frame::encode(&w.buf)).await.is_err() || !ok {
+        let _ = wr.shutdown().await;
+        return None;
+    }
+    Some((session_id, timeout_ms))
+}
+
+struct Conn {
+    ctx: Arc<ZkCtx>,
+    session_id: i64,
+    timeout: Duration,
+    auth: Vec<(String, String)>,
+    stats: Arc<ConnStats>,
+}
+
+type WriteFuture = Pin<Box<dyn std::future::Future<Output = Result<Applied, ProposeError>> + Send>>;
+
+/// A request waiting for its turn to be answered.
+enum Queued {
+    Write {
+        xid: i32,
+        op: i32,
+        ops: Vec<i32>,
+        fut: WriteFuture,
+        started: Instant,
+    },
+    Read {
+        req: Request,
+        auth: Vec<(String, String)>,
+        started: Instant,
+    },
+    /// An answer known at read time (ping, auth, errors found before proposing).
+    Ready {
+        xid: i32,
+        err: i32,
+        body: Vec<u8>,
+        close: bool,
+    },
+}
+
+async fn read_loop(
+    mut conn: Conn,
+    mut rd: OwnedReadHalf,
+    mut buf: Vec<u8>,
+    queue: mpsc::Sender<Queued>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max = conn.ctx.config.max_packet_bytes;
+    let stats = conn.stats.clone();
+    loop {
+        if stats.closed.load(Ordering::Acquire) {
+            return;
+        }
+        // The client pings every third of the timeout; silence for a whole timeout means the
+        // session is gone (ZooKeeper expires it and closes the connection).
+        let packet = tokio::select! {
+            r = tokio::time::timeout(conn.timeout, read_packet(&mut rd, &mut buf, max)) => r,
+            _ = stats.close.notified() => return,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let len = match packet {
+            Ok(Ok(Some(len))) => len,
+            _ => return,
+        };
+        let Ok(req) = Request::read(&buf[4..4 + len]) else {
+            tracing::debug!("closing a ZooKeeper connection: malformed packet");
+            return;
+        };
+        buf.drain(..4 + len);
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        conn.ctx.stats.received.fetch_add(1, Ordering::Relaxed);
+        if conn.ctx.lessor.renew(conn.session_id).is_none() {
+            // Expired (or revoked through etcd): the client learns it when it reconnects.
+            return;
+        }
+        let closing = matches!(req.body, RequestBody::CloseSession);
+        let item = conn.queue_item(req);
+        let close = closing || matches!(item, Queued::Ready { close: true, .. });
+        stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        conn.ctx.stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        if queue.send(item).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+impl Conn {
+    fn txn(&self, ops: Vec<ZkOp>) -> Command {
+        Command::Zk(ZkTxn {
+            ops,
+            now_ms: now_ms(),
+            session_id: self.session_id,
+            auth: self.auth.clone(),
+            ttl_enabled: self.ctx.config.ttl_enabled,
+        })
+    }
+
+    fn submit(&self, xid: i32, op: i32, ops: Vec<i32>, cmd: Command) -> Queued {
+        match self.ctx.replica.submit(cmd) {
+            Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started: Instant::now() },
+            Err(e) => Queued::Ready { xid, err: propose_error_code(&e), body: Vec::new(), close: false },
+        }
+    }
+
+    fn queue_item(&mut self, req: Request) -> Queued {
+        let xid = req.xid;
+        let ready = |err: i32| Queued::Ready { xid, err, body: Vec::new(), close: false };
+        match req.body {
+            RequestBody::Ping => Queued::Ready { xid: xid::PING, err: 0, body: Vec::new(), close: false },
+            RequestBody::Auth { scheme, auth: cred, .. } => {
+                if scheme == "digest" {
+                    let id = auth::digest_id(&String::from_utf8_lossy(&cred));
+                    if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
+                        self.auth.push(("digest".into(), id));
+                    }
+                    Queued::Ready { xid: xid::AUTH, err: 0, body: Vec::new(), close: false }
+                } else {
+                    // ZooKeeper answers AuthFailed and closes the connection.
+                    Queued::Ready { xid: xid::AUTH, err: ErrorCode::AuthFailed as i32, body: Vec::new(), close: true }
+                }
+            }
+            RequestBody::CloseSession => {
+                self.submit(xid, req.op, Vec::new(), Command::LeaseRevoke { id: self.session_id })
+            }
+            RequestBody::Multi(ops) if req.op == op::MULTI => {
+                let codes: Vec<i32> = ops.iter().map(|o| o.op).collect();
+                let mut zops = Vec::with_capacity(ops.len());
+                for (i, o) in ops.into_iter().enumerate() {
+                    match to_zk_op(o.op, o.body) {
+                        Ok(z) => zops.push(z),
+                        Err(code) => {
+                            let results: Vec<ZkOpResult> = (0..codes.len())
+                                .map(|j| {
+                                    ZkOpResult::Error(match j.cmp(&i) {
+                                        std::cmp::Ordering::Less => 0,
+                                        std::cmp::Ordering::Equal => code,
+                                        std::cmp::Ordering::Greater => zk_err::RUNTIME_INCONSISTENCY,
+                                    })
+                                })
+                                .collect();
+                            let mut w = Writer::new();
+                            write_multi(&mut w, &codes, &results);
+                            return Queued::Ready { xid, err: 0, body: w.buf, close: false };
+                        }
+                    }
+                }
+                let cmd = self.txn(zops);
+                self.submit(xid, req.op, codes, cmd)
+            }
+            body @ (RequestBody::Create { .. }
+            | RequestBody::Delete { .. }
+            | RequestBody::SetData { .. }
+            | RequestBody::SetAcl { .. }
+            | RequestBody::Check { .. }) => match to_zk_op(req.op, body) {
+                Ok(z) => {
+                    let cmd = self.txn(vec![z]);
+                    self.submit(xid, req.op, Vec::new(), cmd)
+                }
+                Err(code) => ready(code),
+            },
+            RequestBody::Unknown if req.op == op::RECONFIG => ready(ErrorCode::ReconfigDisabled as i32),
+            RequestBody::Unknown => ready(ErrorCode::Unimplemented as i32),
+            body => Queued::Read {
+                req: Request { xid, op: req.op, body },
+                auth: self.auth.clone(),
+                started: Instant::now(),
+            },
+        }
+    }
+}
+
+fn propose_error_code(e: &ProposeError) -> i32 {
+    match e {
+        ProposeError::Overloaded => ErrorCode::Throttled as i32,
+        ProposeError::NoLeader | ProposeError::Stopped => ErrorCode::ConnectionLoss as i32,
+        ProposeError::Raft(_) => ErrorCode::SystemError as i32,
+    }
+}
+
+fn to_acl(acl: Vec<Acl>) -> Vec<ZkAcl> {
+    acl.into_iter().map(|a| ZkAcl { perms: a.perms, scheme: a.scheme, id: a.id }).collect()
+}
+
+/// A write request as a store op; Err is a ZooKeeper error code found before proposing.
+fn to_zk_op(op: i32, body: RequestBody) -> Result<ZkOp, i32> {
+    Ok(match body {
+        RequestBody::Create { path, data, acl, flags, ttl_ms } => {
+            let mode = CreateMode::from_flag(flags).ok_or(zk_err::BAD_ARGUMENTS)?;
+            let mode = if op == op::CREATE_CONTAINER { CreateMode::Container } else { mode };
+            // Only createTTL carries a TTL; every other create has none (ZooKeeper's -1).
+            let ttl_ms = if op == op::CREATE_TTL { ttl_ms } else { -1 };
+            ZkOp::Create { path, data, acl: to_acl(acl), mode, ttl_ms }
+        }
+        RequestBody::Delete { path, version } => ZkOp::Delete { path, version },
+        RequestBody::SetData { path, data, version } => ZkOp::SetData { path, data, version },
+        RequestBody::SetAcl { path, acl, version } => ZkOp::SetAcl { path, acl: to_acl(acl), version },
+        RequestBody::Check { path, version } => ZkOp::Check { path, version },
+        _ => return Err(ErrorCode::MarshallingError as i32),
+    })
+}
+
+fn write_stat(w: &mut Writer, s: &ZkStat) {
+    Stat {
+        czxid: s.czxid,
+        mzxid: s.mzxid,
+        ctime: s.ctime,
+        mtime: s.mtime,
+        version: s.version,
+        cversion: s.cversion,
+        aversion: s.aversion,
+        ephemeral_owner: s.ephemeral_owner,
+        data_length: s.data_length,
+        num_children: s.num_children,
+        pzxid: s.pzxid,
+    }
+    .write(w);
+}
+
+/// MultiResponse: per op a MultiHeader {type, done=false, err} and its result, then the end
+/// marker {-1, true, -1}.
+fn write_multi(w: &mut Writer, codes: &[i32], results: &[ZkOpResult]) {
+    for (code, r) in codes.iter().zip(results) {
+        match r {
+            ZkOpResult::Created { path, stat } => {
+                if *code == op::CREATE {
+                    w.int(op::CREATE).boolean(false).int(0).ustring(path);
+                } else {
+                    w.int(op::CREATE2).boolean(false).int(0).ustring(path);
+                    write_stat(w, stat);
+                }
+            }
+            ZkOpResult::Deleted => {
+                w.int(op::DELETE).boolean(false).int(0);
+            }
+            ZkOpResult::SetData { stat } | ZkOpResult::SetAcl { stat } => {
+                w.int(op::SET_DATA).boolean(false).int(0);
+                write_stat(w, stat);
+            }
+            ZkOpResult::Checked => {
+                w.int(op::CHECK).boolean(false).int(0);
+            }
+            ZkOpResult::Error(e) => {
+                w.int(op::ERROR).boolean(false).int(*e).int(*e);
+            }
+        }
+    }
+    w.int(-1).boolean(true).int(-1);
+}
+
+/// The reply to an applied write: (err, body).
+fn write_reply(op: i32, codes: &[i32], applied: Result<Applied, ProposeError>) -> (i64, i32, Vec<u8>) {
+    let applied = match applied {
+        Ok(a) => a,
+        Err(e) => return (0, propose_error_code(&e), Vec::new()),
+    };
+    let zxid = applied.revision;
+    let results = match applied.result {
+        Ok(Response::Zk(r)) => r,
+        Ok(Response::LeaseRevoke) | Err(_) if op == op::CLOSE_SESSION => return (zxid, 0, Vec::new()),
+        _ => return (zxid, ErrorCode::SystemError as i32, Vec::new()),
+    };
+    let mut w = Writer::new();
+    if op == op::MULTI {
+        write_multi(&mut w, codes, &results);
+        return (zxid, 0, w.buf);
+    }
+    let Some(r) = results.into_iter().next() else { return (zxid, ErrorCode::SystemError as i32, Vec::new()) };
+    match r {
+        ZkOpResult::Error(e) => return (zxid, e, Vec::new()),
+        ZkOpResult::Created { path, stat } => {
+            w.ustring(&path);
+            if op != op::CREATE {
+                write_stat(&mut w, &stat);
+            }
+        }
+        ZkOpResult::Deleted => {}
+        ZkOpResult::SetData { stat } | ZkOpResult::SetAcl { stat } => write_stat(&mut w, &stat),
+        ZkOpResult::Checked => write_stat(&mut w, &ZkStat::default()),
+    }
+    (zxid, 0, w.buf)
+}
+
+async fn respond(
+    ctx: Arc<ZkCtx>,
+    conn_id: ConnId,
+    stats: Arc<ConnStats>,
+    mut wr: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Queued>,
+    mut notifications: mpsc::Receiver<Vec<u8>>,
+    overflowed: Arc<AtomicBool>,
+) {
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        if overflowed.load(Ordering::Acquire) {
+            tracing::info!("closing ZooKeeper connection {conn_id}: its notification queue overflowed");
+            break;
+        }
+        let item = tokio::select! {
+            biased;
+            n = notifications.recv() => {
+                let Some(n) = n else { break };
+                out.extend_from_slice(&frame::encode(&n));
+                if flush_if_idle(&mut wr, &mut out, &queue, &notifications).await.is_err() { break }
+                continue;
+            }
+            q = queue.recv() => match q { Some(q) => q, None => break },
+        };
+        let (xid, zxid, err, body, close, started) = match item {
+            Queued::Ready { xid, err, body, close } => (xid, ctx.revision(), err, body, close, None),
+            Queued::Write { xid, op, ops, fut, started } => {
+                let (zxid, err, body) = write_reply(op, &ops, fut.await);
+                (xid, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
+            }
+            Queued::Read { req, auth, started } => {
+                let (zxid, err, body) = execute_read(&ctx, conn_id, &req, &auth);
+                (req.xid, zxid, err, body, false, Some(started))
+            }
+        };
+        // ZooKeeper's ordering guarantee: every event up to this reply's zxid goes first.
+        ctx.watches.wait_published(zxid).await;
+        while let Ok(n) = notifications.try_recv() {
+            out.extend_from_slice(&frame::encode(&n));
+        }
+        let mut w = Writer::new();
+        w.buf.reserve(16 + body.len());
+        ReplyHeader { xid, zxid, err }.write(&mut w);
+        w.buf.extend_from_slice(&body);
+        out.extend_from_slice(&frame::encode(&w.buf));
+        stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+        ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+        stats.last_zxid.store(zxid, Ordering::Relaxed);
+        if let Some(t) = started {
+            ctx.stats.record_latency(t.elapsed().as_millis() as u64);
+        }
+        if close {
+            let _ = wr.write_all(&out).await;
+            let _ = wr.shutdown().await;
+            stats.closed.store(true, Ordering::Release);
+            stats.close.notify_waiters();
+            return;
+        }
+        if flush_if_idle(&mut wr, &mut out, &queue, &notifications).await.is_err() {
+            break;
+        }
+    }
+    stats.closed.store(true, Ordering::Release);
+    stats.close.notify_waiters();
+}
+
+/// Writes the buffered replies once nothing else is ready, so a pipelining client gets many
+/// replies per system call.
+async fn flush_if_idle(
+    wr: &mut OwnedWriteHalf,
+    out: &mut Vec<u8>,
+    queue: &mpsc::Receiver<Queued>,
+    notifications: &mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    if out.len() < 64 * 1024 && (!queue.is_empty() || !notifications.is_empty()) {
+        return Ok(());
+    }
+    wr.write_all(out).await?;
+    out.clear();
+    Ok(())
+}
+
+/// Executes a read under the watch table's lock (so a watch it arms misses nothing) and
+/// returns (zxid, err, body).
+fn execute_read(ctx: &ZkCtx, conn: ConnId, req: &Request, auth: &[(String, String)]) -> (i64, i32, Vec<u8>) {
+    let mut g = ctx.watches.lock();
+    let view = match ctx.store.read() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("zookeeper read: {e}");
+            return (ctx.revision(), ErrorCode::SystemError as i32, Vec::new());
+        }
+    };
+    let zxid = view.revision;
+    let mut w = Writer::new();
+    let err = match read_op(ctx, &mut g, &view, conn, req, auth, &mut w) {
+        Ok(()) => 0,
+        Err(code) => {
+            w.buf.clear();
+            code
+        }
+    };
+    (zxid, err, w.buf)
+}
+
+fn node(view: &ReadView, path: &str) -> Result<Option<crate::store::ZkNode>, i32> {
+    view.zk_node(path).map_err(|e| {
+        tracing::error!("zookeeper read of {path}: {e}");
+        ErrorCode::SystemError as i32
+    })
+}
+
+fn readable(n: &crate::store::ZkNode, auth: &[(String, String)]) -> Result<(), i32> {
+    if znode::acl_allows(&n.acl, perms::READ, auth) {
+        Ok(())
+    } else {
+        Err(ErrorCode::NoAuth as i32)
+    }
+}
+
+fn read_op(
+    ctx: &ZkCtx,
+    g: &mut Guard<'_>,
+    view: &ReadView,
+    conn: ConnId,
+    req: &Request,
+    auth: &[(String, String)],
+    w: &mut Writer,
+) -> Result<(), i32> {
+    let rev = view.revision;
+    let max = ctx.watches.watches_per_conn_max;
+    let no_node = ErrorCode::NoNode as i32;
+    match &req.body {
+        RequestBody::Exists { path, watch } => {
+            if path.contains('\0') {
+                return Err(ErrorCode::BadArguments as i32);
+            }
+            let n = node(view, path)?;
+            if *watch {
+                // Data and exist watches share ZooKeeper's data table; an exists watch on a
+                // missing node is armed too (it fires on create).
+                g.add_standard(conn, Kind::Data, path, rev, max);
+            }
+            let n = n.ok_or(no_node)?;
+            write_stat(w, &n.stat);
+        }
+        RequestBody::GetData { path, watch } => get_data(g, view, conn, path, *watch, auth, w, max)?,
+        RequestBody::GetConfig { watch } => get_data(g, view, conn, "/zookeeper/config", *watch, auth, w, max)?,
+        RequestBody::GetAcl { path } => {
+            let n = node(view, path)?.ok_or(no_node)?;
+            if !znode::acl_allows(&n.acl, perms::READ | perms::ADMIN, auth) {
+                return Err(ErrorCode::NoAuth as i32);
+            }
+            // Without ADMIN, digest ids are shown with their hash masked, as ZooKeeper does.
+            let admin = znode::acl_allows(&n.acl, perms::ADMIN, auth);
+            w.vector(&n.acl, |w, a| {
+                let id = if !admin && a.scheme == "digest" {
+                    format!("{}:x", a.id.split(':').next().unwrap_or(""))
+                } else {
+                    a.id.clone()
+                };
+                w.int(a.perms).ustring(&a.scheme).ustring(&id);
+            });
+            write_stat(w, &n.stat);
+        }
+        RequestBody::GetChildren { path, watch } => {
+            let n = node(view, path)?.ok_or(no_node)?;
+            readable(&n, auth)?;
+            let children =
+                view.zk_children(path, ctx.config.children_max).map_err(|_| ErrorCode::SystemError as i32)?;
+            if *watch {
+                g.add_standard(conn, Kind::Child, path, rev, max);
+            }
+            w.vector(&children, |w, c| {
+                w.ustring(c);
+            });
+            if req.op == op::GET_CHILDREN2 {
+                write_stat(w, &n.stat);
+            }
+        }
+        RequestBody::GetAllChildrenNumber { path } => {
+            let n = node(view, path)?.ok_or(no_node)?;
+            readable(&n, auth)?;
+            let count = view.zk_all_children_number(path).map_err(|_| ErrorCode::SystemError as i32)?;
+            w.int(count.min(i32::MAX as u64) as i32);
+        }
+        RequestBody::GetEphemerals { prefix } => {
+            let session = ctx
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&conn)
+                .map(|s| s.session_id.load(Ordering::Relaxed));
+            let all = view.zk_ephemerals(session.unwrap_or(0)).map_err(|_| ErrorCode::SystemError as i32)?;
+            let p = prefix.trim();
+            let list: Vec<&String> =
+                all.iter().filter(|e| p.is_empty() || p == "/" || e.starts_with(prefix.as_str())).collect();
+            w.vector(&list, |w, e| {
+                w.ustring(e);
+            });
+        }
+        RequestBody::Sync { path } => {
+            w.ustring(path);
+        }
+        RequestBody::SetWatches { relative_zxid, data, exist, child, persistent, persistent_recursive } => {
+            set_watches(g, view, conn, *relative_zxid, data, exist, child, max);
+            for p in persistent {
+                g.add_persistent(conn, p, false, max);
+            }
+            for p in persistent_recursive {
+                g.add_persistent(conn, p, true, max);
+            }
+            return Ok(());
+        }
+        RequestBody::AddWatch { path, mode } => {
+            if !g.add_persistent(conn, path, *mode == 1, max) {
+                return Err(ErrorCode::Throttled as i32);
+            }
+            w.int(0);
+        }
+        RequestBody::Watches { path, watch_type } => {
+            let remove = req.op == op::REMOVE_WATCHES;
+            if !g.has_or_remove(conn, path, *watch_type, remove) {
+                return Err(ErrorCode::NoWatcher as i32);
+            }
+        }
+        RequestBody::WhoAmI => {
+            w.vector(auth, |w, (scheme, id)| {
+                let user = if scheme == "digest" { id.split(':').next().unwrap_or("") } else { id.as_str() };
+                w.ustring(scheme).ustring(user);
+            });
+        }
+        RequestBody::Multi(ops) => {
+            // multiRead: getChildren and getData, each answered or failed on its own.
+            for o in ops {
+                let mut sub = Writer::new();
+                let r = match &o.body {
+                    RequestBody::GetChildren { path, watch } => {
+                        let req = Request {
+                            xid: o.xid,
+                            op: op::GET_CHILDREN,
+                            body: RequestBody::GetChildren { path: path.clone(), watch: *watch },
+                        };
+                        read_op(ctx, g, view, conn, &req, auth, &mut sub).map(|()| op::GET_CHILDREN)
+                    }
+                    RequestBody::GetData { .. } | RequestBody::GetConfig { .. } => {
+                        read_op(ctx, g, view, conn, o, auth, &mut sub).map(|()| op::GET_DATA)
+                    }
+                    _ => Err(ErrorCode::Unimplemented as i32),
+                };
+                match r {
+                    Ok(code) => {
+                        w.int(code).boolean(false).int(0);
+                        w.buf.extend_from_slice(&sub.buf);
+                    }
+                    Err(e) => {
+                        w.int(op::ERROR).boolean(false).int(e).int(e);
+                    }
+                }
+            }
+            w.int(-1).boolean(true).int(-1);
+        }
+        _ => return Err(ErrorCode::Unimplemented as i32),
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn get_data(
+    g: &mut Guard<'_>,
+    view: &ReadView,
+    conn: ConnId,
+    path: &str,
+    watch: bool,
+    auth: &[(String, String)],
+    w: &mut Writer,
+    max: usize,
+) -> Result<(), i32> {
+    let n = node(view, path)?.ok_or(ErrorCode::NoNode as i32)?;
+    readable(&n, auth)?;
+    if watch {
+        g.add_standard(conn, Kind::Data, path, view.revision, max);
+    }
+    w.buffer(&n.data);
+    write_stat(w, &n.stat);
+    Ok(())
+}
+
+/// setWatches after a reconnect: report what changed since the client's last zxid, arm the rest.
+#[allow(clippy::too_many_arguments)]
+fn set_watches(
+    g: &mut Guard<'_>,
+    view: &ReadView,
+    conn: ConnId,
+    rel: i64,
+    data: &[String],
+    exist: &[String],
+    child: &[String],
+    max: usize,
+) {
+    let rev = view.revision;
+    for p in data {
+        match view.zk_node(p).ok().flatten() {
+            None => g.notify_now(conn, event_type::NODE_DELETED, p),
+            Some(n) if n.stat.mzxid > rel => g.notify_now(conn, event_type::NODE_DATA_CHANGED, p),
+            Some(_) => {
+                g.add_standard(conn, Kind::Data, p, rev, max);
+            }
+        }
+    }
+    for p in exist {
+        match view.zk_node(p).ok().flatten() {
+            Some(_) => g.notify_now(conn, event_type::NODE_CREATED, p),
+            None => {
+                g.add_standard(conn, Kind::Data, p, rev, max);
+            }
+        }
+    }
+    for p in child {
+        match view.zk_node(p).ok().flatten() {
+            None => g.notify_now(conn, event_type::NODE_DELETED, p),
+            Some(n) if n.stat.pzxid > rel => g.notify_now(conn, event_type::NODE_CHILDREN_CHANGED, p),
+            Some(_) => {
+                g.add_standard(conn, Kind::Child, p, rev, max);
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! ZooKeeper watches, fed by the one watch hub (a tap: every applied revision, in order).
+//!
+//! ZooKeeper's WatchManager semantics: data and exist watches share the data table, child
+//! watches have their own; a standard watch fires once and is removed, a persistent one stays
+//! (and also hears child changes), a persistent recursive one hears creates, deletes and data
+//! changes of the whole subtree but no child-list changes. A connection gets one notification
+//! per (path, event) even if several of its watches match (ZooKeeper suppresses the duplicate).
+//!
+//! Ordering (ZooKeeper's guarantee: a client sees a watch event before any reply that shows the
+//! change). Every notification goes into its connection's queue from the tap, i.e. before the
+//! revision is marked published; a connection writes queued notifications before each reply
+//! and, before replying with zxid R, waits until R is published. Registration is atomic with the
+//! read that arms it: the read and the registration happen under this table's lock, which the
+//! tap also takes, and a watch ignores events at or below the revision its read saw.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, Notify};
+
+use super::proto::{event_type, keeper_state, notification};
+use crate::command::{Event, EventKind};
+use crate::store::znode::{parent_of, path_of};
+
+pub type ConnId = u64;
+
+/// Which table a request targets (ZooKeeper's WatcherType for check/removeWatches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Data,
+    Child,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// One-shot; ignores events at or below the revision its read saw.
+    Standard {
+        armed_after: i64,
+    },
+    Persistent,
+    Recursive,
+}
+
+/// One notification queued for a connection: the encoded payload (without length prefix).
+pub type Notification = Vec<u8>;
+
+struct Conn {
+    tx: mpsc::Sender<Notification>,
+    /// Set when the queue overflowed: the connection must close (its client will reconnect
+    /// and re-arm its watches with setWatches, which reports what it missed).
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Default)]
+struct Inner {
+    data: HashMap<String, HashMap<ConnId, Mode>>,
+    child: HashMap<String, HashMap<ConnId, Mode>>,
+    recursive_count: usize,
+    conns: HashMap<ConnId, Conn>,
+    watch_count: usize,
+}
+
+pub struct WatchTable {
+    inner: Mutex<Inner>,
+    published: AtomicI64,
+    published_notify: Notify,
+    /// Most watches one connection may hold.
+    pub watches_per_conn_max: usize,
+}
+
+/// A locked table: reads that arm watches run while holding it.
+pub struct Guard<'a> {
+    inner: MutexGuard<'a, Inner>,
+}
+
+impl WatchTable {
+    pub fn new(revision: i64, watches_per_conn_max: usize) -> Arc<WatchTable> {
+        Arc::new(WatchTable {
+            inner: Mutex::new(Inner::default()),
+            published: AtomicI64::new(revision),
+            published_notify: Notify::new(),
+            watches_per_conn_max,
+        })
+    }
+
+    pub fn lock(&self) -> Guard<'_> {
+        Guard { inner: self.inner.lock().unwrap_or_else(|p| p.into_inner()) }
+    }
+
+    pub fn register_conn(&self, id: ConnId, tx: mpsc::Sender<Notification>) -> Arc<std::sync::atomic::AtomicBool> {
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.lock().inner.conns.insert(id, Conn { tx, overflowed: overflowed.clone() });
+        overflowed
+    }
+
+    /// Drops a connection and every watch it held.
+    pub fn remove_conn(&self, id: ConnId) {
+        let mut g = self.lock();
+        let inner = &mut *g.inner;
+        inner.conns.remove(&id);
+        for table in [&mut inner.data, &mut inner.child] {
+            table.retain(|_, m| {
+                if let Some(mode) = m.remove(&id) {
+                    inner.watch_count -= 1;
+                    if mode == Mode::Recursive {
+                        inner.recursive_count -= 1;
+                    }
+                }
+                !m.is_empty()
+            });
+        }
+    }
+
+    /// The highest revision whose events have all been dispatched.
+    pub fn published(&self) -> i64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Waits until every event up to `revision` is dispatched (see the module comment).
+    pub async fn wait_published(&self, revision: i64) {
+        loop {
+            let notified = self.published_notify.notified();
+            if self.published() >= revision {
+                return;
+            }
+            // The tap runs right after the commit that made `revision` readable; this wait is
+            // normally microseconds. The timeout only guards against a lost wakeup.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), notified).await;
+        }
+    }
+
+    /// The hub's tap: dispatches a revision's znode events, then marks it published.
+    pub fn on_publish(&self, revision: i64, events: &[Event]) {
+        if events.iter().any(|e| path_of(&e.kv.key).is_some()) {
+            let mut g = self.lock();
+            for e in events {
+                let Some(path) = path_of(&e.kv.key) else { continue };
+                g.dispatch(path, e, revision);
+            }
+        }
+        self.published.fetch_max(revision, Ordering::AcqRel);
+        self.published_notify.notify_waiters();
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let g = self.lock();
+        (g.inner.conns.len(), g.inner.data.len() + g.inner.child.len(), g.inner.watch_count)
+    }
+
+    /// (connection, paths) and (path, connections) views for the wchc / wchp words.
+    pub fn by_conn(&self) -> Vec<(ConnId, Vec<String>)> {
+        let g = self.lock();
+        let mut m: HashMap<ConnId, HashSet<String>> = HashMap::new();
+        for table in [&g.inner.data, &g.inner.child] {
+            for (path, conns) in table {
+                for c in conns.keys() {
+                    m.entry(*c).or_default().insert(path.clone());
+                }
+            }
+        }
+        let mut out: Vec<(ConnId, Vec<String>)> = m
+            .into_iter()
+            .map(|(c, p)| {
+                let mut p: Vec<String> = p.into_iter().collect();
+                p.sort();
+                (c, p)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Events a change produces: (table, path, event type).
+fn triggers(path: &str, e: &Event) -> Vec<(Kind, String, i32)> {
+    let builtin = path == "/" || path.starts_with("/zookeeper");
+    match e.kind {
+        EventKind::Put if e.prev_kv.is_none() && !builtin => vec![
+            (Kind::Data, path.to_string(), event_type::NODE_CREATED),
+            (Kind::Child, parent_of(path).to_string(), event_type::NODE_CHILDREN_CHANGED),
+        ],
+        EventKind::Put => vec![(Kind::Data, path.to_string(), event_type::NODE_DATA_CHANGED)],
+        EventKind::Delete => vec![
+            (Kind::Data, path.to_string(), event_type::NODE_DELETED),
+            (Kind::Child, path.to_string(), event_type::NODE_DELETED),
+            (Kind::Child, parent_of(path).to_string(), event_type::NODE_CHILDREN_CHANGED),
+        ],
+    }
+}
+
+impl Guard<'_> {
+    fn dispatch(&mut self, path: &str, e: &Event, revision: i64) {
+        // ZooKeeper hands the recipients of a path's data trigger to the child trigger of the
+        // same path and event, so a connection hears NodeDeleted once.
+        let mut notified: HashSet<ConnId> = HashSet::new();
+        let mut last: Option<(String, i32)> = None;
+        for (kind, target, ty) in triggers(path, e) {
+            if last.as_ref() != Some(&(target.clone(), ty)) {
+                notified.clear();
+            }
+            self.trigger(kind, &target, ty, revision, &mut notified);
+            last = Some((target, ty));
+        }
+    }
+
+    fn trigger(&mut self, kind: Kind, path: &str, ty: i32, revision: i64, notified: &mut HashSet<ConnId>) {
+        let inner = &mut *self.inner;
+        let mut hits: Vec<ConnId> = Vec::new();
+        let table = match kind {
+            Kind::Data => &mut inner.data,
+            Kind::Child => &mut inner.child,
+        };
+        if let Some(watchers) = table.get_mut(path) {
+            watchers.retain(|conn, mode| match *mode {
+                Mode::Standard { armed_after } => {
+                    if revision <= armed_after {
+                        return true;
+                    }
+                    hits.push(*conn);
+                    inner.watch_count -= 1;
+                    false
+                }
+                Mode::Persistent => {
+                    hits.push(*conn);
+                    true
+                }
+                // Recursive watches are matched below, by ancestry, never for child lists.
+                Mode::Recursive => {
+                    if ty != event_type::NODE_CHILDREN_CHANGED {
+                        hits.push(*conn);
+                    }
+                    true
+                }
+            });
+            if watchers.is_empty() {
+                table.remove(path);
+            }
+        }
+        if kind == Kind::Data && inner.recursive_count > 0 && ty != event_type::NODE_CHILDREN_CHANGED {
+            let mut at = path;
+            while at != "/" {
+                at = parent_of(at);
+                if let Some(w) = inner.data.get(at) {
+                    hits.extend(w.iter().filter(|(_, m)| **m == Mode::Recursive).map(|(c, _)| *c));
+                }
+            }
+        }
+        for conn in hits {
+            if !notified.insert(conn) {
+                continue;
+            }
+            if let Some(c) = inner.conns.get(&conn) {
+                let n = notification(-1, ty, keeper_state::SYNC_CONNECTED, path);
+                if c.tx.try_send(n).is_err() {
+                    c.overflowed.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, conn: ConnId, kind: Kind, path: &str, mode: Mode, max: usize) -> bool {
+        let inner = &mut *self.inner;
+        let table = match kind {
+            Kind::Data => &mut inner.data,
+            Kind::Child => &mut inner.child,
+        };
+        let entry = table.entry(path.to_string()).or_default();
+        match entry.get(&conn).copied() {
+            Some(old) => {
+                if old == Mode::Recursive {
+                    inner.recursive_count -= 1;
+                }
+            }
+            None => {
+                if inner.watch_count >= max.saturating_mul(inner.conns.len().max(1)) {
+                    return false;
+                }
+                inner.watch_count += 1;
+            }
+        }
+        if mode == Mode::Recursive {
+            inner.recursive_count += 1;
+        }
+        entry.insert(conn, mode);
+        true
+    }
+
+    /// A one-shot watch armed by a read at revision `read_rev`.
+    pub fn add_standard(&mut self, conn: ConnId, kind: Kind, path: &str, read_rev: i64, max: usize) -> bool {
+        self.add(conn, kind, path, Mode::Standard { armed_after: read_rev }, max)
+    }
+
+    /// addWatch: mode 0 persistent (data and child tables), 1 persistent recursive (data only).
+    pub fn add_persistent(&mut self, conn: ConnId, path: &str, recursive: bool, max: usize) -> bool {
+        if recursive {
+            self.add(conn, Kind::Data, path, Mode::Recursive, max)
+        } else {
+            self.add(conn, Kind::Data, path, Mode::Persistent, max)
+                && self.add(conn, Kind::Child, path, Mode::Persistent, max)
+        }
+    }
+
+    /// check/removeWatches: `watch_type` 1 children, 2 data, 3 any. Returns whether a watch
+    /// was there (ZooKeeper answers NoWatcher otherwise).
+    pub fn has_or_remove(&mut self, conn: ConnId, path: &str, watch_type: i32, remove: bool) -> bool {
+        let kinds: &[Kind] = match watch_type {
+            1 => &[Kind::Child],
+            2 => &[Kind::Data],
+            _ => &[Kind::Data, Kind::Child],
+        };
+        let inner = &mut *self.inner;
+        let mut found = false;
+        for kind in kinds {
+            let table = match kind {
+                Kind::Data => &mut inner.data,
+                Kind::Child => &mut inner.child,
+            };
+            let Some(m) = table.get_mut(path) else { continue };
+            if remove {
+                if let Some(mode) = m.remove(&conn) {
+                    found = true;
+                    inner.watch_count -= 1;
+                    if mode == Mode::Recursive {
+                        inner.recursive_count -= 1;
+                    }
+                }
+                if m.is_empty() {
+                    table.remove(path);
+                }
+            } else if m.contains_key(&conn) {
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Queues a notification for `conn` now (setWatches reporting a missed change).
+    pub fn notify_now(&self, conn: ConnId, ty: i32, path: &str) {
+        if let Some(c) = self.inner.conns.get(&conn) {
+            if c.tx.try_send(notification(-1, ty, keeper_state::SYNC_CONNECTED, path)).is_err() {
+                c.overflowed.store(true, Ordering::Release);
+            }
+        }
+    }
+}
