@@ -9,9 +9,31 @@ named in the env var COMPAT_TARGETS (default "conclave,etcd"):
 
 The expected values in the tests were all taken from the real etcd; run
 `COMPAT_TARGETS=etcd pytest compat-tests` to re-validate them.
+
+The ZooKeeper suite (test_zk_*.py) uses the `zk` fixture instead: a fresh
+server of each kind named in COMPAT_ZK_TARGETS (default "conclave,zookeeper"),
+its ZooKeeper client port on 127.0.0.1:
+
+  zookeeper  the real ZooKeeper (Debian's 3.8.0 jars), standalone:
+             `java -cp ZOOKEEPER_CLASSPATH org.apache.zookeeper.server.
+             ZooKeeperServerMain zoo.cfg` with a generated zoo.cfg (see
+             _zk_cfg) -- NOT the system service
+  conclave   CONCLAVE_BIN with the etcd flags above plus
+             `--zk-listen 127.0.0.1:PORT --zk-tick-time 2000` (and the words
+             of CONCLAVE_ZK_FLAGS, if set)
+
+Per-test server settings come from the marker
+`@pytest.mark.zk_config(four_letter_whitelist="ruok,srvr")`: zoo.cfg's
+`4lw.commands.whitelist` on ZooKeeper (default `*`), `--zk-4lw-whitelist` on
+conclave (flag left out by default).  Both are ready when `ruok` answers
+`imok` (a whitelist without ruok: when it answers anything) and a session
+handshake then succeeds (that session is closed again at once).  Run
+`COMPAT_ZK_TARGETS=zookeeper pytest compat-tests/test_zk_*.py` to re-validate
+the expected values against ZooKeeper.
 """
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -31,6 +53,7 @@ os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
 from compat_util import Server  # noqa: E402
+from zk_util import JAVA, ZOOKEEPER_CLASSPATH, RawSession, ZkServer, four_letter_word  # noqa: E402
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 ETCDCTL_BIN = os.environ.get("ETCDCTL_BIN", "/usr/bin/etcdctl")
@@ -47,9 +70,25 @@ def _targets():
     return kinds
 
 
+def _zk_targets():
+    raw = os.environ.get("COMPAT_ZK_TARGETS", "conclave,zookeeper")
+    kinds = [t.strip() for t in raw.split(",") if t.strip()]
+    for k in kinds:
+        if k not in ("conclave", "zookeeper"):
+            raise pytest.UsageError(f"COMPAT_ZK_TARGETS: unknown server kind {k!r}")
+    return kinds
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "zk_config(four_letter_whitelist=...): settings for the zk fixture's server")
+
+
 def pytest_generate_tests(metafunc):
     if "server" in metafunc.fixturenames:
         metafunc.parametrize("server", _targets(), indirect=True)
+    if "zk" in metafunc.fixturenames:
+        metafunc.parametrize("zk", _zk_targets(), indirect=True)
 
 
 def _free_ports(n):
@@ -151,3 +190,111 @@ def server(request, tmp_path):
             with open(srv.log_path, "rb") as f:
                 tail = f.read()[-4000:].decode("utf-8", "replace")
             print(f"--- last lines of the {srv.kind} server log ({srv.log_path}):\n{tail}")
+
+
+# --------------------------------------------------------------------------- ZooKeeper
+
+ZK_TICK_MS = 2000
+ZK_JVM_FLAGS = [
+    "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+    # TTL nodes (CreateMode.PERSISTENT_WITH_TTL) need ZooKeeper's extended types
+    "-Dzookeeper.extendedTypesEnabled=true",
+    # the container/TTL reaper runs every 60 s by default; the tests wait <= 15 s
+    "-Dznode.container.checkIntervalMs=1000",
+    "-Dzookeeper.admin.enableServer=false",
+    "-Dzookeeper.jmx.log4j.disable=true",
+]
+
+
+def _zk_cfg(data_dir, port, whitelist):
+    return "".join(f"{k}={v}\n" for k, v in [
+        ("tickTime", ZK_TICK_MS),
+        ("dataDir", data_dir),
+        ("clientPort", port),
+        ("clientPortAddress", "127.0.0.1"),
+        ("admin.enableServer", "false"),
+        ("4lw.commands.whitelist", whitelist),
+        # no fsync per transaction: the tests do not survive a power cut
+        ("forceSync", "no"),
+    ])
+
+
+def _zk_ready(port, whitelist):
+    try:
+        ans = four_letter_word("127.0.0.1", port, "ruok", timeout=1)
+    except OSError:
+        return False
+    ruok_allowed = whitelist == "*" or "ruok" in [w.strip() for w in whitelist.split(",")]
+    if not (ans == "imok" if ruok_allowed else ans != ""):
+        return False
+    # ZooKeeper answers ruok a moment before it serves sessions ("ZooKeeperServer
+    # not running"): also require a session handshake (then closed again).
+    try:
+        s = RawSession("127.0.0.1", port, 10000)
+    except (OSError, ValueError):
+        return False
+    s.close_session()
+    return s.negotiated_timeout > 0
+
+
+def _start_zk(kind, workdir, config):
+    whitelist = config.get("four_letter_whitelist")
+    if kind == "conclave" and not os.path.exists(CONCLAVE_BIN):
+        pytest.fail(f"conclave binary not found at {CONCLAVE_BIN} (build it or set CONCLAVE_BIN)",
+                    pytrace=False)
+    last_err = None
+    for _attempt in range(3):  # retry on a (rare) port race
+        data_dir = tempfile.mkdtemp(prefix="zkdata-", dir=workdir)
+        if kind == "zookeeper":
+            (zkport,) = _free_ports(1)
+            cfg = os.path.join(data_dir, "zoo.cfg")
+            with open(cfg, "w") as f:
+                f.write(_zk_cfg(data_dir, zkport, whitelist or "*"))
+            argv = [JAVA] + ZK_JVM_FLAGS + ["-cp", ZOOKEEPER_CLASSPATH,
+                                            "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
+        else:
+            cport, pport, zkport = _free_ports(3)
+            argv = [CONCLAVE_BIN] + _etcd_flags(data_dir, cport, pport) + [
+                "--zk-listen", f"127.0.0.1:{zkport}", "--zk-tick-time", str(ZK_TICK_MS)]
+            if whitelist is not None:
+                argv += ["--zk-4lw-whitelist", whitelist]
+            argv += shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
+        log_path = os.path.join(workdir, f"{kind}-zk-{zkport}.log")
+        log = open(log_path, "wb")
+        env = {k: v for k, v in os.environ.items()
+               if not (k.startswith("ETCD_") or k.startswith("ETCDCTL_") or k in ("JVMFLAGS", "SERVER_JVMFLAGS"))}
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=data_dir, start_new_session=True)
+        log.close()
+        zk = ZkServer(kind, zkport, proc, log_path, data_dir, workdir)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if _port_open(zkport) and _zk_ready(zkport, whitelist or "*"):
+                return zk
+            time.sleep(0.05)
+        tail = zk.log_tail(3000)
+        zk.stop()
+        last_err = (f"{kind} did not answer ruok on 127.0.0.1:{zkport} "
+                    f"(exit={proc.returncode}); log tail:\n{tail}")
+        if proc.returncode is None:
+            break  # it ran but never became ready: not a port race
+    pytest.fail(last_err, pytrace=False)
+
+
+@pytest.fixture
+def zk(request, tmp_path):
+    """A fresh ZooKeeper-protocol server (zk_util.ZkServer), stopped at
+    teardown together with every client it handed out."""
+    marker = request.node.get_closest_marker("zk_config")
+    config = dict(marker.kwargs) if marker else {}
+    srv = _start_zk(request.param, str(tmp_path), config)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            # shown under "Captured stdout teardown" of the failing test
+            print(f"--- last lines of the {srv.kind} server log ({srv.log_path}):\n{srv.log_tail()}")
