@@ -361,3 +361,169 @@ fn nospace_alarm_caps_writes() {
     assert_eq!(apply(&s, clear).result, Ok(Response::Alarm(None)), "clearing twice answers nothing");
     assert!(apply(&s, put("b", "1")).result.is_ok());
 }
+
+// ---- ZooKeeper znodes on the MVCC store --------------------------------------------------------
+
+fn zk(store: &Store, session: i64, ops: Vec<ZkOp>) -> (i64, Vec<ZkOpResult>) {
+    let txn = ZkTxn { ops, now_ms: 1000, session_id: session, auth: Vec::new(), ttl_enabled: true };
+    let a = apply(store, Command::Zk(txn));
+    match a.result {
+        Ok(Response::Zk(r)) => (a.revision, r),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn create(path: &str, data: &str, mode: CreateMode) -> ZkOp {
+    let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+    ZkOp::Create { path: path.into(), data: data.into(), acl, mode, ttl_ms: -1 }
+}
+
+fn stat(store: &Store, path: &str) -> ZkStat {
+    store.read().unwrap().zk_node(path).unwrap().unwrap().stat
+}
+
+/// Goal: a fresh tree looks like a fresh ZooKeeper's, and creates/deletes move the parent's
+/// Stat as ZooKeeper's do (cversion counts changes, pzxid the last one, sequence numbers come
+/// from the creates). Method: a worked example checked field by field.
+#[test]
+fn znode_stats_follow_zookeeper() {
+    let (_d, s) = open();
+    let root = stat(&s, "/");
+    assert_eq!((root.czxid, root.num_children, root.cversion), (0, 1, -1), "/zookeeper only");
+    assert_eq!(s.read().unwrap().zk_children("/zookeeper", 10).unwrap(), ["config", "quota"]);
+
+    let (rev, r) = zk(&s, 0, vec![create("/a", "x", CreateMode::Persistent)]);
+    assert_eq!(rev, 2);
+    let ZkOpResult::Created { path, stat: st } = &r[0] else { panic!("{r:?}") };
+    assert_eq!(path, "/a");
+    assert_eq!((st.czxid, st.mzxid, st.pzxid, st.version, st.data_length), (2, 2, 2, 0, 1));
+    let (rev, r) = zk(&s, 0, vec![create("/a/q-", "", CreateMode::PersistentSequential)]);
+    assert_eq!(r[0], ZkOpResult::Created { path: "/a/q-0000000000".into(), stat: stat(&s, "/a/q-0000000000") });
+    zk(&s, 0, vec![ZkOp::Delete { path: "/a/q-0000000000".into(), version: -1 }]);
+    let (_, r) = zk(&s, 0, vec![create("/a/q-", "", CreateMode::PersistentSequential)]);
+    let ZkOpResult::Created { path, .. } = &r[0] else { panic!() };
+    assert_eq!(path, "/a/q-0000000001", "the suffix counts creates, not live children");
+    let a = stat(&s, "/a");
+    assert_eq!((a.num_children, a.cversion, a.pzxid), (1, 3, rev + 2));
+
+    // Data: version counts sets; the key is visible to etcd as /zk/a.
+    let (_, r) = zk(&s, 0, vec![ZkOp::SetData { path: "/a".into(), data: "yz".into(), version: 0 }]);
+    let ZkOpResult::SetData { stat: st } = &r[0] else { panic!() };
+    assert_eq!((st.version, st.data_length, st.czxid), (1, 2, 2));
+    assert_eq!(values(&get_at(&s, "/zk/a", "", 0).unwrap()), ["yz"]);
+    assert_eq!(
+        zk(&s, 0, vec![ZkOp::SetData { path: "/a".into(), data: "".into(), version: 0 }]).1,
+        [ZkOpResult::Error(zk_err::BAD_VERSION)]
+    );
+}
+
+/// Goal: ZooKeeper's error codes, in ZooKeeper's order of checks.
+#[test]
+fn znode_errors() {
+    let (_d, s) = open();
+    let one = |op| zk(&s, 0, vec![op]).1.remove(0);
+    assert_eq!(one(create("/x/y", "", CreateMode::Persistent)), ZkOpResult::Error(zk_err::NO_NODE));
+    assert_eq!(one(create("bad", "", CreateMode::Persistent)), ZkOpResult::Error(zk_err::BAD_ARGUMENTS));
+    assert_eq!(one(create("/zookeeper", "", CreateMode::Persistent)), ZkOpResult::Error(zk_err::NODE_EXISTS));
+    assert_eq!(one(ZkOp::Delete { path: "/zookeeper".into(), version: -1 }), ZkOpResult::Error(zk_err::BAD_ARGUMENTS));
+    assert_eq!(one(ZkOp::Delete { path: "/nope".into(), version: -1 }), ZkOpResult::Error(zk_err::NO_NODE));
+    one(create("/p", "", CreateMode::Persistent));
+    one(create("/p/c", "", CreateMode::Persistent));
+    assert_eq!(one(ZkOp::Delete { path: "/p".into(), version: -1 }), ZkOpResult::Error(zk_err::NOT_EMPTY));
+    assert_eq!(one(ZkOp::Delete { path: "/p/c".into(), version: 3 }), ZkOpResult::Error(zk_err::BAD_VERSION));
+    // Ephemerals need a live session, and take no children.
+    assert_eq!(one(create("/p/e", "", CreateMode::Ephemeral)), ZkOpResult::Error(zk_err::SESSION_EXPIRED));
+    apply(&s, Command::LeaseGrant { id: 7, ttl_s: 10 });
+    let (_, r) = zk(&s, 7, vec![create("/p/e", "", CreateMode::Ephemeral)]);
+    assert!(matches!(&r[0], ZkOpResult::Created { stat, .. } if stat.ephemeral_owner == 7));
+    assert_eq!(
+        one(create("/p/e/x", "", CreateMode::Persistent)),
+        ZkOpResult::Error(zk_err::NO_CHILDREN_FOR_EPHEMERALS)
+    );
+    let digest = ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() };
+    let locked = ZkOp::Create {
+        path: "/locked".into(),
+        data: vec![],
+        acl: vec![digest],
+        mode: CreateMode::Persistent,
+        ttl_ms: -1,
+    };
+    assert!(matches!(one(locked), ZkOpResult::Created { .. }));
+    assert_eq!(
+        one(ZkOp::SetData { path: "/locked".into(), data: vec![], version: -1 }),
+        ZkOpResult::Error(zk_err::NO_AUTH)
+    );
+    let ttl =
+        ZkOp::Create { path: "/t".into(), data: vec![], acl: vec![], mode: CreateMode::PersistentWithTtl, ttl_ms: 0 };
+    assert_eq!(one(ttl), ZkOpResult::Error(zk_err::BAD_ARGUMENTS));
+}
+
+/// Goal: a failed multi changes nothing and reports ZooKeeper's per-op codes; a good one is
+/// one revision. Then a lease revoke (session expiry) removes the session's ephemerals and
+/// keeps the parent's counts right.
+#[test]
+fn znode_multi_and_session_end() {
+    let (_d, s) = open();
+    let before = s.read().unwrap().revision;
+    let (rev, r) = zk(
+        &s,
+        0,
+        vec![
+            create("/m", "", CreateMode::Persistent),
+            ZkOp::Check { path: "/m".into(), version: 5 },
+            create("/n", "", CreateMode::Persistent),
+        ],
+    );
+    assert_eq!(rev, before);
+    assert_eq!(
+        r,
+        [
+            ZkOpResult::Error(0),
+            ZkOpResult::Error(zk_err::BAD_VERSION),
+            ZkOpResult::Error(zk_err::RUNTIME_INCONSISTENCY)
+        ]
+    );
+    assert!(s.read().unwrap().zk_node("/m").unwrap().is_none());
+    let (rev, r) =
+        zk(&s, 0, vec![create("/m", "", CreateMode::Persistent), create("/m/k", "", CreateMode::Persistent)]);
+    assert_eq!(rev, before + 1);
+    assert_eq!(r.len(), 2);
+    assert_eq!(stat(&s, "/m/k").czxid, rev);
+
+    apply(&s, Command::LeaseGrant { id: 9, ttl_s: 10 });
+    zk(&s, 9, vec![create("/m/e1", "", CreateMode::Ephemeral), create("/m/e2", "", CreateMode::EphemeralSequential)]);
+    assert_eq!(s.read().unwrap().zk_ephemerals(9).unwrap(), ["/m/e1", "/m/e20000000002"]);
+    let (a, fx) = apply_fx(&s, Command::LeaseRevoke { id: 9 });
+    assert_eq!(fx.events.len(), 2, "both ephemerals deleted in one revision");
+    let m = stat(&s, "/m");
+    assert_eq!((m.num_children, m.pzxid), (1, a.revision));
+    assert_eq!(s.read().unwrap().zk_children("/m", 10).unwrap(), ["k"]);
+    // etcd writes cannot bypass the tree.
+    assert_eq!(apply(&s, put("/zk/m/x", "v")).result, Err(ApplyError::ReservedKey));
+    assert_eq!(apply(&s, del("", "\0")).result, Err(ApplyError::ReservedKey));
+    assert!(apply(&s, del("/zk0", "\0")).result.is_ok());
+}
+
+/// Goal: the reaper's rules: a container goes only once it had a child and lost it; a TTL node
+/// only when childless and unmodified for longer than its TTL.
+#[test]
+fn containers_and_ttl_nodes_are_reaped() {
+    let (_d, s) = open();
+    zk(&s, 0, vec![create("/c", "", CreateMode::Container)]);
+    let ttl =
+        ZkOp::Create { path: "/t".into(), data: vec![], acl: vec![], mode: CreateMode::PersistentWithTtl, ttl_ms: 500 };
+    let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+    let ttl = match ttl {
+        ZkOp::Create { path, data, mode, ttl_ms, .. } => ZkOp::Create { path, data, acl, mode, ttl_ms },
+        o => o,
+    };
+    zk(&s, 0, vec![ttl]);
+    assert!(s.read().unwrap().zk_reap_candidates(1000, 10).unwrap().is_empty(), "unused container, young TTL node");
+    assert_eq!(s.read().unwrap().zk_reap_candidates(1501, 10).unwrap(), ["/t"]);
+    zk(&s, 0, vec![create("/c/x", "", CreateMode::Persistent)]);
+    zk(&s, 0, vec![ZkOp::Delete { path: "/c/x".into(), version: -1 }]);
+    assert_eq!(s.read().unwrap().zk_reap_candidates(1000, 10).unwrap(), ["/c"]);
+    assert_eq!(zk(&s, 0, vec![ZkOp::Reap { path: "/c".into() }]).1, [ZkOpResult::Deleted]);
+    // now_ms is 1000 in every txn here: the TTL node is not yet due at apply time.
+    assert_eq!(zk(&s, 0, vec![ZkOp::Reap { path: "/t".into() }]).1, [ZkOpResult::Error(zk_err::BAD_VERSION)]);
+}
