@@ -745,12 +745,15 @@ pub const TTL_MAX_MS: i64 = 0x00ff_ffff_ffff;
 // ---------------------------------------------------------------------------------------------
 // Reads
 
+/// A node's metadata, its key's state (if it has a key) and its data.
+pub(super) type NodeRead = (ZnodeMeta, Option<KvState>, Vec<u8>);
+
 /// A read of the tree on one read view (see [`super::ReadView`]).
 pub(super) fn read_node<Z, C>(
     znodes: &Z,
     current: C,
     path: &str,
-) -> Result<Option<(ZnodeMeta, Option<KvState>, Vec<u8>)>, StoreError>
+) -> Result<Option<NodeRead>, StoreError>
 where
     Z: ReadableTable<&'static str, &'static [u8]>,
     C: FnOnce(&[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError>,
@@ -789,7 +792,7 @@ mod tests {
         assert_eq!(fixup_acl(&[world.clone(), world.clone()], &[]), Ok(vec![world.clone()]));
         assert_eq!(fixup_acl(&[], &[]), Err(zk_err::INVALID_ACL));
         let auth = ZkAcl { perms: perms::READ, scheme: "auth".into(), id: "".into() };
-        assert_eq!(fixup_acl(&[auth.clone()], &[("ip".into(), "127.0.0.1".into())]), Err(zk_err::INVALID_ACL));
+        assert_eq!(fixup_acl(std::slice::from_ref(&auth), &[("ip".into(), "127.0.0.1".into())]), Err(zk_err::INVALID_ACL));
         let me = vec![("ip".to_string(), "127.0.0.1".to_string()), ("digest".to_string(), "u:h".to_string())];
         assert_eq!(
             fixup_acl(&[auth], &me),

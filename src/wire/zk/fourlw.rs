@@ -118,7 +118,7 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
             for (p, sids) in by_path {
                 let _ = writeln!(s, "{p}");
                 for sid in sids {
-                    let _ = write!(s, "\t0x{sid:x}\n");
+                    let _ = writeln!(s, "\t0x{sid:x}");
                 }
             }
             s.push('\n');
