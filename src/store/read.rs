@@ -295,11 +295,10 @@ impl ReadView {
         Ok(out)
     }
 
-    /// Every descendant of `path` (ZooKeeper's getAllChildrenNumber; for "/" it counts every
-    /// node but the root and /zookeeper, as ZooKeeper does).
+    /// Every descendant of `path` (ZooKeeper's getAllChildrenNumber).
     pub fn zk_all_children_number(&self, path: &str) -> Result<u64, StoreError> {
         if path == "/" {
-            return Ok(self.znodes.len()?.saturating_sub(2));
+            return Ok(self.znodes.len()?.saturating_sub(1));
         }
         let prefix = format!("{path}/");
         let mut n = 0;

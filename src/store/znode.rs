@@ -250,6 +250,17 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
             builtin: true,
             acl: open_acl(),
         };
+        // ZooKeeper's config node is read-only to clients (reconfig writes it) and starts at
+        // aversion -1.
+        let meta = if *path == "/zookeeper/config" {
+            ZnodeMeta {
+                aversion: -1,
+                acl: vec![ZkAcl { perms: perms::READ, scheme: "world".into(), id: "anyone".into() }],
+                ..meta
+            }
+        } else {
+            meta
+        };
         znodes.insert(*path, meta.encode().as_slice())?;
         for k in *kids {
             children.insert((*path, *k), ())?;
