@@ -71,9 +71,10 @@ pub struct ZkTxn {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum ZkOp {
+    /// `data` None is ZooKeeper's null data (reads return a null buffer), apart from empty.
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<ZkAcl>,
         mode: CreateMode,
         ttl_ms: i64,
@@ -84,7 +85,7 @@ pub enum ZkOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     SetAcl {

@@ -28,7 +28,8 @@ pub struct ReadView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZkNode {
     pub stat: ZkStat,
-    pub data: Vec<u8>,
+    /// None is ZooKeeper's null data.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<ZkAcl>,
 }
 
@@ -266,7 +267,11 @@ impl ReadView {
     /// A znode: its Stat, data and ACL.
     pub fn zk_node(&self, path: &str) -> Result<Option<ZkNode>, StoreError> {
         let found = znode::read_node(&self.znodes, |key| self.zk_key(key), path)?;
-        Ok(found.map(|(meta, kv, data)| ZkNode { stat: meta.stat(kv.as_ref()), data, acl: meta.acl }))
+        Ok(found.map(|(meta, kv, data)| ZkNode {
+            stat: meta.stat(kv.as_ref()),
+            data: if meta.null_data { None } else { Some(data) },
+            acl: meta.acl,
+        }))
     }
 
     fn zk_key(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {

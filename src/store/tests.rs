@@ -375,7 +375,7 @@ fn zk(store: &Store, session: i64, ops: Vec<ZkOp>) -> (i64, Vec<ZkOpResult>) {
 
 fn create(path: &str, data: &str, mode: CreateMode) -> ZkOp {
     let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
-    ZkOp::Create { path: path.into(), data: data.into(), acl, mode, ttl_ms: -1 }
+    ZkOp::Create { path: path.into(), data: Some(data.into()), acl, mode, ttl_ms: -1 }
 }
 
 fn stat(store: &Store, path: &str) -> ZkStat {
@@ -407,12 +407,12 @@ fn znode_stats_follow_zookeeper() {
     assert_eq!((a.num_children, a.cversion, a.pzxid), (1, 3, rev + 2));
 
     // Data: version counts sets; the key is visible to etcd as /zk/a.
-    let (_, r) = zk(&s, 0, vec![ZkOp::SetData { path: "/a".into(), data: "yz".into(), version: 0 }]);
+    let (_, r) = zk(&s, 0, vec![ZkOp::SetData { path: "/a".into(), data: Some("yz".into()), version: 0 }]);
     let ZkOpResult::SetData { stat: st } = &r[0] else { panic!() };
     assert_eq!((st.version, st.data_length, st.czxid), (1, 2, 2));
     assert_eq!(values(&get_at(&s, "/zk/a", "", 0).unwrap()), ["yz"]);
     assert_eq!(
-        zk(&s, 0, vec![ZkOp::SetData { path: "/a".into(), data: "".into(), version: 0 }]).1,
+        zk(&s, 0, vec![ZkOp::SetData { path: "/a".into(), data: Some("".into()), version: 0 }]).1,
         [ZkOpResult::Error(zk_err::BAD_VERSION)]
     );
 }
@@ -443,18 +443,18 @@ fn znode_errors() {
     let digest = ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() };
     let locked = ZkOp::Create {
         path: "/locked".into(),
-        data: vec![],
+        data: None,
         acl: vec![digest],
         mode: CreateMode::Persistent,
         ttl_ms: -1,
     };
     assert!(matches!(one(locked), ZkOpResult::Created { .. }));
     assert_eq!(
-        one(ZkOp::SetData { path: "/locked".into(), data: vec![], version: -1 }),
+        one(ZkOp::SetData { path: "/locked".into(), data: None, version: -1 }),
         ZkOpResult::Error(zk_err::NO_AUTH)
     );
     let ttl =
-        ZkOp::Create { path: "/t".into(), data: vec![], acl: vec![], mode: CreateMode::PersistentWithTtl, ttl_ms: 0 };
+        ZkOp::Create { path: "/t".into(), data: None, acl: vec![], mode: CreateMode::PersistentWithTtl, ttl_ms: 0 };
     assert_eq!(one(ttl), ZkOpResult::Error(zk_err::BAD_ARGUMENTS));
 }
 
@@ -511,7 +511,7 @@ fn containers_and_ttl_nodes_are_reaped() {
     let (_d, s) = open();
     zk(&s, 0, vec![create("/c", "", CreateMode::Container)]);
     let ttl =
-        ZkOp::Create { path: "/t".into(), data: vec![], acl: vec![], mode: CreateMode::PersistentWithTtl, ttl_ms: 500 };
+        ZkOp::Create { path: "/t".into(), data: None, acl: vec![], mode: CreateMode::PersistentWithTtl, ttl_ms: 500 };
     let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
     let ttl = match ttl {
         ZkOp::Create { path, data, mode, ttl_ms, .. } => ZkOp::Create { path, data, acl, mode, ttl_ms },

@@ -119,6 +119,8 @@ pub struct ZnodeMeta {
     /// Built-in nodes (root, /zookeeper...) have no key until data is set: their version is
     /// the key's etcd version, where a created node's is etcd version - 1.
     pub builtin: bool,
+    /// The data is ZooKeeper's null (not merely empty): reads answer a null buffer.
+    pub null_data: bool,
     pub acl: Vec<ZkAcl>,
 }
 
@@ -139,7 +141,7 @@ impl ZnodeMeta {
         };
         out.push(kind);
         out.extend_from_slice(&ttl.to_le_bytes());
-        out.push(u8::from(self.builtin));
+        out.push(u8::from(self.builtin) | u8::from(self.null_data) << 1);
         out.extend_from_slice(&(self.acl.len() as u32).to_le_bytes());
         for a in &self.acl {
             out.extend_from_slice(&a.perms.to_le_bytes());
@@ -177,7 +179,8 @@ impl ZnodeMeta {
             3 => NodeKind::Ttl(ttl),
             _ => return Err(bad()),
         };
-        let builtin = take(1)?[0] != 0;
+        let flags = take(1)?[0];
+        let (builtin, null_data) = (flags & 1 != 0, flags & 2 != 0);
         let n = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
         let mut acl = Vec::with_capacity(n.min(64));
         for _ in 0..n {
@@ -190,7 +193,19 @@ impl ZnodeMeta {
             let [scheme, id] = strs;
             acl.push(ZkAcl { perms, scheme, id });
         }
-        Ok(ZnodeMeta { czxid, ctime_ms, mtime_ms, creates, aversion, pzxid, num_children, kind, builtin, acl })
+        Ok(ZnodeMeta {
+            czxid,
+            ctime_ms,
+            mtime_ms,
+            creates,
+            aversion,
+            pzxid,
+            num_children,
+            kind,
+            builtin,
+            null_data,
+            acl,
+        })
     }
 
     /// The client-visible Stat of a node with this metadata and (if it has one) its key.
@@ -248,6 +263,7 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
             num_children: kids.len() as i32,
             kind: NodeKind::Persistent,
             builtin: true,
+            null_data: false,
             acl: open_acl(),
         };
         // ZooKeeper's config node is read-only to clients (reconfig writes it) and starts at
@@ -546,7 +562,7 @@ impl WriteTx<'_> {
         ov: &mut Overlay,
         txn: &ZkTxn,
         path: &str,
-        data: &[u8],
+        data: &Option<Vec<u8>>,
         acl: &[ZkAcl],
         mode: CreateMode,
         ttl_ms: i64,
@@ -622,13 +638,15 @@ impl WriteTx<'_> {
             num_children: 0,
             kind,
             builtin: false,
+            null_data: data.is_none(),
             acl,
         };
+        let data = data.clone().unwrap_or_default();
         let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len() };
-        let node = Node { meta, data: data.to_vec(), kv: Some(kv) };
+        let node = Node { meta, data: data.clone(), kv: Some(kv) };
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.clone(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.clone(), data: data.to_vec(), lease });
+        ov.kv.push(KvChange::Put { path: path.clone(), data, lease });
         Ok(Ok((path, stat)))
     }
 
@@ -678,7 +696,7 @@ impl WriteTx<'_> {
         ov: &mut Overlay,
         txn: &ZkTxn,
         path: &str,
-        data: &[u8],
+        data: &Option<Vec<u8>>,
         version: i32,
     ) -> Result<Op<ZkStat>, Error> {
         if !valid_path(path) {
@@ -693,6 +711,8 @@ impl WriteTx<'_> {
             return Ok(Err(zk_err::BAD_VERSION));
         }
         node.meta.mtime_ms = txn.now_ms;
+        node.meta.null_data = data.is_none();
+        let data = data.as_deref().unwrap_or_default();
         let lease = node.kv.as_ref().map(|k| k.lease).unwrap_or(0);
         let version = node.kv.as_ref().map(|k| k.version).unwrap_or(0) + 1;
         node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len() });
@@ -760,11 +780,7 @@ pub const TTL_MAX_MS: i64 = 0x00ff_ffff_ffff;
 pub(super) type NodeRead = (ZnodeMeta, Option<KvState>, Vec<u8>);
 
 /// A read of the tree on one read view (see [`super::ReadView`]).
-pub(super) fn read_node<Z, C>(
-    znodes: &Z,
-    current: C,
-    path: &str,
-) -> Result<Option<NodeRead>, StoreError>
+pub(super) fn read_node<Z, C>(znodes: &Z, current: C, path: &str) -> Result<Option<NodeRead>, StoreError>
 where
     Z: ReadableTable<&'static str, &'static [u8]>,
     C: FnOnce(&[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError>,
@@ -803,7 +819,10 @@ mod tests {
         assert_eq!(fixup_acl(&[world.clone(), world.clone()], &[]), Ok(vec![world.clone()]));
         assert_eq!(fixup_acl(&[], &[]), Err(zk_err::INVALID_ACL));
         let auth = ZkAcl { perms: perms::READ, scheme: "auth".into(), id: "".into() };
-        assert_eq!(fixup_acl(std::slice::from_ref(&auth), &[("ip".into(), "127.0.0.1".into())]), Err(zk_err::INVALID_ACL));
+        assert_eq!(
+            fixup_acl(std::slice::from_ref(&auth), &[("ip".into(), "127.0.0.1".into())]),
+            Err(zk_err::INVALID_ACL)
+        );
         let me = vec![("ip".to_string(), "127.0.0.1".to_string()), ("digest".to_string(), "u:h".to_string())];
         assert_eq!(
             fixup_acl(&[auth], &me),
@@ -844,6 +863,7 @@ mod tests {
             num_children: 2,
             kind: NodeKind::Ttl(1000),
             builtin: false,
+            null_data: false,
             acl: vec![ZkAcl { perms: 31, scheme: "digest".into(), id: "u:x".into() }],
         };
         assert_eq!(ZnodeMeta::decode(&m.encode()).unwrap(), m);

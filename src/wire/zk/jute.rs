@@ -73,6 +73,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A `buffer` where null (length -1) and empty differ, as for znode data.
+    pub fn buffer_opt(&mut self) -> Result<Option<Vec<u8>>, JuteError> {
+        match self.len()? {
+            None => Ok(None),
+            Some(n) => Ok(Some(self.take(n)?.to_vec())),
+        }
+    }
+
     /// A `ustring`; null reads as empty.
     pub fn ustring(&mut self) -> Result<String, JuteError> {
         let at = self.at;

@@ -210,9 +210,11 @@ pub enum RequestBody {
     Ping,
     CloseSession,
     /// create, create2, createContainer, createTTL (ttl_ms 0 unless createTTL).
+    /// `data` None is jute's null buffer (zkCli's `create /n`), which ZooKeeper keeps apart
+    /// from empty data.
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         flags: i32,
         ttl_ms: i64,
@@ -231,7 +233,7 @@ pub enum RequestBody {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     GetAcl {
@@ -319,12 +321,16 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
     Ok(match op {
         op::PING => B::Ping,
         op::CLOSE_SESSION => B::CloseSession,
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
-            B::Create { path: r.ustring()?, data: r.buffer()?, acl: r.vector(Acl::read)?, flags: r.int()?, ttl_ms: 0 }
-        }
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => B::Create {
+            path: r.ustring()?,
+            data: r.buffer_opt()?,
+            acl: r.vector(Acl::read)?,
+            flags: r.int()?,
+            ttl_ms: 0,
+        },
         op::CREATE_TTL => B::Create {
             path: r.ustring()?,
-            data: r.buffer()?,
+            data: r.buffer_opt()?,
             acl: r.vector(Acl::read)?,
             flags: r.int()?,
             ttl_ms: r.long()?,
@@ -342,7 +348,7 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
                 B::GetData { path, watch }
             }
         }
-        op::SET_DATA => B::SetData { path: r.ustring()?, data: r.buffer()?, version: r.int()? },
+        op::SET_DATA => B::SetData { path: r.ustring()?, data: r.buffer_opt()?, version: r.int()? },
         op::GET_ACL => B::GetAcl { path: r.ustring()? },
         op::SET_ACL => B::SetAcl { path: r.ustring()?, acl: r.vector(Acl::read)?, version: r.int()? },
         op::GET_CHILDREN | op::GET_CHILDREN2 => B::GetChildren { path: r.ustring()?, watch: r.boolean()? },
@@ -426,7 +432,7 @@ mod tests {
             req.body,
             RequestBody::Create {
                 path: "/a".into(),
-                data: b"x".to_vec(),
+                data: Some(b"x".to_vec()),
                 acl: vec![Acl { perms: 31, scheme: "world".into(), id: "anyone".into() }],
                 flags: 1,
                 ttl_ms: 0

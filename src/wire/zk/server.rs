@@ -964,7 +964,10 @@ fn get_data(
     if watch {
         g.add_standard(conn, Kind::Data, path, view.revision, max);
     }
-    w.buffer(&n.data);
+    match &n.data {
+        Some(d) => w.buffer(d),
+        None => w.null_buffer(),
+    };
     write_stat(w, &n.stat);
     Ok(())
 }
