@@ -11,13 +11,12 @@ Client-side noise removed from zkCli.sh output (`ZkServer.zkcli`):
   * stdout: the banner lines `Connecting to HOST:PORT`, `Welcome to
     ZooKeeper!`, `JLine support is disabled`;
   * stdout: the default watcher's output.  zkCli prints every WatchedEvent as
-    "\\nWATCHER::" + "\\nWatchedEvent state:S type:T path:P" (each one
-    println, so a blank line precedes each of the two lines).  Both lines and
-    their blank lines are removed from the text; the WatchedEvent lines are
-    returned separately in `.events` (minus the session's own connection
-    event `state:SyncConnected type:None path:null`), because they are
-    printed by zkCli's event thread and may land anywhere between two
-    commands' output.
+    "\\nWATCHER::" and "\\nWatchedEvent state:S type:T path:P" (one
+    println each).  Both are removed from the text; the WatchedEvent lines
+    are returned separately in `.events` (minus the session's own connection
+    event `state:SyncConnected type:None path:null`), because zkCli's event
+    thread prints them whenever they arrive: between two commands' output or
+    even in the middle of a line.
 Nothing else is touched: blank lines that belong to a command (e.g. `get` of
 a node with empty data prints an empty line) stay.
 """
@@ -91,7 +90,7 @@ class ZkServer:
 
     # ------------------------------------------------------------------ zkCli.sh
 
-    def zkcli(self, *commands, merge=False, timeout=60):
+    def zkcli(self, *commands, merge=False, close=True, timeout=60):
         """Run zkCli.sh -server HOST:PORT once, feeding `commands` one a line
         on stdin (zkCli reads stdin line by line when JLine is not on its
         classpath, as with Debian's package), and return a CliResult.
@@ -101,12 +100,16 @@ class ZkServer:
         command).  With merge=True stderr goes into the same pipe as stdout
         (zkCli flushes each println, so the interleaving is the real one) and
         `err` is ""; zkCli prints e.g. "Created /x" and all errors on stderr.
+
+        close=True appends `quit`, which closes the session (and keeps the
+        last command's exit code).  At end of input zkCli just exits, and its
+        session -- with its ephemerals -- would live on until it times out.
         """
         env = dict(os.environ)
         env["CLIENT_JVMFLAGS"] = ZKCLI_JVMFLAGS
         env["TZ"] = "UTC"
         env.pop("JVMFLAGS", None)
-        text = "".join(c + "\n" for c in commands)
+        text = "".join(c + "\n" for c in commands + (("quit",) if close else ()))
         cp = subprocess.run([ZKCLI_BIN, "-server", self.hosts], input=text.encode(),
                             stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT if merge else subprocess.PIPE,
@@ -203,23 +206,26 @@ def clean_java_stderr(text):
     return "".join(l for l in text.splitlines(keepends=True) if not _LOG_LINE.match(l))
 
 
+_WATCHER = re.compile(r"\nWATCHER::\n|\n(WatchedEvent state:\w+ type:\w+ path:[^\n]*)\n")
+
+
 def clean_zkcli_stdout(text):
-    """(stdout without banner and watcher lines, [WatchedEvent lines]) -- see
-    the module doc."""
-    lines = text.split("\n")
-    keep, events = [], []
-    for line in lines:
-        if line == "WATCHER::" or line.startswith("WatchedEvent state:"):
-            # printed as "\n" + msg: drop the blank line that precedes it
-            if keep and keep[-1] == "":
-                keep.pop()
-            if line.startswith("WatchedEvent") and not _CONNECT_EVENT.match(line):
-                events.append(line)
-            continue
-        if _BANNER.match(line):
-            continue
-        keep.append(line)
-    return "\n".join(keep).lstrip("\n"), events
+    """(stdout without banner and watcher output, [WatchedEvent lines]) --
+    see the module doc.  zkCli's event thread prints "\\nWATCHER::" and
+    "\\nWatchedEvent ..." with one println each (atomic), but it may do so
+    in the middle of a line the main thread prints piecewise (`ls` prints
+    "[", then each child, then "]"), so they are cut out of the raw text as
+    exact substrings, not as lines."""
+    events = []
+
+    def cut(m):
+        if m.group(1) and not _CONNECT_EVENT.match(m.group(1)):
+            events.append(m.group(1))
+        return ""
+
+    text = _WATCHER.sub(cut, text)
+    keep = [line for line in text.split("\n") if not _BANNER.match(line)]
+    return "\n".join(keep), events
 
 
 # zkCli's StatPrinter: "cZxid = 0x2", "ctime = Tue Dec 01 23:44:34 UTC 2026", ...
