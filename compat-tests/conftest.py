@@ -145,6 +145,10 @@ def _start(kind, workdir):
         for k in list(env):
             if k.startswith("ETCD_") or k.startswith("ETCDCTL_"):
                 del env[k]
+        # Conclave also serves ZooKeeper (default 127.0.0.1:2181); the etcd scenarios take an
+        # ephemeral port for it so that servers never collide. etcd ignores the variable, so
+        # both servers still get exactly the same flags.
+        env["CONCLAVE_ZK_LISTEN"] = "127.0.0.1:0"
         proc = subprocess.Popen([binary] + _etcd_flags(data_dir, cport, pport),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
