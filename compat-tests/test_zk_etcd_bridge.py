@@ -1,0 +1,100 @@
+"""One store, both views: znodes written over the ZooKeeper protocol are etcd keys under /zk/,
+readable and watchable with etcdctl; a ZooKeeper session is an etcd lease; etcd writes into
+/zk/ are refused (they would bypass the tree's invariants: parent counts, Stat metadata).
+
+Conclave only: neither reference server has the other protocol. What each side sees of its
+own protocol is proven against the references by the other test files.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from compat_util import BackgroundProc, Server, _etcdctl_env
+from conftest import CONCLAVE_BIN, ETCDCTL_BIN, _etcd_flags, _free_ports, _port_open
+from zk_util import ZkServer, four_letter_word
+
+REFUSED = ("conclave: keys under /zk/ are ZooKeeper znodes; change them through the ZooKeeper protocol")
+
+
+@pytest.fixture
+def both(tmp_path):
+    """Conclave with its etcd port (a compat_util.Server) and its ZooKeeper port (a
+    zk_util.ZkServer), one process."""
+    workdir = str(tmp_path)
+    data_dir = tempfile.mkdtemp(prefix="data-", dir=workdir)
+    cport, pport, zport = _free_ports(3)
+    log_path = os.path.join(workdir, "conclave.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([CONCLAVE_BIN] + _etcd_flags(data_dir, cport, pport) + ["--zk-listen", f"127.0.0.1:{zport}"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    etcd = Server("conclave", cport, pport, data_dir, proc, log_path, ETCDCTL_BIN)
+    zk = ZkServer("conclave", zport, proc, log_path, data_dir, workdir)
+    deadline = time.monotonic() + 20
+    while not (_port_open(zport) and four_letter_word("127.0.0.1", zport, "ruok") == "imok"):
+        assert time.monotonic() < deadline and proc.poll() is None, open(log_path).read()
+        time.sleep(0.05)
+    try:
+        yield etcd, zk
+    finally:
+        zk.stop()
+        etcd.stop()
+
+
+def test_zkcli_value_is_read_by_etcdctl(both):
+    etcd, zk = both
+    r = zk.zkcli("create /cfg v1", "set /cfg v2", "create /cfg/child c")
+    assert r.rc == 0, r
+    assert etcd.ok("get", "/zk/cfg") == "/zk/cfg\nv2\n"
+    assert etcd.ok("get", "--prefix", "/zk/", "--keys-only") == "/zk/cfg\n\n/zk/cfg/child\n\n"
+    # zxid == revision, and ZooKeeper's version is etcd's version - 1.
+    c = zk.kazoo()
+    _, st = c.get("/cfg")
+    kv = json.loads(etcd.ok("get", "/zk/cfg", "-w", "json"))["kvs"][0]
+    assert (kv["create_revision"], kv["mod_revision"], kv["version"]) == (st.czxid, st.mzxid, st.version + 1)
+
+
+def test_etcd_writes_into_znodes_are_refused(both):
+    etcd, zk = both
+    zk.kazoo().create("/app", b"x")
+    for args in (["put", "/zk/app", "y"], ["put", "/zk/new", "y"], ["del", "/zk/app"], ["del", "--prefix", "/zk/"],
+                 ["del", "", "--from-key"]):
+        rc, out, err = etcd.etcdctl(*args)
+        assert rc == 1 and REFUSED in err, (args, rc, out, err)
+    rc, out, err = etcd.etcdctl("txn", input='value("/zk/app") = "x"\n\nput /zk/app z\n\n\n')
+    assert rc == 1 and REFUSED in err, (rc, out, err)
+    assert zk.kazoo().get("/app")[0] == b"x"
+    # Outside /zk/ etcd is etcd, and a range that holds no znode may still be deleted.
+    etcd.ok("put", "/zkx", "1")
+    assert etcd.ok("del", "/zkx") == "1\n"
+
+
+def test_etcd_watch_sees_zookeeper_writes(both):
+    etcd, zk = both
+    w = etcd.etcdctl_bg("watch", "--prefix", "/zk/")
+    time.sleep(0.5)
+    c = zk.kazoo()
+    c.create("/w", b"1")
+    c.set("/w", b"2")
+    c.delete("/w")
+    assert w.read_lines(9) == ["PUT", "/zk/w", "1", "PUT", "/zk/w", "2", "DELETE", "/zk/w", ""]
+
+
+def test_session_is_a_lease(both):
+    etcd, zk = both
+    c = zk.kazoo()
+    c.create("/e", b"", ephemeral=True)
+    sid = c.client_id[0]
+    leases = etcd.ok("lease", "list")
+    assert f"{sid:x}" in leases, leases
+    kv = json.loads(etcd.ok("get", "/zk/e", "-w", "json"))["kvs"][0]
+    assert kv["lease"] == sid
+    # Revoking the lease through etcd ends the session: its ephemeral goes.
+    assert etcd.ok("lease", "revoke", f"{sid:x}") == f"lease {sid:x} revoked\n"
+    other = zk.kazoo()
+    assert other.exists("/e") is None
+    assert etcd.ok("get", "/zk/e") == ""
