@@ -1,0 +1,266 @@
+"""ZooKeeper's four-letter words (4lw) on the client port: the word is sent
+on a fresh connection, the server answers and closes it (ZkServer.four).
+
+ruok is checked exactly; the monitoring words (srvr, stat, conf, envi, mntr,
+cons, wchs, wchc, wchp, isro, dirs, dump) by structure: their lines and keys
+in ZooKeeper 3.8.0's format, the values that follow from the test's own
+actions exactly (connections, node count, ephemerals, watches, session
+ids, zxid == the last write's), counters and latencies only as numbers.
+
+Settings: the fixture's servers run with every word enabled (ZooKeeper:
+`4lw.commands.whitelist=*`); test_whitelist starts one with
+@pytest.mark.zk_config(four_letter_whitelist="ruok,srvr") -- zoo.cfg
+`4lw.commands.whitelist=ruok,srvr` on ZooKeeper, `--zk-4lw-whitelist
+ruok,srvr` on conclave.
+
+ZooKeeper facts pinned here: "Node count" / zk_znode_count count the root
+twice (a fresh server has 4 znodes and reports 5); "Connections" and the
+client lists include the 4lw connection itself, shown as
+`(queued=0,recved=1,sent=0)`; wchs/wchc/wchp list data watches (get,
+exists) only, while mntr's zk_watch_count counts child watches too; an
+unknown word is taken as a request length and the connection is closed
+without an answer.
+"""
+
+import re
+
+import pytest
+
+NUM = r"-?\d+(\.\d+)?"
+VERSION_LINE = re.compile(r"^Zookeeper version: \d+\.\d+\.\d+\S*(, built on .*)?$")
+CLIENT_LINE = re.compile(r"^ /127\.0\.0\.1:\d+\[\d\]\(queued=\d+,recved=\d+,sent=\d+\)$")
+SELF_LINE = re.compile(r"^ /127\.0\.0\.1:\d+\[\d\]\(queued=0,recved=1,sent=0\)$")
+
+
+def kv_lines(text, sep):
+    """[(key, value)] of `key<sep>value` lines; asserts every line has one."""
+    assert text.endswith("\n"), text
+    out = []
+    for line in text.splitlines():
+        assert sep in line, (line, text)
+        k, v = line.split(sep, 1)
+        out.append((k, v))
+    return out
+
+
+def srvr_fields(text):
+    """The lines of srvr (and the tail of stat) as a dict, asserting their
+    order and format."""
+    lines = text.splitlines()
+    assert VERSION_LINE.match(lines[0]), lines[0]
+    keys = [l.split(":", 1)[0] for l in lines[1:]]
+    assert keys == ["Latency min/avg/max", "Received", "Sent", "Connections", "Outstanding", "Zxid",
+                    "Mode", "Node count"], text
+    d = {k: l.split(": ", 1)[1] for k, l in zip(keys, lines[1:])}
+    assert re.fullmatch(rf"{NUM}/{NUM}/{NUM}", d["Latency min/avg/max"]), d
+    for k in ("Received", "Sent", "Connections", "Outstanding", "Node count"):
+        assert re.fullmatch(r"\d+", d[k]), (k, d)
+    assert re.fullmatch(r"0x[0-9a-f]+", d["Zxid"]), d
+    return d
+
+
+def test_ruok(zk):
+    assert zk.four("ruok") == "imok"
+
+
+def test_srvr(zk):
+    d = srvr_fields(zk.four("srvr"))
+    # a fresh server: /, /zookeeper, /zookeeper/config, /zookeeper/quota --
+    # and the root counted twice
+    assert (d["Mode"], d["Node count"], d["Outstanding"], d["Connections"]) == ("standalone", "5", "0", "1")
+    c = zk.kazoo()
+    c.create("/a", b"x")
+    c.create("/e", ephemeral=True)
+    d = srvr_fields(zk.four("srvr"))
+    assert (d["Node count"], d["Connections"]) == ("7", "2")
+    # the zxid of the last committed transaction
+    assert int(d["Zxid"], 16) == c.exists("/e").czxid
+    assert text_ends_with_newline(zk.four("srvr"))
+
+
+def text_ends_with_newline(text):
+    return text.endswith("\n") and not text.endswith("\n\n")
+
+
+def test_stat(zk):
+    c = zk.kazoo()
+    c.create("/a")
+    text = zk.four("stat")
+    head, tail = text.split("\n\n", 1)
+    lines = head.splitlines()
+    assert VERSION_LINE.match(lines[0])
+    assert lines[1] == "Clients:"
+    clients = lines[2:]
+    # the kazoo client and this 4lw connection (which has sent its 4 bytes)
+    assert len(clients) == 2 and all(CLIENT_LINE.match(l) for l in clients), clients
+    assert sum(bool(SELF_LINE.match(l)) for l in clients) >= 1, clients
+    d = srvr_fields(lines[0] + "\n" + tail)
+    assert (d["Mode"], d["Node count"], d["Connections"]) == ("standalone", "6", "2")
+
+
+def test_conf(zk):
+    pairs = kv_lines(zk.four("conf"), "=")
+    assert [k for k, _ in pairs] == [
+        "clientPort", "secureClientPort", "dataDir", "dataDirSize", "dataLogDir", "dataLogSize",
+        "tickTime", "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout",
+        "clientPortListenBacklog", "serverId"]
+    d = dict(pairs)
+    assert (d["clientPort"], d["secureClientPort"], d["tickTime"], d["minSessionTimeout"],
+            d["maxSessionTimeout"], d["serverId"]) == (str(zk.port), "-1", "2000", "4000", "40000", "0")
+    for k in ("dataDirSize", "dataLogSize", "maxClientCnxns", "clientPortListenBacklog"):
+        assert re.fullmatch(r"-?\d+", d[k]), (k, d[k])
+
+
+def test_envi(zk):
+    text = zk.four("envi")
+    assert text.startswith("Environment:\n")
+    pairs = kv_lines(text.split("\n", 1)[1], "=")
+    assert [k for k, _ in pairs] == [
+        "zookeeper.version", "host.name", "java.version", "java.vendor", "java.home", "java.class.path",
+        "java.library.path", "java.io.tmpdir", "java.compiler", "os.name", "os.arch", "os.version",
+        "user.name", "user.home", "user.dir", "os.memory.free", "os.memory.max", "os.memory.total"]
+    d = dict(pairs)
+    assert re.match(r"\d+\.\d+\.\d+", d["zookeeper.version"]), d["zookeeper.version"]
+    for k in ("os.memory.free", "os.memory.max", "os.memory.total"):
+        assert re.fullmatch(r"\d+MB", d[k]), (k, d[k])
+    # kazoo's server_version() parses zookeeper.version out of envi
+    assert zk.kazoo().server_version()[:2] >= (3, 5)
+
+
+MNTR_CORE = ["zk_version", "zk_server_state", "zk_ephemerals_count", "zk_num_alive_connections",
+             "zk_avg_latency", "zk_outstanding_requests", "zk_znode_count", "zk_global_sessions"]
+
+
+def test_mntr(zk):
+    a = zk.kazoo()
+    b = zk.kazoo()
+    a.create("/p")
+    a.create("/p/e1", ephemeral=True)
+    b.create("/e2", ephemeral=True)
+    a.get("/p", watch=lambda e: None)
+    b.exists("/nope", watch=lambda e: None)
+    a.get_children("/p", watch=lambda e: None)
+    pairs = kv_lines(zk.four("mntr"), "\t")
+    keys = [k for k, _ in pairs]
+    # ZooKeeper's first lines, in this order; then many more metrics
+    assert keys[:len(MNTR_CORE)] == MNTR_CORE
+    assert len(keys) == len(set(keys))
+    for k in ("zk_avg_latency", "zk_max_latency", "zk_min_latency", "zk_packets_received", "zk_packets_sent",
+              "zk_num_alive_connections", "zk_outstanding_requests", "zk_znode_count", "zk_watch_count",
+              "zk_ephemerals_count", "zk_approximate_data_size", "zk_open_file_descriptor_count",
+              "zk_max_file_descriptor_count", "zk_uptime"):
+        assert k in keys, k
+    d = dict(pairs)
+    for k, v in d.items():
+        assert re.fullmatch(r"zk_\w+", k), k
+        if k not in ("zk_version", "zk_server_state"):
+            assert re.fullmatch(NUM, v), (k, v)
+    assert re.match(r"\d+\.\d+\.\d+", d["zk_version"])
+    assert (d["zk_server_state"], d["zk_ephemerals_count"], d["zk_num_alive_connections"],
+            d["zk_outstanding_requests"], d["zk_znode_count"], d["zk_global_sessions"],
+            d["zk_watch_count"]) == ("standalone", "2", "3", "0", "8", "2", "3")
+
+
+def test_cons(zk):
+    c = zk.kazoo()
+    c.create("/a")
+    text = zk.four("cons")
+    assert text.endswith("\n\n")
+    lines = text[:-2].split("\n")
+    assert len(lines) == 2
+    mine = [l for l in lines if "sid=" in l]
+    assert len(mine) == 1
+    assert sum(bool(SELF_LINE.match(l)) for l in lines) == 1
+    m = re.fullmatch(r" /127\.0\.0\.1:\d+\[\d\]\((.*)\)", mine[0])
+    fields = dict(f.split("=", 1) for f in m.group(1).split(","))
+    assert list(fields) == ["queued", "recved", "sent", "sid", "lop", "est", "to", "lcxid", "lzxid",
+                            "lresp", "llat", "minlat", "avglat", "maxlat"]
+    assert int(fields["sid"], 16) == c.client_id[0]
+    assert fields["to"] == "10000"  # the negotiated session timeout
+    assert fields["lop"] == "CREA"  # the last operation was a create
+    assert int(fields["lzxid"], 16) == c.exists("/a").czxid
+
+
+def test_watch_words(zk):
+    a = zk.kazoo()
+    b = zk.kazoo()
+    a.create("/a")
+    a.create("/b")
+    a.get("/a", watch=lambda e: None)
+    a.exists("/missing", watch=lambda e: None)
+    a.get_children("/b", watch=lambda e: None)  # child watches are not listed
+    b.get("/a", watch=lambda e: None)
+    sa, sb = f"0x{a.client_id[0]:x}", f"0x{b.client_id[0]:x}"
+    assert zk.four("wchs") == "2 connections watching 2 paths\nTotal watches:3\n"
+    assert parse_watch_listing(zk.four("wchc")) == {sa: ["/a", "/missing"], sb: ["/a"]}
+    assert parse_watch_listing(zk.four("wchp")) == {"/a": sorted([sa, sb]), "/missing": [sa]}
+
+
+def parse_watch_listing(text):
+    """wchc / wchp: blocks of "key\\n\\tvalue\\n..." ending with a blank line;
+    block and value order is the server's hash order, so both are sorted."""
+    assert text.endswith("\n\n"), text
+    out, key = {}, None
+    for line in text[:-2].split("\n"):
+        if line.startswith("\t"):
+            out[key].append(line[1:])
+        else:
+            key = line
+            out[key] = []
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_wchs_without_watches(zk):
+    assert zk.four("wchs") == "0 connections watching 0 paths\nTotal watches:0\n"
+    assert zk.four("wchc") == "\n"
+    assert zk.four("wchp") == "\n"
+
+
+def test_isro_dirs_gtmk(zk):
+    assert zk.four("isro") == "rw"
+    assert re.fullmatch(r"datadir_size: \d+\nlogdir_size: \d+\n", zk.four("dirs"))
+    # the default trace mask
+    assert zk.four("gtmk") == "306"
+
+
+def test_resets(zk):
+    c = zk.kazoo()
+    c.create("/a")
+    assert zk.four("srst") == "Server stats reset.\n"
+    d = srvr_fields(zk.four("srvr"))
+    # only this srvr itself has been counted since
+    assert (d["Latency min/avg/max"], d["Received"], d["Sent"]) == ("0/0.0/0", "1", "1")
+    assert zk.four("crst") == "Connection stats reset.\n"
+    line = [l for l in zk.four("cons").splitlines() if "sid=" in l][0]
+    assert "(queued=0,recved=0,sent=0,sid=" in line
+    assert ",lop=NA," in line and ",lzxid=0xffffffffffffffff," in line
+
+
+def test_dump(zk):
+    c = zk.kazoo()
+    c.create("/p")
+    c.create("/p/e", ephemeral=True)
+    text = zk.four("dump")
+    sid = f"0x{c.client_id[0]:x}"
+    assert text.startswith("SessionTracker dump:\n")
+    assert f"ephemeral nodes dump:\nSessions with Ephemerals (1):\n{sid}:\n\t/p/e\n" in text
+    assert "Connections dump:\n" in text
+
+
+def test_unknown_word_closes_connection(zk):
+    # not a known word: read as a request length (0x78787878, too large), so
+    # the connection is closed without an answer
+    assert zk.four("xxxx") == ""
+    assert zk.four("ruok") == "imok"
+
+
+@pytest.mark.zk_config(four_letter_whitelist="ruok,srvr")
+def test_whitelist(zk):
+    assert zk.four("ruok") == "imok"
+    assert srvr_fields(zk.four("srvr"))["Mode"] == "standalone"
+    for word in ("stat", "conf", "envi", "mntr", "cons", "wchs", "wchc", "wchp", "isro", "dirs", "dump",
+                 "crst", "srst", "gtmk"):
+        assert zk.four(word) == f"{word} is not executed because it is not in the whitelist.\n"
+    # the client protocol is unaffected
+    c = zk.kazoo()
+    assert c.create("/a") == "/a"
