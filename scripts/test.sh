@@ -2,13 +2,18 @@
 # The one command that runs the whole test suite on a fresh Debian machine:
 #
 #   1. installs (only if missing) etcd-server etcd-client protobuf-compiler
-#      libprotobuf-dev python3-venv from Debian's packages;
+#      libprotobuf-dev python3-venv zookeeper zookeeper-bin
+#      default-jre-headless from Debian's packages (ZooKeeper 3.8.0: its jars
+#      for the reference server, zkCli.sh, and the C client's cli_mt);
 #   2. creates the Python venv target/venv with compat-tests/requirements.txt,
 #      and downloads python-etcd3 0.12.0's sdist (for its own test suite) into
 #      target/upstream/ with the venv's pip;
 #   3. cargo build (debug) and cargo test;
 #   4. pytest compat-tests/ against the servers named in COMPAT_TARGETS
-#      (default "conclave,etcd": target/debug/conclave and the real etcd).
+#      (default "conclave,etcd": target/debug/conclave and the real etcd);
+#      the ZooKeeper suite (test_zk_*.py) against those in COMPAT_ZK_TARGETS
+#      (default "conclave,zookeeper": conclave with --zk-listen, and the real
+#      ZooKeeper 3.8.0 started standalone from its jars, not as a service).
 #      test_rust_etcd_client.py builds the separate cargo project
 #      compat-tests/rust-client (the etcd-client crate; needs protoc) into
 #      target/rust-client, even with SKIP_CARGO=1.
@@ -17,6 +22,9 @@
 #   scripts/test.sh -k watch -x        (paths are relative to compat-tests/)
 # Knobs (environment):
 #   COMPAT_TARGETS=etcd   run the compat suite against the real etcd only
+#   COMPAT_ZK_TARGETS=zookeeper
+#                         run the ZooKeeper suite against the real ZooKeeper only
+#                         (e.g. scripts/test.sh test_zk_kazoo.py test_zk_cli.py test_zk_4lw.py)
 #   SKIP_CARGO=1          skip cargo build / cargo test (e.g. to re-validate
 #                         the suite against etcd while the server is in flux)
 #   CONCLAVE_BIN=path     the conclave binary (default target/debug/conclave)
@@ -29,7 +37,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------- system packages
-PKGS=(etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv)
+PKGS=(etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv
+      zookeeper zookeeper-bin default-jre-headless)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -41,8 +50,8 @@ if ((${#missing[@]})); then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     # etcd-server's maintainer scripts would start the system etcd service;
-    # the tests start their own etcd, so keep services from starting during
-    # the install (only if no policy is in place already).
+    # the tests start their own etcd (and ZooKeeper), so keep services from
+    # starting during the install (only if no policy is in place already).
     policy_added=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
@@ -56,8 +65,13 @@ if ((${#missing[@]})); then
     cleanup_policy
     trap - EXIT
 fi
-for b in /usr/bin/etcd /usr/bin/etcdctl protoc; do
+for b in /usr/bin/etcd /usr/bin/etcdctl protoc java /usr/share/zookeeper/bin/zkCli.sh \
+         /usr/lib/zookeeper/bin/cli_mt; do
     command -v "$b" >/dev/null || { echo "missing $b after install" >&2; exit 1; }
+done
+# the ZooKeeper server's classpath (compat-tests/zk_util.py ZOOKEEPER_CLASSPATH)
+for f in /usr/share/java/zookeeper.jar /usr/share/java/slf4j-simple.jar; do
+    [ -f "$f" ] || { echo "missing $f after install" >&2; exit 1; }
 done
 
 # ---------------------------------------------------------------- python venv
@@ -106,7 +120,8 @@ fi
 
 # ---------------------------------------------------------------- compat suite
 export COMPAT_TARGETS="${COMPAT_TARGETS:-conclave,etcd}"
+export COMPAT_ZK_TARGETS="${COMPAT_ZK_TARGETS:-conclave,zookeeper}"
 export CONCLAVE_BIN="${CONCLAVE_BIN:-$REPO/target/debug/conclave}"
-log "pytest compat-tests (targets: $COMPAT_TARGETS)"
+log "pytest compat-tests (targets: $COMPAT_TARGETS; ZooKeeper suite: $COMPAT_ZK_TARGETS)"
 cd "$REPO/compat-tests"
 "$VENV/bin/python" -m pytest "$@"
