@@ -766,7 +766,7 @@ async fn flush_if_idle(
 /// Executes a read under the watch table's lock (so a watch it arms misses nothing) and
 /// returns (zxid, err, body).
 fn execute_read(ctx: &ZkCtx, conn: ConnId, req: &Request, auth: &[(String, String)]) -> (i64, i32, Vec<u8>) {
-    let mut g = ctx.watches.lock();
+    let mut g = Watching(if arms_watches(&req.body) { Some(ctx.watches.lock()) } else { None });
     let view = match ctx.store.read() {
         Ok(v) => v,
         Err(e) => {
@@ -786,6 +786,30 @@ fn execute_read(ctx: &ZkCtx, conn: ConnId, req: &Request, auth: &[(String, Strin
     (zxid, err, w.buf)
 }
 
+/// Whether a read arms or changes watches: only those take the watch table's lock (before the
+/// read view opens, see `watches`), so plain reads never contend on it.
+fn arms_watches(body: &RequestBody) -> bool {
+    match body {
+        RequestBody::Exists { watch, .. }
+        | RequestBody::GetData { watch, .. }
+        | RequestBody::GetConfig { watch }
+        | RequestBody::GetChildren { watch, .. } => *watch,
+        RequestBody::SetWatches { .. } | RequestBody::AddWatch { .. } | RequestBody::Watches { .. } => true,
+        RequestBody::Multi(ops) => ops.iter().any(|o| arms_watches(&o.body)),
+        _ => false,
+    }
+}
+
+/// The watch table's lock, held for a read that arms watches.
+struct Watching<'a>(Option<Guard<'a>>);
+
+impl<'a> Watching<'a> {
+    fn get(&mut self) -> Result<&mut Guard<'a>, i32> {
+        // arms_watches decided; a read that arms without the lock would be a bug here.
+        self.0.as_mut().ok_or(ErrorCode::SystemError as i32)
+    }
+}
+
 fn node(view: &ReadView, path: &str) -> Result<Option<crate::store::ZkNode>, i32> {
     view.zk_node(path).map_err(|e| {
         tracing::error!("zookeeper read of {path}: {e}");
@@ -803,7 +827,7 @@ fn readable(n: &crate::store::ZkNode, auth: &[(String, String)]) -> Result<(), i
 
 fn read_op(
     ctx: &ZkCtx,
-    g: &mut Guard<'_>,
+    g: &mut Watching<'_>,
     view: &ReadView,
     conn: ConnId,
     req: &Request,
@@ -822,7 +846,7 @@ fn read_op(
             if *watch {
                 // Data and exist watches share ZooKeeper's data table; an exists watch on a
                 // missing node is armed too (it fires on create).
-                g.add_standard(conn, Kind::Data, path, rev, max);
+                g.get()?.add_standard(conn, Kind::Data, path, rev, max);
             }
             let n = n.ok_or(no_node)?;
             write_stat(w, &n.stat);
@@ -852,7 +876,7 @@ fn read_op(
             let children =
                 view.zk_children(path, ctx.config.children_max).map_err(|_| ErrorCode::SystemError as i32)?;
             if *watch {
-                g.add_standard(conn, Kind::Child, path, rev, max);
+                g.get()?.add_standard(conn, Kind::Child, path, rev, max);
             }
             w.vector(&children, |w, c| {
                 w.ustring(c);
@@ -886,6 +910,7 @@ fn read_op(
             w.ustring(path);
         }
         RequestBody::SetWatches { relative_zxid, data, exist, child, persistent, persistent_recursive } => {
+            let g = g.get()?;
             set_watches(g, view, conn, *relative_zxid, data, exist, child, max);
             for p in persistent {
                 g.add_persistent(conn, p, false, max);
@@ -896,14 +921,14 @@ fn read_op(
             return Ok(());
         }
         RequestBody::AddWatch { path, mode } => {
-            if !g.add_persistent(conn, path, *mode == 1, max) {
+            if !g.get()?.add_persistent(conn, path, *mode == 1, max) {
                 return Err(ErrorCode::Throttled as i32);
             }
             w.int(0);
         }
         RequestBody::Watches { path, watch_type } => {
             let remove = req.op == op::REMOVE_WATCHES;
-            if !g.has_or_remove(conn, path, *watch_type, remove) {
+            if !g.get()?.has_or_remove(conn, path, *watch_type, remove) {
                 return Err(ErrorCode::NoWatcher as i32);
             }
         }
@@ -950,7 +975,7 @@ fn read_op(
 
 #[allow(clippy::too_many_arguments)]
 fn get_data(
-    g: &mut Guard<'_>,
+    g: &mut Watching<'_>,
     view: &ReadView,
     conn: ConnId,
     path: &str,
@@ -962,7 +987,7 @@ fn get_data(
     let n = node(view, path)?.ok_or(ErrorCode::NoNode as i32)?;
     readable(&n, auth)?;
     if watch {
-        g.add_standard(conn, Kind::Data, path, view.revision, max);
+        g.get()?.add_standard(conn, Kind::Data, path, view.revision, max);
     }
     match &n.data {
         Some(d) => w.buffer(d),
