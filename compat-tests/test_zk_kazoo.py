@@ -31,10 +31,10 @@ from kazoo.exceptions import (AuthFailedError, BadArgumentsError, BadVersionErro
                               NoAuthError, NoChildrenForEphemeralsError, NodeExistsError, NoNodeError,
                               NotEmptyError, ReconfigDisabledError)
 from kazoo.protocol.states import EventType, KazooState, KeeperState, WatchedEvent
-from kazoo.security import (ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, Id, Permissions, make_acl,
+from kazoo.security import (ACL, READ_ACL_UNSAFE, Id, Permissions, make_acl,
                             make_digest_acl, make_digest_acl_credential)
 
-from zk_util import (RawSession, create_container, create_ttl, get_all_children_number, get_ephemerals,
+from zk_util import (create_container, create_ttl, get_all_children_number, get_ephemerals,
                      wait_until)
 
 WORLD_ALL = [ACL(Permissions.ALL, Id("world", "anyone"))]
@@ -462,96 +462,6 @@ def test_get_all_children_number(zk):
     assert get_all_children_number(c, "/") == 8
     with pytest.raises(NoNodeError):
         get_all_children_number(c, "/nope")
-
-
-def test_session_timeout_negotiation(zk):
-    # tickTime 2000: the server clamps the requested timeout to [2, 20] ticks
-    for asked, got in [(1000, 4000), (0, 4000), (3999, 4000), (4000, 4000), (5000, 5000),
-                       (10000, 10000), (40000, 40000), (120000, 40000)]:
-        s = RawSession(zk.host, zk.port, asked)
-        try:
-            assert (asked, s.negotiated_timeout) == (asked, got)
-            assert s.session_id != 0 and len(s.passwd) == 16
-        finally:
-            s.close_session()
-
-
-def test_session_expiry_removes_ephemerals(zk):
-    from kazoo.protocol.serialization import Create
-    watcher = zk.kazoo()
-    s = RawSession(zk.host, zk.port, 4000)
-    assert s.request(Create("/crashed", b"", OPEN_ACL_UNSAFE, 1))[1:] == (0, "/crashed")
-    assert watcher.exists("/crashed").ephemeralOwner == s.session_id
-    events = Events()
-    watcher.exists("/crashed", watch=events)
-    s.drop()  # a crashed client: the socket goes, the session stays
-    t0 = time.monotonic()
-    time.sleep(1.0)
-    assert watcher.exists("/crashed") is not None  # still within the 4 s timeout
-    assert events.next(timeout=15) == ev(EventType.DELETED, "/crashed")
-    assert time.monotonic() - t0 >= 3.0
-    assert watcher.exists("/crashed") is None
-
-
-def test_session_resume_and_bad_password(zk):
-    from kazoo.protocol.serialization import Create, Exists
-    s = RawSession(zk.host, zk.port, 10000)
-    s.request(Create("/e", b"", OPEN_ACL_UNSAFE, 1))
-    sid, pw = s.session_id, s.passwd
-    s.drop()
-    # a wrong password: the ConnectResponse says timeout 0 / session 0 and the
-    # server closes the connection
-    bad = RawSession(zk.host, zk.port, 10000, sid, bytes(16))
-    assert (bad.negotiated_timeout, bad.session_id) == (0, 0)
-    bad.drop()
-    # the right one resumes the session (and its ephemerals) on a new connection
-    again = RawSession(zk.host, zk.port, 10000, sid, pw)
-    assert (again.session_id, again.negotiated_timeout) == (sid, 10000)
-    zxid, err, st = again.request(Exists("/e", False))
-    assert err == 0 and st.ephemeralOwner == sid
-    again.close_session()
-    c = zk.kazoo()
-    assert c.exists("/e") is None
-    # a closed session cannot be resumed
-    dead = RawSession(zk.host, zk.port, 10000, sid, pw)
-    assert (dead.negotiated_timeout, dead.session_id) == (0, 0)
-    dead.drop()
-
-
-def test_request_errors_raw(zk):
-    # the numeric error codes of the wire protocol
-    from kazoo.protocol.serialization import Create, Delete, Exists, GetData, SetData
-    s = RawSession(zk.host, zk.port, 10000)
-    try:
-        assert s.request(Create("/a", b"x", OPEN_ACL_UNSAFE, 0))[1:] == (0, "/a")
-        assert s.request(Create("/a", b"x", OPEN_ACL_UNSAFE, 0))[1:] == (-110, None)  # NodeExists
-        assert s.request(GetData("/nope", False))[1:] == (-101, None)  # NoNode
-        assert s.request(SetData("/a", b"y", 5))[1:] == (-103, None)  # BadVersion
-        s.request(Create("/a/b", b"", OPEN_ACL_UNSAFE, 0))
-        assert s.request(Delete("/a", -1))[1:] == (-111, None)  # NotEmpty
-        s.request(Create("/e", b"", OPEN_ACL_UNSAFE, 1))
-        assert s.request(Create("/e/x", b"", OPEN_ACL_UNSAFE, 0))[1:] == (-108, None)  # NoChildrenForEphemerals
-        assert s.request(Create("/r", b"", READ_ACL_UNSAFE, 0))[1] == 0
-        assert s.request(SetData("/r", b"y", -1))[1:] == (-102, None)  # NoAuth
-        assert s.request(Create("/bad", b"", [], 0))[1:] == (-114, None)  # InvalidACL: empty list
-        # an exists of a missing node is an error reply with no body
-        assert s.request(Exists("/nope", False))[1:] == (-101, None)
-    finally:
-        s.close_session()
-
-
-def test_reply_zxids(zk):
-    from kazoo.protocol.serialization import Create, GetData
-    s = RawSession(zk.host, zk.port, 10000)
-    try:
-        z1, _, _ = s.request(Create("/a", b"", OPEN_ACL_UNSAFE, 0))
-        zr, _, (_, st) = s.request(GetData("/a", False))
-        # a write's reply carries its own zxid; a read's the last committed one
-        assert st.czxid == z1 == zr
-        z2, _, _ = s.request(Create("/b", b"", OPEN_ACL_UNSAFE, 0))
-        assert z2 > z1
-    finally:
-        s.close_session()
 
 
 # --------------------------------------------------------------------------- transactions

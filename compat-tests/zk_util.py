@@ -26,6 +26,7 @@ import re
 import signal
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from collections import namedtuple
@@ -427,6 +428,7 @@ class RawSession:
         self.negotiated_timeout = resp.time_out  # ms; 0 = session expired/invalid
         self.session_id = resp.session_id
         self.passwd = resp.passwd
+        self.notifications = []
 
     def _send(self, body):
         self.sock.sendall(int_struct.pack(len(body)) + bytes(body))
@@ -444,22 +446,34 @@ class RawSession:
         (n,) = int_struct.unpack(self._recv_exact(4))
         return self._recv_exact(n)
 
+    def send(self, xid, op, body=b""):
+        """Send one packet: xid, opcode, body bytes."""
+        self._send(int_struct.pack(xid) + int_struct.pack(op) + bytes(body))
+
+    def read(self):
+        """Next packet from the server: (xid, zxid, err, body bytes).
+        xid -1 is a watch notification (body: int type, int state, path),
+        -2 a ping reply."""
+        buf = self._recv()
+        xid, zxid, err = reply_header_struct.unpack_from(buf, 0)
+        return xid, zxid, err, buf[reply_header_struct.size:]
+
     def request(self, req):
         """Send one request; returns (zxid, err, result) where result is
         req.deserialize() of the body (None on an error or an empty body).
-        Watch notifications (xid -1) that arrive first are skipped."""
+        Watch notifications (xid -1) that arrive first are collected in
+        self.notifications as (type, state, path)."""
         self._xid += 1
-        self._send(int_struct.pack(self._xid) + int_struct.pack(req.type) + bytes(req.serialize()))
+        self.send(self._xid, req.type, req.serialize())
         while True:
-            buf = self._recv()
-            xid, zxid, err = reply_header_struct.unpack_from(buf, 0)
+            xid, zxid, err, body = self.read()
             if xid == -1:
+                self.notifications.append(parse_notification(body))
                 continue
             assert xid == self._xid, (xid, self._xid)
-            body_off = reply_header_struct.size
             result = None
-            if err == 0 and len(buf) > body_off and hasattr(req, "deserialize"):
-                result = req.deserialize(buf, body_off)
+            if err == 0 and body and hasattr(req, "deserialize"):
+                result = req.deserialize(body, 0)
             return zxid, err, result
 
     def close_session(self):
@@ -479,6 +493,27 @@ class RawSession:
             self.sock.close()
         except OSError:
             pass
+
+
+def parse_notification(body):
+    """WatcherEvent: (int type, int state, ustring path)."""
+    typ, state = struct.unpack_from("!ii", body, 0)
+    path, _ = read_string(body, 8)
+    return typ, state, path
+
+
+def write_string_vector(items):
+    b = bytearray(int_struct.pack(len(items)))
+    for it in items:
+        b.extend(write_string(it))
+    return b
+
+
+def set_watches_body(relative_zxid, data=(), exist=(), child=()):
+    """OpCode.setWatches (101) body: long relativeZxid, vector<ustring>
+    dataWatches, existWatches, childWatches."""
+    return (struct.pack("!q", relative_zxid) + write_string_vector(list(data))
+            + write_string_vector(list(exist)) + write_string_vector(list(child)))
 
 
 def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.05, what="condition"):

@@ -1,0 +1,213 @@
+"""The ZooKeeper wire protocol below the client libraries, with a raw
+socket client (zk_util.RawSession, kazoo's serializers for the bodies):
+session handshake and timeout negotiation, session expiry and resumption,
+pings, numeric error codes, reply-header zxids, the order of a watch
+notification and the reply of the write that triggered it, and SetWatches
+(what a reconnecting Java client sends to get back its watches).
+
+Every expected value was taken from ZooKeeper 3.8.0 (standalone, tickTime
+2000 ms, so session timeouts are clamped to [4000, 40000] ms).
+"""
+
+import time
+
+from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, GetData, SetData
+from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
+from kazoo.security import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
+
+from zk_util import RawSession, parse_notification, set_watches_body
+
+# WatcherEvent type / state codes
+CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
+SYNC_CONNECTED = 3
+SET_WATCHES_XID, PING_XID = -8, -2
+OP_PING, OP_SET_WATCHES = 11, 101
+
+
+class Events:
+    """A kazoo watch callback collecting events."""
+
+    def __init__(self):
+        import queue
+        self.q = queue.Queue()
+
+    def __call__(self, event):
+        self.q.put(event)
+
+    def next(self, timeout=10):
+        import queue
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no watch event within {timeout}s")
+
+
+def ev(type_, path):
+    return WatchedEvent(type_, KeeperState.CONNECTED, path)
+
+
+def test_session_timeout_negotiation(zk):
+    # tickTime 2000: the server clamps the requested timeout to [2, 20] ticks
+    for asked, got in [(1000, 4000), (0, 4000), (3999, 4000), (4000, 4000), (5000, 5000),
+                       (10000, 10000), (40000, 40000), (120000, 40000)]:
+        s = RawSession(zk.host, zk.port, asked)
+        try:
+            assert (asked, s.negotiated_timeout) == (asked, got)
+            assert s.session_id != 0 and len(s.passwd) == 16
+        finally:
+            s.close_session()
+
+
+def test_session_expiry_removes_ephemerals(zk):
+    watcher = zk.kazoo()
+    s = RawSession(zk.host, zk.port, 4000)
+    assert s.request(Create("/crashed", b"", OPEN_ACL_UNSAFE, 1))[1:] == (0, "/crashed")
+    assert watcher.exists("/crashed").ephemeralOwner == s.session_id
+    events = Events()
+    watcher.exists("/crashed", watch=events)
+    s.drop()  # a crashed client: the socket goes, the session stays
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    assert watcher.exists("/crashed") is not None  # still within the 4 s timeout
+    assert events.next(timeout=15) == ev(EventType.DELETED, "/crashed")
+    assert time.monotonic() - t0 >= 3.0
+    assert watcher.exists("/crashed") is None
+
+
+def test_session_resume_and_bad_password(zk):
+    s = RawSession(zk.host, zk.port, 10000)
+    s.request(Create("/e", b"", OPEN_ACL_UNSAFE, 1))
+    sid, pw = s.session_id, s.passwd
+    s.drop()
+    # a wrong password: the ConnectResponse says timeout 0 / session 0 and the
+    # server closes the connection
+    bad = RawSession(zk.host, zk.port, 10000, sid, bytes(16))
+    assert (bad.negotiated_timeout, bad.session_id) == (0, 0)
+    bad.drop()
+    # the right one resumes the session (and its ephemerals) on a new connection
+    again = RawSession(zk.host, zk.port, 10000, sid, pw)
+    assert (again.session_id, again.negotiated_timeout) == (sid, 10000)
+    zxid, err, st = again.request(Exists("/e", False))
+    assert err == 0 and st.ephemeralOwner == sid
+    again.close_session()
+    c = zk.kazoo()
+    assert c.exists("/e") is None
+    # a closed session cannot be resumed
+    dead = RawSession(zk.host, zk.port, 10000, sid, pw)
+    assert (dead.negotiated_timeout, dead.session_id) == (0, 0)
+    dead.drop()
+
+
+def test_request_errors_raw(zk):
+    # the numeric error codes of the wire protocol
+    s = RawSession(zk.host, zk.port, 10000)
+    try:
+        assert s.request(Create("/a", b"x", OPEN_ACL_UNSAFE, 0))[1:] == (0, "/a")
+        assert s.request(Create("/a", b"x", OPEN_ACL_UNSAFE, 0))[1:] == (-110, None)  # NodeExists
+        assert s.request(GetData("/nope", False))[1:] == (-101, None)  # NoNode
+        assert s.request(SetData("/a", b"y", 5))[1:] == (-103, None)  # BadVersion
+        s.request(Create("/a/b", b"", OPEN_ACL_UNSAFE, 0))
+        assert s.request(Delete("/a", -1))[1:] == (-111, None)  # NotEmpty
+        s.request(Create("/e", b"", OPEN_ACL_UNSAFE, 1))
+        assert s.request(Create("/e/x", b"", OPEN_ACL_UNSAFE, 0))[1:] == (-108, None)  # NoChildrenForEphemerals
+        assert s.request(Create("/r", b"", READ_ACL_UNSAFE, 0))[1] == 0
+        assert s.request(SetData("/r", b"y", -1))[1:] == (-102, None)  # NoAuth
+        assert s.request(Create("/bad", b"", [], 0))[1:] == (-114, None)  # InvalidACL: empty list
+        # an exists of a missing node is an error reply with no body
+        assert s.request(Exists("/nope", False))[1:] == (-101, None)
+    finally:
+        s.close_session()
+
+
+def test_reply_zxids(zk):
+    s = RawSession(zk.host, zk.port, 10000)
+    try:
+        z1, _, _ = s.request(Create("/a", b"", OPEN_ACL_UNSAFE, 0))
+        zr, _, (_, st) = s.request(GetData("/a", False))
+        # a write's reply carries its own zxid; a read's the last committed one
+        assert st.czxid == z1 == zr
+        z2, _, _ = s.request(Create("/b", b"", OPEN_ACL_UNSAFE, 0))
+        assert z2 > z1
+    finally:
+        s.close_session()
+
+
+def test_pings_keep_an_idle_session_alive(zk):
+    watcher = zk.kazoo()
+    s = RawSession(zk.host, zk.port, 4000)
+    s.request(Create("/alive", b"", OPEN_ACL_UNSAFE, 1))
+    # 7 s > the 4 s timeout, with a ping (xid -2, opcode 11) every second
+    for _ in range(7):
+        time.sleep(1.0)
+        s.send(PING_XID, OP_PING)
+        xid, zxid, err, body = s.read()
+        assert (xid, err, body) == (PING_XID, 0, b"")
+    assert watcher.exists("/alive").ephemeralOwner == s.session_id
+    s.close_session()
+    assert watcher.exists("/alive") is None
+
+
+def test_notification_precedes_reply_of_the_triggering_write(zk):
+    s = RawSession(zk.host, zk.port, 10000)
+    try:
+        s.request(Create("/w", b"0", OPEN_ACL_UNSAFE, 0))
+        s.request(Create("/p", b"", OPEN_ACL_UNSAFE, 0))
+        s.request(GetData("/w", True))
+        s.request(GetChildren("/p", True))
+        s.request(Exists("/later", True))
+        # the watch event comes on the connection BEFORE the write's reply
+        assert s.request(SetData("/w", b"1", -1))[1] == 0
+        assert s.notifications == [(CHANGED, SYNC_CONNECTED, "/w")]
+        assert s.request(Create("/p/c", b"", OPEN_ACL_UNSAFE, 0))[1] == 0
+        assert s.notifications[1:] == [(CHILD, SYNC_CONNECTED, "/p")]
+        assert s.request(Create("/later", b"", OPEN_ACL_UNSAFE, 0))[1] == 0
+        assert s.notifications[2:] == [(CREATED, SYNC_CONNECTED, "/later")]
+        # one-shot: a second write notifies nobody
+        s.request(SetData("/w", b"2", -1))
+        assert len(s.notifications) == 3
+    finally:
+        s.close_session()
+
+
+def test_set_watches_after_reconnect(zk):
+    other = zk.kazoo()
+    for p in ("/changed", "/same", "/deleted", "/p", "/q"):
+        other.create(p)
+    s = RawSession(zk.host, zk.port, 10000)
+    last_zxid, _, _ = s.request(GetData("/same", False))
+    sid, pw = s.session_id, s.passwd
+    s.drop()
+    # while the client is away: changes it would have been watching
+    other.set("/changed", b"x")
+    other.delete("/deleted")
+    other.create("/appeared")
+    other.create("/p/child")
+    s = RawSession(zk.host, zk.port, 10000, sid, pw)
+    try:
+        assert s.session_id == sid
+        # SetWatches (xid -8): the server fires at once every watch whose node
+        # changed after relativeZxid, then answers; the others are set
+        s.send(SET_WATCHES_XID, OP_SET_WATCHES, set_watches_body(
+            last_zxid, data=["/changed", "/same", "/deleted"], exist=["/appeared", "/still-missing"],
+            child=["/p", "/q"]))
+        notes = []
+        while True:
+            xid, zxid, err, body = s.read()
+            if xid != -1:
+                break
+            notes.append(parse_notification(body))
+        assert (xid, err, body) == (SET_WATCHES_XID, 0, b"")
+        assert sorted(notes) == sorted([(CHANGED, SYNC_CONNECTED, "/changed"),
+                                        (DELETED, SYNC_CONNECTED, "/deleted"),
+                                        (CREATED, SYNC_CONNECTED, "/appeared"),
+                                        (CHILD, SYNC_CONNECTED, "/p")])
+        # the unchanged ones are armed now
+        other.set("/same", b"y")
+        other.create("/still-missing")
+        other.create("/q/x")
+        s.request(Exists("/", False))  # a round trip, so the events are in
+        assert sorted(s.notifications) == sorted([(CHANGED, SYNC_CONNECTED, "/same"),
+                                                  (CREATED, SYNC_CONNECTED, "/still-missing"),
+                                                  (CHILD, SYNC_CONNECTED, "/q")])
+    finally:
+        s.close_session()
