@@ -575,7 +575,8 @@ impl WriteTx<'_> {
             if ttl_ms <= 0 || ttl_ms > TTL_MAX_MS {
                 return Ok(Err(zk_err::BAD_ARGUMENTS));
             }
-        } else if ttl_ms > 0 {
+        } else if ttl_ms >= 0 {
+            // Only createTTL carries a TTL (every other create sends none: -1), and only for TTL modes.
             return Ok(Err(zk_err::BAD_ARGUMENTS));
         }
         if !path.contains('/') || path.contains('\0') {

@@ -49,6 +49,9 @@ pub struct ZkConfig {
     /// Notifications queued for a connection before it is closed as too slow.
     pub notifications_per_conn_max: usize,
     pub watches_per_conn_max: usize,
+    /// Live sessions (leases) at most: a client reconnecting in a loop cannot pile up sessions
+    /// that wait for their timeout.
+    pub sessions_max: usize,
     /// Children returned by one getChildren at most (bounded by the packet size anyway).
     pub children_max: usize,
     pub data_dir: String,
@@ -70,6 +73,7 @@ impl Default for ZkConfig {
             notifications_per_conn_max: 10_000,
             watches_per_conn_max: 100_000,
             children_max: 1_000_000,
+            sessions_max: 100_000,
             data_dir: String::new(),
             client_port: 2181,
         }
@@ -360,6 +364,10 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
     }
     let read_only = req.read_only.map(|_| false);
     let (session_id, ok) = if req.session_id == 0 {
+        if ctx.lessor.len() >= cfg.sessions_max {
+            tracing::warn!("refusing a new ZooKeeper session: {} sessions and leases live", ctx.lessor.len());
+            return None;
+        }
         let ttl_s = timeout_ms.div_ceil(1000) as i64;
         let mut granted = None;
         for _ in 0..3 {
