@@ -344,3 +344,79 @@ impl Guard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::KeyValue;
+
+    fn ev(kind: EventKind, path: &str, rev: i64, created: bool) -> Event {
+        let key = [b"/zk".as_slice(), path.as_bytes()].concat();
+        let kv = KeyValue { key: key.clone(), mod_revision: rev, ..Default::default() };
+        let prev_kv =
+            if created || kind == EventKind::Delete { None } else { Some(KeyValue { key, ..Default::default() }) };
+        Event { kind, kv, prev_kv }
+    }
+
+    /// (event type, path) of every queued notification.
+    fn drain(rx: &mut mpsc::Receiver<Notification>) -> Vec<(i32, String)> {
+        let mut out = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            let mut r = super::super::jute::Reader::new(&n);
+            let (_xid, _zxid, _err) = (r.int().unwrap(), r.long().unwrap(), r.int().unwrap());
+            let ty = r.int().unwrap();
+            let _state = r.int().unwrap();
+            out.push((ty, r.ustring().unwrap()));
+        }
+        out
+    }
+
+    /// Goal: ZooKeeper's WatchManager semantics. Method: arm watches of each kind on one
+    /// connection, publish changes, and compare the queued notifications.
+    #[test]
+    fn one_shot_persistent_and_recursive_watches() {
+        let t = WatchTable::new(1, 100);
+        let (tx, mut rx) = mpsc::channel(100);
+        t.register_conn(1, tx);
+        {
+            let mut g = t.lock();
+            g.add_standard(1, Kind::Data, "/a", 1, 100);
+            g.add_standard(1, Kind::Child, "/a", 1, 100);
+            g.add_standard(1, Kind::Child, "/", 1, 100);
+            g.add_persistent(1, "/p", false, 100);
+            g.add_persistent(1, "/r", true, 100);
+        }
+        // An event at or below the arming read's revision is one the read already saw.
+        t.on_publish(1, &[ev(EventKind::Put, "/a", 1, false)]);
+        assert!(drain(&mut rx).is_empty());
+        // Deleting /a: one NodeDeleted for /a (data and child watch together), and the root's
+        // child watch; then both one-shot watches of /a are gone.
+        t.on_publish(2, &[ev(EventKind::Delete, "/a", 2, false)]);
+        assert_eq!(
+            drain(&mut rx),
+            [(event_type::NODE_DELETED, "/a".into()), (event_type::NODE_CHILDREN_CHANGED, "/".into())]
+        );
+        t.on_publish(3, &[ev(EventKind::Put, "/a", 3, true)]);
+        assert!(drain(&mut rx).is_empty(), "one-shot watches fired once");
+        // Persistent: data and child changes, every time.
+        t.on_publish(4, &[ev(EventKind::Put, "/p", 4, false), ev(EventKind::Put, "/p/c", 4, true)]);
+        t.on_publish(5, &[ev(EventKind::Put, "/p", 5, false)]);
+        assert_eq!(
+            drain(&mut rx),
+            [
+                (event_type::NODE_DATA_CHANGED, "/p".into()),
+                (event_type::NODE_CHILDREN_CHANGED, "/p".into()),
+                (event_type::NODE_DATA_CHANGED, "/p".into())
+            ]
+        );
+        // Recursive: the whole subtree's creates, changes and deletes, no child-list events.
+        t.on_publish(6, &[ev(EventKind::Put, "/r/x/y", 6, true), ev(EventKind::Delete, "/r/x/y", 6, false)]);
+        assert_eq!(
+            drain(&mut rx),
+            [(event_type::NODE_CREATED, "/r/x/y".into()), (event_type::NODE_DELETED, "/r/x/y".into())]
+        );
+        assert_eq!(t.published(), 6);
+        t.remove_conn(1);
+        assert_eq!(t.counts(), (0, 0, 0));
+    }
+}
