@@ -10,44 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn be32(v: i32) -> [u8; 4] {
-    v.to_be_bytes()
-}
-
-fn be64(v: i64) -> [u8; 8] {
-    v.to_be_bytes()
-}
-
-fn string(s: &str) -> Vec<u8> {
-    [&be32(s.len() as i32)[..], s.as_bytes()].concat()
-}
-
-fn packet(parts: &[&[u8]]) -> Vec<u8> {
-    let body = parts.concat();
-    [&be32(body.len() as i32)[..], &body].concat()
-}
-
-async fn read_packet(s: &mut TcpStream) -> Vec<u8> {
-    let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut len)).await.expect("reply in time").unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.unwrap();
-    body
-}
-
-/// Returns the session id and password of a new session with `timeout_ms` requested.
-async fn connect(s: &mut TcpStream, timeout_ms: i32) -> (i64, Vec<u8>, i32) {
-    let req = packet(&[&be32(0), &be64(0), &be32(timeout_ms), &be64(0), &be32(16), &[0u8; 16], &[0]]);
-    s.write_all(&req).await.unwrap();
-    let r = read_packet(s).await;
-    assert_eq!(r.len(), 4 + 4 + 8 + 4 + 16 + 1, "ConnectResponse with the readOnly flag");
-    assert_eq!(&r[0..4], &be32(0), "protocol version");
-    let timeout = i32::from_be_bytes(r[4..8].try_into().unwrap());
-    let sid = i64::from_be_bytes(r[8..16].try_into().unwrap());
-    assert_eq!(&r[16..20], &be32(16));
-    assert_eq!(r[36], 0, "not read-only");
-    (sid, r[20..36].to_vec(), timeout)
-}
+use common::zk::{be32, be64, connect, packet, read_packet, string};
 
 #[tokio::test]
 async fn handshake_requests_and_errors_byte_for_byte() {

@@ -1,6 +1,8 @@
 //! Shared test helpers: start a node in-process on an ephemeral port, or the real binary.
 #![allow(dead_code)]
 
+pub mod zk;
+
 use std::path::Path;
 use std::time::Duration;
 
