@@ -30,12 +30,13 @@ import pytest
 from kazoo.exceptions import (AuthFailedError, BadArgumentsError, BadVersionError, InvalidACLError,
                               NoAuthError, NoChildrenForEphemeralsError, NodeExistsError, NoNodeError,
                               NotEmptyError, ReconfigDisabledError)
+from kazoo.protocol.serialization import Create2
 from kazoo.protocol.states import EventType, KazooState, KeeperState, WatchedEvent
-from kazoo.security import (ACL, READ_ACL_UNSAFE, Id, Permissions, make_acl,
+from kazoo.security import (ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, Id, Permissions, make_acl,
                             make_digest_acl, make_digest_acl_credential)
 
-from zk_util import (create_container, create_ttl, get_all_children_number, get_ephemerals,
-                     wait_until)
+from zk_util import (EPHEMERAL, PERSISTENT_WITH_TTL, CreateTTLRequest, call, create_container, create_ttl,
+                     get_all_children_number, get_ephemerals, wait_until)
 
 WORLD_ALL = [ACL(Permissions.ALL, Id("world", "anyone"))]
 
@@ -888,6 +889,11 @@ def test_ttl_sequential_and_bad_ttls(zk):
         with pytest.raises(BadArgumentsError):
             create_ttl(c, "/p/bad", bad)
     assert create_ttl(c, "/p/max", (1 << 40) - 1)[0] == "/p/max"
+    # createTTL needs a TTL mode; a TTL mode needs createTTL
+    with pytest.raises(BadArgumentsError):
+        call(c, CreateTTLRequest("/p/eph", b"", OPEN_ACL_UNSAFE, EPHEMERAL, 1000))
+    with pytest.raises(BadArgumentsError):
+        call(c, Create2("/p/ttl2", b"", OPEN_ACL_UNSAFE, PERSISTENT_WITH_TTL))
     assert sorted(c.get_children("/p")) == ["max", "t-0000000000"]
 
 
