@@ -216,6 +216,26 @@ def test_config_and_sync(zk):
         + "Sync is OK\nSync is OK\n"))
 
 
+def test_quota(zk):
+    # setquota writes .../zookeeper_limits itself; the server keeps
+    # .../zookeeper_stats (count includes the node itself) up to date
+    assert cli(zk, "create /q", "setquota -n 2 /q", "create /q/a abc", "create /q/b", "create /q/c 12",
+               "listquota /q", "ls -R /zookeeper/quota", "get /zookeeper/quota/q/zookeeper_stats",
+               "delete /q/c", "set /q/a abcdef", "get /zookeeper/quota/q/zookeeper_stats",
+               "delquota /q", "listquota /q") == (0, (
+        "Created /q\n"
+        "Created /q/a\nCreated /q/b\nCreated /q/c\n"
+        "absolute path is /zookeeper/quota/q/zookeeper_limits\n"
+        "Output quota for /q count=2,bytes=-1=;byteHardLimit=-1;countHardLimit=-1\n"
+        "Output stat for /q count=4,bytes=5\n"
+        "/zookeeper/quota\n/zookeeper/quota/q\n"
+        "/zookeeper/quota/q/zookeeper_limits\n/zookeeper/quota/q/zookeeper_stats\n"
+        "count=4,bytes=5\n"
+        "count=3,bytes=6\n"
+        "absolute path is /zookeeper/quota/q/zookeeper_limits\n"
+        "quota for /q does not exist.\n"))
+
+
 # --------------------------------------------------------------------------- ACLs
 
 
