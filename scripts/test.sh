@@ -4,7 +4,10 @@
 #   1. installs (only if missing) etcd-server etcd-client protobuf-compiler
 #      libprotobuf-dev python3-venv zookeeper zookeeper-bin
 #      default-jre-headless from Debian's packages (ZooKeeper 3.8.0: its jars
-#      for the reference server, zkCli.sh, and the C client's cli_mt);
+#      for the reference server, zkCli.sh, and the C client's cli_mt), and
+#      default-jdk-headless libcurator-framework-java libcurator-recipes-java
+#      libcurator-client-java (Apache Curator 5.4 for test_zk_curator.py,
+#      which compiles compat-tests/curator/CuratorScenarios.java with javac);
 #   2. creates the Python venv target/venv with compat-tests/requirements.txt,
 #      and downloads python-etcd3 0.12.0's sdist (for its own test suite) into
 #      target/upstream/ with the venv's pip;
@@ -16,7 +19,9 @@
 #      ZooKeeper 3.8.0 started standalone from its jars, not as a service).
 #      test_rust_etcd_client.py builds the separate cargo project
 #      compat-tests/rust-client (the etcd-client crate; needs protoc) into
-#      target/rust-client, even with SKIP_CARGO=1.
+#      target/rust-client, even with SKIP_CARGO=1; test_rust_zk_client.py
+#      likewise builds compat-tests/rust-zk-client (the zookeeper-client
+#      crate) into target/rust-zk-client.
 #
 # Exits non-zero if anything fails.  Extra arguments go to pytest, e.g.
 #   scripts/test.sh -k watch -x        (paths are relative to compat-tests/)
@@ -38,7 +43,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------- system packages
 PKGS=(etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv
-      zookeeper zookeeper-bin default-jre-headless)
+      zookeeper zookeeper-bin default-jre-headless
+      default-jdk-headless libcurator-framework-java libcurator-recipes-java libcurator-client-java)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -65,12 +71,15 @@ if ((${#missing[@]})); then
     cleanup_policy
     trap - EXIT
 fi
-for b in /usr/bin/etcd /usr/bin/etcdctl protoc java /usr/share/zookeeper/bin/zkCli.sh \
+for b in /usr/bin/etcd /usr/bin/etcdctl protoc java javac /usr/share/zookeeper/bin/zkCli.sh \
          /usr/lib/zookeeper/bin/cli_mt; do
     command -v "$b" >/dev/null || { echo "missing $b after install" >&2; exit 1; }
 done
 # the ZooKeeper server's classpath (compat-tests/zk_util.py ZOOKEEPER_CLASSPATH)
-for f in /usr/share/java/zookeeper.jar /usr/share/java/slf4j-simple.jar; do
+# and Curator's (compat-tests/test_zk_curator.py CURATOR_JARS)
+for f in /usr/share/java/zookeeper.jar /usr/share/java/slf4j-simple.jar \
+         /usr/share/java/curator-framework.jar /usr/share/java/curator-recipes.jar \
+         /usr/share/java/curator-client.jar; do
     [ -f "$f" ] || { echo "missing $f after install" >&2; exit 1; }
 done
 
