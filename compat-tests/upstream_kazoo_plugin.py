@@ -1,0 +1,444 @@
+"""pytest plugin loaded (``-p upstream_kazoo_plugin``) into the run of kazoo 2.11.0's
+OWN test suite (the ``kazoo/tests`` package that ships in kazoo's wheel) by
+test_upstream_kazoo.py.  It changes no test, only the environment the upstream
+suite was written for (a 3-member ZooKeeper ensemble that kazoo's harness starts
+itself from ZOOKEEPER_PATH / ZOOKEEPER_CLASSPATH, see kazoo/testing/harness.py):
+
+* ``kazoo.testing.harness.get_global_cluster()`` -- what KazooTestHarness.cluster,
+  KazooTestCase.tearDownClass and everything else in the harness asks for the
+  cluster -- returns ONE server of the kind named by UPSTREAM_KAZOO_TARGET:
+
+    zookeeper  the real ZooKeeper (Debian's 3.8.0 jars, ZOOKEEPER_CLASSPATH),
+               standalone: ``java ... org.apache.zookeeper.server.ZooKeeperServerMain
+               zoo.cfg`` with a generated zoo.cfg (see _zoo_cfg)
+    conclave   CONCLAVE_BIN with its etcd flags on two ports of its own plus
+               ``--zk-listen 127.0.0.1:PORT --zk-tick-time 2000`` (and the words of
+               CONCLAVE_ZK_FLAGS, if set)
+
+  The object behaves like upstream's ZookeeperCluster / ManagedZooKeeper (the
+  parts the tests touch): iterating it gives one server with ``address``,
+  ``client_port``, ``running``, ``run()`` (start; keeps the data of an earlier
+  run), ``stop()`` (SIGTERM, data kept), ``reset()`` / ``destroy()`` (stop and
+  wipe the data), ``get_logs()``; the cluster's ``start()`` runs it and waits
+  until it is ready (ruok answers imok and a session handshake succeeds)
+  instead of upstream's fixed 2 s sleep; ``terminate()`` destroys it (upstream
+  calls that in every KazooTestCase.tearDownClass, so each test class gets a
+  fresh, empty server, as upstream).  The client port (and conclave's etcd
+  ports) are chosen once per run and kept across restarts, so a client that
+  saw the server go away finds it again at the same address.
+  ``get_ssl_client_configuration()`` raises: no TLS port is served.
+
+  The environment variables upstream's harness reads to reconfigure its cluster
+  between tests (ZOOKEEPER_JAAS_AUTH, ZOOKEEPER_LOCAL_SESSION_RO) are ignored.
+
+* Test-only dependencies of kazoo (its "test" extra) that the venv does not
+  have are stood in for, only when they are not installed:
+  ``OpenSSL`` (pyOpenSSL) and ``jks`` (pyjks), which kazoo/testing/common.py
+  imports only to make TLS certificates for the ensemble it would start, become
+  empty modules (nothing calls them); ``objgraph``, of which test_cache.py uses
+  only ``count(typename)`` (how many gc-tracked objects have that type name),
+  gets that one function, written like objgraph 3.6's.
+
+* When UPSTREAM_KAZOO_RESULTS names a file, the outcome of every test is written
+  there as JSON at the end of the run: {nodeid: {"outcome": "passed" | "failed" |
+  "skipped", "message": the failure's last "E ..." lines / the skip reason}}
+  (a setup or teardown error counts as failed).
+
+The server's output goes to UPSTREAM_KAZOO_WORKDIR/<kind>.log (all its runs, one
+after another); its data lives in UPSTREAM_KAZOO_WORKDIR/<kind>-data; while it
+runs, its pid (also its process group: it has a session of its own) is in
+UPSTREAM_KAZOO_WORKDIR/<kind>.pid, for test_upstream_kazoo.py to clean up after a
+run that had to be killed.
+"""
+
+import atexit
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import types
+
+TARGET = os.environ.get("UPSTREAM_KAZOO_TARGET", "")
+WORKDIR = os.environ.get("UPSTREAM_KAZOO_WORKDIR") or tempfile.mkdtemp(prefix="upstream-kazoo-")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONCLAVE_BIN = os.environ.get("CONCLAVE_BIN", os.path.join(REPO, "target", "debug", "conclave"))
+JAVA = os.environ.get("JAVA", "java")
+ZOOKEEPER_CLASSPATH = os.environ.get(
+    "ZOOKEEPER_CLASSPATH", "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar")
+STARTUP_TIMEOUT = float(os.environ.get("COMPAT_STARTUP_TIMEOUT", "30"))
+RESULTS = os.environ.get("UPSTREAM_KAZOO_RESULTS")
+TICK_MS = 2000
+
+ZK_JVM_FLAGS = [
+    "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+    # TTL nodes (CreateMode.PERSISTENT_WITH_TTL) need ZooKeeper's extended types
+    "-Dzookeeper.extendedTypesEnabled=true",
+    # the container/TTL reaper: every second, like conclave's default
+    "-Dznode.container.checkIntervalMs=1000",
+    "-Dzookeeper.admin.enableServer=false",
+    "-Dzookeeper.jmx.log4j.disable=true",
+    # what upstream's harness gives ZooKeeper >= 3.5: the superuser "super",
+    # password "test" (TestReconfig::test_add_remove_observer authenticates as it)
+    "-Dzookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
+]
+
+
+def _zoo_cfg(data_dir, port):
+    return "".join(f"{k}={v}\n" for k, v in [
+        ("tickTime", TICK_MS),
+        ("dataDir", data_dir),
+        ("clientPort", port),
+        ("clientPortAddress", "127.0.0.1"),
+        # upstream's harness: no per-address connection limit (ZooKeeper's
+        # default is 60; some lock tests open many clients)
+        ("maxClientCnxns", 0),
+        ("admin.enableServer", "false"),
+        ("4lw.commands.whitelist", "*"),
+        # upstream's harness adds these two for ZooKeeper >= 3.5
+        ("reconfigEnabled", "true"),
+        ("localSessionsEnabled", "false"),
+        # no fsync per transaction: the tests do not survive a power cut
+        ("forceSync", "no"),
+    ])
+
+
+def _free_ports(n):
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def _four_letter_word(port, word, timeout=1.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(word.encode())
+        chunks = []
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _session_handshake(port, timeout=2.0):
+    """A ConnectRequest (protocol 0, timeout 10 s, new session) answered with a
+    positive negotiated timeout; the session is closed again at once.
+    ZooKeeper answers ruok a moment before it serves sessions."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        body = struct.pack(">iqiqi", 0, 0, 10000, 0, 16) + b"\0" * 16 + b"\0"
+        s.sendall(struct.pack(">i", len(body)) + body)
+
+        def recv_exact(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("closed")
+                buf += chunk
+            return buf
+
+        (n,) = struct.unpack(">i", recv_exact(4))
+        resp = recv_exact(n)
+        _proto, negotiated = struct.unpack_from(">ii", resp, 0)
+        if negotiated <= 0:
+            return False
+        close = struct.pack(">ii", 1, -11)  # xid 1, OpCode.closeSession
+        s.sendall(struct.pack(">i", len(close)) + close)
+        try:
+            recv_exact(4)
+        except (ConnectionError, OSError):
+            pass
+        return True
+
+
+def _ready(port):
+    try:
+        return _four_letter_word(port, "ruok") == "imok" and _session_handshake(port)
+    except (OSError, ValueError, struct.error):
+        return False
+
+
+ServerInfo = types.SimpleNamespace
+
+
+class SingleServer:
+    """One server speaking the ZooKeeper protocol on 127.0.0.1, shaped like
+    kazoo.testing.common.ManagedZooKeeper."""
+
+    def __init__(self, kind, workdir):
+        if kind not in ("conclave", "zookeeper"):
+            raise RuntimeError(f"UPSTREAM_KAZOO_TARGET must be conclave or zookeeper, not {kind!r}")
+        self.kind = kind
+        self.host = "127.0.0.1"
+        self.workdir = workdir
+        self.data_dir = os.path.join(workdir, f"{kind}-data")
+        self.log_path = os.path.join(workdir, f"{kind}.log")
+        self.pid_path = os.path.join(workdir, f"{kind}.pid")
+        self.process = None
+        self._running = False
+        self._pick_ports()
+
+    def _pick_ports(self):
+        if self.kind == "zookeeper":
+            (self.zk_port,) = _free_ports(1)
+            self.etcd_ports = ()
+        else:
+            cport, pport, self.zk_port = _free_ports(3)
+            self.etcd_ports = (cport, pport)
+        self.server_info = ServerInfo(server_id=1, client_port=self.zk_port, secure_client_port=None,
+                                      election_port=None, leader_port=None, admin_port=None,
+                                      peer_type="participant")
+
+    # -- ManagedZooKeeper's interface
+    @property
+    def address(self):
+        return f"{self.host}:{self.zk_port}"
+
+    @property
+    def secure_address(self):
+        return self.address  # no TLS port; TestSSLClient is deselected
+
+    @property
+    def client_port(self):
+        return self.zk_port
+
+    @property
+    def secure_client_port(self):
+        return None
+
+    @property
+    def running(self):
+        return self._running
+
+    def _argv(self):
+        if self.kind == "zookeeper":
+            cfg = os.path.join(self.data_dir, "zoo.cfg")
+            with open(cfg, "w") as f:
+                f.write(_zoo_cfg(self.data_dir, self.zk_port))
+            return [JAVA] + ZK_JVM_FLAGS + ["-cp", ZOOKEEPER_CLASSPATH,
+                                            "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
+        cport, pport = self.etcd_ports
+        client, peer = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
+        return [CONCLAVE_BIN,
+                "--data-dir", self.data_dir,
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"default={peer}",
+                "--zk-listen", f"127.0.0.1:{self.zk_port}", "--zk-tick-time", str(TICK_MS),
+                ] + shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
+
+    def run(self):
+        if self._running:
+            return
+        fresh = not os.path.isdir(self.data_dir)
+        last_err = None
+        for _attempt in range(3):
+            os.makedirs(self.data_dir, exist_ok=True)
+            argv = self._argv()
+            env = {k: v for k, v in os.environ.items()
+                   if not (k.startswith(("ETCD_", "ETCDCTL_")) or k in ("JVMFLAGS", "SERVER_JVMFLAGS"))}
+            with open(self.log_path, "ab") as log:
+                log.write(f"\n===== {time.strftime('%H:%M:%S')} start {shlex.join(argv)}\n".encode())
+                log.flush()
+                self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, env=env, cwd=self.data_dir,
+                                                start_new_session=True)
+            with open(self.pid_path, "w") as f:
+                f.write(f"{self.process.pid}\n")
+            self._running = True
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while time.monotonic() < deadline and self.process.poll() is None:
+                if _ready(self.zk_port):
+                    return
+                time.sleep(0.05)
+            exit_code = self.process.poll()
+            self.stop()
+            last_err = (f"{self.kind} did not become ready on {self.address} (exit={exit_code}); "
+                        f"log tail:\n{''.join(self.get_logs(40))}")
+            if exit_code is None or not fresh:
+                break  # it ran but never became ready, or it must keep its port: not a port race
+            shutil.rmtree(self.data_dir, True)
+            self._pick_ports()
+        raise RuntimeError(last_err)
+
+    def stop(self):
+        if not self._running:
+            return
+        self._running = False
+        proc, self.process = self.process, None
+        try:
+            if proc is None or proc.poll() is not None:
+                return
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        finally:
+            try:
+                os.unlink(self.pid_path)
+            except OSError:
+                pass
+
+    def reset(self):
+        self.stop()
+        shutil.rmtree(self.data_dir, True)
+
+    def destroy(self):
+        self.reset()
+
+    def get_logs(self, num_lines=100):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read()[-200_000:].decode("utf-8", "replace").splitlines(keepends=True)
+        except OSError:
+            return []
+        return lines[-num_lines:]
+
+
+class SingleServerCluster:
+    """kazoo.testing.common.ZookeeperCluster with one member."""
+
+    def __init__(self, kind, workdir):
+        self._servers = [SingleServer(kind, workdir)]
+
+    def __getitem__(self, k):
+        return self._servers[k]
+
+    def __iter__(self):
+        return iter(self._servers)
+
+    def __len__(self):
+        return len(self._servers)
+
+    def start(self):
+        for s in self._servers:
+            s.run()
+
+    def stop(self):
+        for s in self._servers:
+            s.stop()
+
+    def terminate(self):
+        for s in self._servers:
+            s.destroy()
+
+    def reset(self):
+        for s in self._servers:
+            s.reset()
+
+    def get_logs(self):
+        return [line for s in self._servers for line in s.get_logs()]
+
+    def get_ssl_client_configuration(self):
+        raise RuntimeError("no TLS in the single-server setup of test_upstream_kazoo.py")
+
+
+_CLUSTER = None
+
+
+def get_global_cluster():
+    global _CLUSTER
+    if _CLUSTER is None:
+        _CLUSTER = SingleServerCluster(TARGET, WORKDIR)
+        atexit.register(_CLUSTER.terminate)
+    return _CLUSTER
+
+
+def _objgraph_count(typename, objects=None):
+    """objgraph.count: the number of objects (default: all gc-tracked ones) whose
+    type is called typename (``module.Name`` when it has a dot)."""
+    import gc
+
+    if objects is None:
+        objects = gc.get_objects()
+    try:
+        if "." in typename:
+            return sum(1 for o in objects
+                       if f"{type(o).__module__}.{type(o).__name__}" == typename)
+        return sum(1 for o in objects if type(o).__name__ == typename)
+    finally:
+        del objects
+
+
+def _stub_missing(name, doc, **attrs):
+    try:
+        __import__(name)
+    except ImportError:
+        mod = types.ModuleType(name, doc)
+        mod.__dict__.update(attrs)
+        sys.modules[name] = mod
+
+
+def pytest_configure(config):
+    if not TARGET:
+        return
+    _stub_missing("OpenSSL", "stub (upstream_kazoo_plugin): only ZookeeperCluster's TLS setup uses it")
+    _stub_missing("jks", "stub (upstream_kazoo_plugin): only ZookeeperCluster's TLS setup uses it")
+    _stub_missing("objgraph", "stand-in (upstream_kazoo_plugin): count() only", count=_objgraph_count)
+    import kazoo.testing.harness as harness
+
+    harness.get_global_cluster = get_global_cluster
+
+
+def pytest_unconfigure(config):
+    if _CLUSTER is not None:
+        _CLUSTER.terminate()
+
+
+# -- outcomes for test_upstream_kazoo.py
+
+_results = {}
+
+
+def _message(report):
+    if report.skipped:
+        lr = report.longrepr
+        reason = str(lr[2] if isinstance(lr, tuple) and len(lr) == 3 else lr)
+        return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    text = report.longreprtext or ""
+    errs = [line for line in text.splitlines() if line.startswith("E ")]
+    return "\n".join(errs[:12]) if errs else "\n".join(text.splitlines()[-12:])
+
+
+def pytest_runtest_logreport(report):
+    if not RESULTS:
+        return
+    cur = _results.get(report.nodeid)
+    if report.failed:
+        if cur is None or cur["outcome"] != "failed":
+            msg = _message(report)
+            if report.when != "call":
+                msg = f"[{report.when}] {msg}"
+            _results[report.nodeid] = {"outcome": "failed", "message": msg}
+    elif report.skipped:
+        if cur is None:
+            _results[report.nodeid] = {"outcome": "skipped", "message": _message(report)}
+    elif report.when == "call" and cur is None:
+        _results[report.nodeid] = {"outcome": "passed", "message": ""}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if RESULTS:
+        with open(RESULTS, "w") as f:
+            json.dump(_results, f, indent=1, sort_keys=True)
