@@ -632,7 +632,10 @@ fn write_multi(w: &mut Writer, codes: &[i32], results: &[ZkOpResult]) {
     for (code, r) in codes.iter().zip(results) {
         match r {
             ZkOpResult::Created { path, stat } => {
-                if *code == op::CREATE {
+                // ZooKeeper 3.8.0 answers a create2 inside a multi with a plain create result
+                // (path, no Stat): ZOOKEEPER-4026, fixed only in 3.8.2. Clients of 3.8.0 see
+                // exactly that, so we answer the same.
+                if *code == op::CREATE || *code == op::CREATE2 {
                     w.int(op::CREATE).boolean(false).int(0).ustring(path);
                 } else {
                     w.int(op::CREATE2).boolean(false).int(0).ustring(path);
