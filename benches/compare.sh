@@ -2,12 +2,17 @@
 # benches/compare.sh: run the same workloads against real etcd and against Conclave, one server
 # at a time (for every workload: a fresh etcd, then a fresh Conclave, same flags, free loopback
 # ports, empty data dirs), and print a table with both figures and the ratio Conclave/etcd.
+# Its ZooKeeper part runs the ZooKeeper workloads against Apache ZooKeeper (Debian's 3.8.0,
+# standalone) and Conclave's ZooKeeper port: both up side by side after a warm-up, runs
+# alternating between them, and a second table prints the ratios Conclave/ZooKeeper.
 #
-# Not part of the test suite: run it by hand (see benches/README.md). About 1.5 minutes on a
-# 2-core machine with the defaults (each tool run is capped by RUN_TIMEOUT). It stops every process it starts, also on Ctrl-C.
+# Not part of the test suite: run it by hand (see benches/README.md). About 1.5 minutes for the
+# etcd part and 8 for the ZooKeeper part on a 2-core machine with the defaults (each tool run is
+# capped by RUN_TIMEOUT). It stops every process it starts, also on Ctrl-C.
 #
 #   benches/compare.sh                 # builds target/release/{conclave,conclave-bench} if missing
 #   OPS=5000 benches/compare.sh        # quicker, noisier
+#   ONLY=zk benches/compare.sh         # only the ZooKeeper part (ONLY=etcd: only the etcd part)
 #
 # Environment knobs (defaults in brackets):
 #   ETCD_BIN [/usr/bin/etcd]  CONCLAVE_BIN [target/release/conclave]
@@ -19,7 +24,14 @@
 #   BENCH_TMPDIR [$TMPDIR or /tmp] where data dirs go (same filesystem for both servers)
 #   OUT [unset] append every raw JSON result line (tagged with the server) to this file
 #   KEEP [unset] keep the work dir (server logs) instead of deleting it
-#   ONLY [unset] space-separated subset of: put100 put1 range_l range_s txn watch startup mem
+#   ONLY [etcd zk] parts to run: etcd (= put100 put1 range_l range_s txn watch startup mem), zk,
+#     or any of those etcd workloads by name
+# ZooKeeper part:
+#   JAVA_BIN [/usr/bin/java]  ZK_CP [/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar]
+#   ZK_JAVA_OPTS [empty, as Debian's /etc/zookeeper/conf_example/environment]
+#   ZK_OPS [20000] ops per run    ZK_S [6] time cap (s) per run    ZK_KEYS [10000] prefilled nodes
+#   ZK_WORKLOADS [create set get delete exists get_children lock]  ZK_WARM_S [3] warm-up seconds
+#   ZK_REPEAT [2] runs of each configuration per server (the best one counts)
 
 set -uo pipefail
 
@@ -36,16 +48,60 @@ BIG_KEYS=${BIG_KEYS:-100000}
 STARTUP_RUNS=${STARTUP_RUNS:-5}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 OUT=${OUT:-}
-ONLY=${ONLY:-put100 put1 range_l range_s txn watch startup mem}
+ONLY=${ONLY:-etcd zk}
 SERVERS=(etcd conclave)
+ETCD_WORKLOADS="put100 put1 range_l range_s txn watch startup mem"
+# ZooKeeper part. The launcher's inputs are exported: `conclave-bench startup` runs it too.
+export JAVA_BIN=${JAVA_BIN:-/usr/bin/java}
+# zookeeper.jar's manifest Class-Path names its dependencies in /usr/share/java (what Debian's
+# zkEnv.sh relies on); slf4j-simple is the logger binding (to stderr, the server log).
+export ZK_CP=${ZK_CP:-/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar}
+export ZK_JAVA_OPTS=${ZK_JAVA_OPTS:-}
+ZK_OPS=${ZK_OPS:-20000}
+ZK_S=${ZK_S:-6}
+ZK_KEYS=${ZK_KEYS:-10000}
+ZK_WARM_S=${ZK_WARM_S:-3}
+ZK_REPEAT=${ZK_REPEAT:-2}
+ZK_WORKLOADS=${ZK_WORKLOADS:-create set get delete exists get_children lock}
+ZK_SERVERS=(zookeeper conclave)
+
+# ONLY -> the etcd workloads to run and whether to run the ZooKeeper part.
+RUN=()
+RUN_ZK=""
+for w in $ONLY; do
+    case $w in
+    etcd) read -ra ws <<<"$ETCD_WORKLOADS"; RUN+=("${ws[@]}") ;;
+    zk) RUN_ZK=1 ;;
+    *)
+        if [[ " $ETCD_WORKLOADS " != *" $w "* ]]; then
+            echo "compare: unknown workload '$w' in ONLY (etcd, zk, or one of: $ETCD_WORKLOADS)" >&2
+            exit 2
+        fi
+        RUN+=("$w")
+        ;;
+    esac
+done
+for w in $ZK_WORKLOADS; do
+    case $w in
+    create | set | get | delete | exists | get_children | lock) ;;
+    *) echo "compare: unknown workload '$w' in ZK_WORKLOADS" >&2; exit 2 ;;
+    esac
+done
 
 if [[ ! -x $CONCLAVE_BIN || ! -x $BENCH_BIN ]]; then
     echo "compare: building release binaries (cargo build --release --bin conclave --bin conclave-bench)" >&2
     (cd "$ROOT" && cargo build --release --bin conclave --bin conclave-bench) || exit 1
 fi
-for b in "$ETCD_BIN" "$CONCLAVE_BIN" "$BENCH_BIN"; do
+NEED=("$CONCLAVE_BIN" "$BENCH_BIN")
+if ((${#RUN[@]})); then NEED+=("$ETCD_BIN"); fi
+if [[ -n $RUN_ZK ]]; then NEED+=("$JAVA_BIN"); fi
+for b in "${NEED[@]}"; do
     [[ -x $b ]] || { echo "compare: $b is missing or not executable" >&2; exit 1; }
 done
+if [[ -n $RUN_ZK && ! -r ${ZK_CP%%:*} ]]; then
+    echo "compare: ${ZK_CP%%:*} is missing (Debian package zookeeper)" >&2
+    exit 1
+fi
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/conclave-compare.XXXXXX") || exit 1
 SERVER_PID=""
@@ -57,6 +113,8 @@ SEQ=0
 LAST_JSON=""
 declare -A RES=()
 WARNINGS=()
+# The ZooKeeper part's servers (both up at once): name -> pid, host:port, data dir, log.
+declare -A ZPID=() ZEP=() ZDATA=() ZLOG=()
 
 # ---------------------------------------------------------------------------------------------
 # process handling
@@ -92,6 +150,7 @@ cleanup() {
     trap - EXIT INT TERM HUP
     if [[ -n $BENCH_PID ]]; then stop_pid "$BENCH_PID"; BENCH_PID=""; fi
     stop_server
+    for s in "${!ZPID[@]}"; do zk_stop "$s"; done
     if [[ -n ${KEEP:-} ]]; then
         echo "compare: kept $WORK" >&2
     else
@@ -233,27 +292,245 @@ wl_mem() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# ZooKeeper part
+
+# The ZooKeeper launcher: `bash -c "$ZK_LAUNCH" zk PORT DATADIR` writes DATADIR.cfg and execs
+# the JVM (so the pid is the JVM's): standalone, Debian's ZooKeeper jars, not its service.
+export ZK_LAUNCH='mkdir -p "$2" && cat >"$2.cfg" <<CFG || exit 1
+tickTime=2000
+dataDir=$2
+clientPort=$1
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=*
+CFG
+exec "$JAVA_BIN" $ZK_JAVA_OPTS -cp "$ZK_CP" org.apache.zookeeper.server.ZooKeeperServerMain "$2.cfg"'
+
+ruok() { # port: true once the server answers the four-letter word ruok with imok
+    local r
+    r=$( { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf ruok >&3 && timeout 2 cat <&3; } 2>/dev/null)
+    [[ $r == imok ]]
+}
+
+# Starts ZooKeeper, or Conclave with the etcd part's flags plus --zk-listen, and waits for
+# ruok -> imok; sets ZPID, ZEP (the ZooKeeper host:port), ZDATA, ZLOG of the name.
+zk_start() { # name
+    local ports p q z i
+    ports=$("$BENCH_BIN" free-ports --count 3) || return 1
+    read -r p q z <<<"$ports"
+    SEQ=$((SEQ + 1))
+    ZDATA[$1]=$WORK/$1-$SEQ.data
+    ZLOG[$1]=$WORK/$1-$SEQ.log
+    case $1 in
+    zookeeper) bash -c "$ZK_LAUNCH" zk "$z" "${ZDATA[$1]}" >"${ZLOG[$1]}" 2>&1 & ;;
+    conclave)
+        server_args "$p" "$q" "${ZDATA[$1]}"
+        "$CONCLAVE_BIN" "${ARGS[@]}" --zk-listen "127.0.0.1:$z" >"${ZLOG[$1]}" 2>&1 &
+        ;;
+    esac
+    ZPID[$1]=$!
+    ZEP[$1]=127.0.0.1:$z
+    for ((i = 0; i < 600; i++)); do
+        ruok "$z" && return 0
+        alive "${ZPID[$1]}" || break
+        sleep 0.05
+    done
+    echo "compare: $1 did not answer ruok; log tail:" >&2
+    tail -n 20 "${ZLOG[$1]}" >&2
+    WARNINGS+=("$1 failed to start (run $SEQ)")
+    zk_stop "$1"
+    return 1
+}
+
+zk_stop() { # name
+    [[ -n ${ZPID[$1]:-} ]] || return 0
+    stop_pid "${ZPID[$1]}"
+    unset "ZPID[$1]"
+    [[ -n ${KEEP:-} || -z ${ZDATA[$1]:-} ]] || rm -rf "${ZDATA[$1]}" "${ZDATA[$1]}.cfg"
+}
+
+zk_configs() { # workload -> "CLIENTSxINFLIGHT ..."
+    case $1 in
+    set | get) echo "1x1 16x1 64x1 16x16" ;;
+    *) echo "1x1 16x1 64x1" ;;
+    esac
+}
+
+# One measured run; keeps the server's best (highest ops/s) run of the repetitions.
+zk_bench() { # server metric-prefix clients inflight args...
+    local s=$1 m=$2 n=$3 f=$4 t best
+    shift 4
+    if bench "$s" --endpoints "${ZEP[$s]}" --clients "$n" "$@" --inflight "$f"; then
+        t=$(jget "$LAST_JSON" ops_per_s)
+        best=${RES[$m.tput|$s]:-}
+        if [[ -z $best ]] || awk -v t="$t" -v b="$best" 'BEGIN { exit !(t + 0 > b + 0) }'; then
+            res "$m.tput" "$s" "$t"
+            res "$m.p50" "$s" "$(jget "$LAST_JSON" p50_ms)"
+            res "$m.p99" "$s" "$(jget "$LAST_JSON" p99_ms)"
+        fi
+    fi
+}
+
+# One run of workload w at cfg (repetition r) on server s, each on its own parent znode. The
+# nodes of set/get/exists/get-children are prefilled by the first repetition and reused.
+zk_run() { # server workload cfg repetition
+    local s=$1 w=$2 cfg=$3 r=$4 n f pre=()
+    n=${cfg%x*}
+    f=${cfg#*x}
+    ((r > 1)) && pre=(--prefill 0)
+    case $w in
+    set | get | exists)
+        zk_bench "$s" "zk.$w.$cfg" "$n" "$f" --total "$ZK_OPS" --duration-s "$ZK_S" \
+            --key-space "$ZK_KEYS" zk "$w" --root "/b-$w-$cfg" "${pre[@]}" ;;
+    get_children)
+        zk_bench "$s" "zk.$w.$cfg" "$n" "$f" --total "$ZK_OPS" --duration-s "$ZK_S" \
+            zk get-children --root "/b-$w-$cfg" "${pre[@]}" ;;
+    lock)
+        zk_bench "$s" "zk.$w.$cfg" "$n" "$f" --total "$ZK_OPS" --duration-s "$ZK_S" \
+            zk lock --lock-root "/b-$w-$cfg" ;;
+    create | delete)
+        zk_bench "$s" "zk.$w.$cfg" "$n" "$f" --total "$ZK_OPS" --duration-s "$ZK_S" \
+            zk "$w" --root "/b-$w-$cfg-$r" ;;
+    esac
+}
+
+# Both servers up side by side (the idle one waits), idle RSS, a warm-up of each (the JVM's
+# JIT), then every workload at every configuration, alternating the two servers run by run (so
+# both see the same machine, on a shared machine), ZK_REPEAT times, then RSS after the runs.
+zk_part() {
+    local s w cfg r i=0 order
+    for s in "${ZK_SERVERS[@]}"; do
+        zk_start "$s" # on failure, the other one still runs (its rows show "-" for this one)
+    done
+    sleep 2
+    for s in "${!ZPID[@]}"; do
+        if bench "$s" rss --pid "${ZPID[$s]}"; then
+            res zk.rss.idle "$s" "$(jget "$LAST_JSON" rss_kb)"
+        fi
+    done
+    # Warm-up, not recorded: a prefill of $ZK_KEYS creates, sets, a contended lock.
+    for s in "${!ZPID[@]}"; do
+        bench "$s" --endpoints "${ZEP[$s]}" --clients 16 --duration-s "$ZK_WARM_S" --key-space "$ZK_KEYS" \
+            zk set --inflight 16 --root /warm
+        bench "$s" --endpoints "${ZEP[$s]}" --clients 16 --duration-s 1 zk lock --lock-root /warm-lock
+    done
+    for w in $ZK_WORKLOADS; do
+        for cfg in $(zk_configs "$w"); do
+            for ((r = 1; r <= ZK_REPEAT; r++)); do
+                # Alternate which server goes first.
+                if ((i++ % 2 == 0)); then order=(zookeeper conclave); else order=(conclave zookeeper); fi
+                for s in "${order[@]}"; do
+                    [[ -n ${ZPID[$s]:-} ]] && zk_run "$s" "$w" "$cfg" "$r"
+                done
+            done
+        done
+    done
+    sleep 2
+    for s in "${!ZPID[@]}"; do
+        if bench "$s" rss --pid "${ZPID[$s]}"; then
+            res zk.rss.after "$s" "$(jget "$LAST_JSON" rss_kb)"
+        fi
+        printf '  %-8s du -sk data dir: %s kB\n' "$s" "$(du -sk "${ZDATA[$s]}" | cut -f1)" >&2
+        zk_stop "$s"
+    done
+}
+
+zk_startup() { # server
+    local s=$1 bin
+    case $s in
+    zookeeper)
+        bin=/bin/bash
+        ARGS=(-c "$ZK_LAUNCH" zk '{PORT}' '{DATA}')
+        ;;
+    conclave)
+        bin=$CONCLAVE_BIN
+        server_args '{PORT2}' '{PEER_PORT}' '{DATA}'
+        ARGS+=(--zk-listen '127.0.0.1:{PORT}')
+        ;;
+    esac
+    if TMPDIR=$WORK bench "$s" startup --probe zk --runs "$STARTUP_RUNS" --bin "$bin" -- "${ARGS[@]}"; then
+        res zk.startup.ms "$s" "$(jget "$LAST_JSON" median_ms)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # main
 
-echo "compare: etcd $("$ETCD_BIN" --version 2>/dev/null | sed -n 's/^etcd Version: //p') vs conclave" \
-    "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')," \
-    "$(nproc) cores, data in $WORK" >&2
-echo "compare: OPS=$OPS SEQ_S=$SEQ_S RANGE_KEYS=$RANGE_KEYS TXN_KEYS=$TXN_KEYS WATCH_PUTS=$WATCH_PUTS" \
-    "BIG_KEYS=$BIG_KEYS STARTUP_RUNS=$STARTUP_RUNS" >&2
+CONCLAVE_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
+if ((${#RUN[@]})); then
+    echo "compare: etcd $("$ETCD_BIN" --version 2>/dev/null | sed -n 's/^etcd Version: //p') vs conclave" \
+        "$CONCLAVE_REV, $(nproc) cores, data in $WORK" >&2
+    echo "compare: OPS=$OPS SEQ_S=$SEQ_S RANGE_KEYS=$RANGE_KEYS TXN_KEYS=$TXN_KEYS WATCH_PUTS=$WATCH_PUTS" \
+        "BIG_KEYS=$BIG_KEYS STARTUP_RUNS=$STARTUP_RUNS" >&2
+fi
 
-for w in $ONLY; do
-    if ! declare -F "wl_$w" >/dev/null; then
-        echo "compare: unknown workload '$w' in ONLY" >&2
-        exit 2
-    fi
+for w in "${RUN[@]}"; do
     echo "== $w" >&2
     for s in "${SERVERS[@]}"; do
         "wl_$w" "$s"
     done
 done
 
+if [[ -n $RUN_ZK ]]; then
+    ZK_VERSION=$("$JAVA_BIN" -cp "$ZK_CP" org.apache.zookeeper.version.VersionInfoMain 2>/dev/null |
+        sed -n 's/^Apache ZooKeeper, version \([^ ]*\).*/\1/p')
+    echo "compare: ZooKeeper ${ZK_VERSION:-?} vs conclave $CONCLAVE_REV, $(nproc) cores, data in $WORK" >&2
+    echo "compare: ZK_OPS=$ZK_OPS ZK_S=$ZK_S ZK_KEYS=$ZK_KEYS ZK_WARM_S=$ZK_WARM_S STARTUP_RUNS=$STARTUP_RUNS" \
+        "ZK_REPEAT=$ZK_REPEAT ZK_WORKLOADS=\"$ZK_WORKLOADS\"" >&2
+    echo "== zk: zookeeper and conclave side by side, runs alternating" >&2
+    zk_part
+    echo "== zk: startup" >&2
+    for s in "${ZK_SERVERS[@]}"; do
+        zk_startup "$s"
+    done
+fi
+
 # ---------------------------------------------------------------------------------------------
-# table
+# tables
+
+fmt() { # unit value
+    [[ -n $2 ]] || { echo "-"; return; }
+    case $1 in
+    ops) awk -v v="$2" 'BEGIN { printf "%.0f/s", v }' ;;
+    ms) awk -v v="$2" 'BEGIN { printf "%.2f ms", v }' ;;
+    mb) awk -v v="$2" 'BEGIN { printf "%.1f MiB", v / 1024 }' ;;
+    esac
+}
+
+ratio() { # conclave other
+    [[ -n $1 && -n $2 ]] || { echo "-"; return; }
+    awk -v c="$1" -v e="$2" 'BEGIN { if (e + 0 == 0) print "n/a"; else printf "%.2f", c / e }'
+}
+
+goal() { # ratio goal (empty, >=X or <=X) -> empty, ">=X met" or ">=X MISSED"
+    [[ -n $2 && $1 != - && $1 != n/a ]] || return 0
+    awk -v r="$1" -v op="${2:0:2}" -v x="${2:2}" 'BEGIN {
+        ok = (op == ">=") ? (r + 0 >= x + 0) : (r + 0 <= x + 0); printf "%s%s %s", op, x, ok ? "met" : "MISSED" }'
+}
+
+table() { # other-server rows... (a row: metric|label|unit|better[|goal])
+    local other=$1 row m label unit better g o c r any=""
+    shift
+    for row in "$@"; do
+        IFS='|' read -r m label unit better g <<<"$row"
+        if [[ -n ${RES[$m|$other]:-} || -n ${RES[$m|conclave]:-} ]]; then any=1; fi
+    done
+    [[ -n $any ]] || return 0
+    echo
+    printf '%-54s %14s %14s %9s  %-7s %s\n' "measurement" "$other" "conclave" "c/$other" "better" "goal"
+    printf '%-54s %14s %14s %9s  %-7s %s\n' "-----------" "----" "--------" "------" "------" "----"
+    for row in "$@"; do
+        IFS='|' read -r m label unit better g <<<"$row"
+        o=${RES[$m|$other]:-}
+        c=${RES[$m|conclave]:-}
+        [[ -n $o || -n $c ]] || continue
+        r=$(ratio "$c" "$o")
+        printf '%-54s %14s %14s %9s  %-7s %s\n' "$label" "$(fmt "$unit" "$o")" "$(fmt "$unit" "$c")" \
+            "$r" "$better" "$(goal "$r" "$g")"
+    done
+    echo "(ratio = conclave / $other; throughput: higher is better, latency/memory/disk: lower is better)"
+}
 
 # metric|label|unit|better ; unit: ops (ops/s), ms, mb (value in kB shown as MiB)
 ROWS=(
@@ -275,33 +552,36 @@ ROWS=(
     "rss.big|RSS after $BIG_KEYS keys x 256 B|mb|lower"
     "disk.big|data dir (du -sk) after $BIG_KEYS keys x 256 B|mb|lower"
 )
+table etcd "${ROWS[@]}"
 
-fmt() { # unit value
-    [[ -n $2 ]] || { echo "-"; return; }
-    case $1 in
-    ops) awk -v v="$2" 'BEGIN { printf "%.0f/s", v }' ;;
-    ms) awk -v v="$2" 'BEGIN { printf "%.2f ms", v }' ;;
-    mb) awk -v v="$2" 'BEGIN { printf "%.1f MiB", v / 1024 }' ;;
-    esac
-}
-
-ratio() { # conclave etcd
-    [[ -n $1 && -n $2 ]] || { echo "-"; return; }
-    awk -v c="$1" -v e="$2" 'BEGIN { if (e + 0 == 0) print "n/a"; else printf "%.2f", c / e }'
-}
-
-echo
-printf '%-54s %14s %14s %9s  %s\n' "measurement" "etcd" "conclave" "c/etcd" "better"
-printf '%-54s %14s %14s %9s  %s\n' "-----------" "----" "--------" "------" "------"
-for row in "${ROWS[@]}"; do
-    IFS='|' read -r m label unit better <<<"$row"
-    e=${RES[$m|etcd]:-}
-    c=${RES[$m|conclave]:-}
-    [[ -n $e || -n $c ]] || continue
-    printf '%-54s %14s %14s %9s  %s\n' "$label" "$(fmt "$unit" "$e")" "$(fmt "$unit" "$c")" \
-        "$(ratio "$c" "$e")" "$better"
+# The ZooKeeper rows. Goals: >= 2x ZooKeeper's throughput on set, create, get and the lock recipe
+# at 16 and 64 clients; idle RSS <= 1/5 of ZooKeeper's.
+ZK_ROWS=()
+for w in $ZK_WORKLOADS; do
+    for cfg in $(zk_configs "$w"); do
+        n=${cfg%x*}
+        f=${cfg#*x}
+        g=""
+        case $w:$n in create:16 | create:64 | set:16 | set:64 | get:16 | get:64 | lock:16 | lock:64) g=">=2" ;; esac
+        c="$n clients"
+        if [[ $n == 1 ]]; then c="1 client"; fi
+        if [[ $w == lock ]]; then
+            label="zk lock acquire+release, $c"
+        else
+            label="zk ${w//_/-}, $c x $f in flight"
+        fi
+        ZK_ROWS+=("zk.$w.$cfg.tput|$label|ops|higher|$g")
+        if [[ $cfg == 1x1 ]]; then ZK_ROWS+=("zk.$w.$cfg.p50|  ${w//_/-} p50, 1 client|ms|lower"); fi
+        if [[ $cfg == 64x1 ]]; then ZK_ROWS+=("zk.$w.$cfg.p99|  ${w//_/-} p99, 64 clients|ms|lower"); fi
+    done
 done
-echo "(ratio = conclave / etcd; throughput: higher is better, latency/memory/disk: lower is better)"
+ZK_ROWS+=(
+    "zk.startup.ms|zk start to serving a session (median of $STARTUP_RUNS)|ms|lower"
+    "zk.rss.idle|zk idle RSS (ZooKeeper: its JVM)|mb|lower|<=0.2"
+    "zk.rss.after|zk RSS after all the ZooKeeper runs|mb|lower"
+)
+table zookeeper "${ZK_ROWS[@]}"
+
 if ((${#WARNINGS[@]})); then
     echo
     echo "warnings:"

@@ -1,9 +1,11 @@
-//! `conclave-bench`: a load generator for ANY etcd v3 endpoint (Conclave or real etcd).
+//! `conclave-bench`: a load generator for ANY etcd v3 endpoint (Conclave or real etcd) and ANY
+//! ZooKeeper endpoint (Conclave's `--zk-listen` or Apache ZooKeeper).
 //!
-//! Workloads (subcommands): `put`, `range`, `txn`, `watch-latency`; plus two measurements that
-//! are not etcd requests: `startup` (spawn a server binary on an empty data dir and time it to
-//! its first served Range) and `rss` (VmRSS of a pid). Helpers for scripts: `ping` (wait until an
-//! endpoint serves) and `free-ports`. See benches/README.md.
+//! Workloads (subcommands): `put`, `range`, `txn`, `watch-latency` (etcd v3 gRPC) and
+//! `zk create|set|get|delete|exists|get-children|lock` (ZooKeeper, see zk.rs); plus two
+//! measurements that are not requests: `startup` (spawn a server binary on an empty data dir and
+//! time it to its first served request) and `rss` (VmRSS of a pid). Helpers for scripts: `ping`
+//! (wait until an endpoint serves) and `free-ports`. See benches/README.md.
 //!
 //! Every workload prints one human line and one JSON line:
 //! `{"workload":..,"clients":..,"conns":..,"ops":..,"seconds":..,"ops_per_s":..,"p50_ms":..,
@@ -33,17 +35,22 @@ macro_rules! say {
     }};
 }
 
+mod zk;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "conclave-bench",
-    about = "Load generator for any etcd v3 endpoint (Conclave or etcd); prints a human line and a JSON line per run",
+    about = "Load generator for any etcd v3 or ZooKeeper endpoint (Conclave, etcd, ZooKeeper); prints a human line and a JSON line per run",
     after_help = "Examples:\n  conclave-bench --endpoints 127.0.0.1:2379 --clients 100 --conns 10 --total 20000 put\n  \
 conclave-bench --clients 100 --conns 10 range --consistency s --prefill 10000\n  \
 conclave-bench --conns 10 --total 1000 watch-latency --watchers 100 --streams 10 --rate 100\n  \
 conclave-bench startup --runs 5 --bin /usr/bin/etcd -- --data-dir {DATA} \\\n    \
 --listen-client-urls http://127.0.0.1:{PORT} --advertise-client-urls http://127.0.0.1:{PORT} \\\n    \
 --listen-peer-urls http://127.0.0.1:{PEER_PORT} --initial-advertise-peer-urls http://127.0.0.1:{PEER_PORT} \\\n    \
---initial-cluster default=http://127.0.0.1:{PEER_PORT}\n  conclave-bench rss --pid 1234"
+--initial-cluster default=http://127.0.0.1:{PEER_PORT}\n  \
+conclave-bench --endpoints 127.0.0.1:2181 --clients 16 zk set --inflight 16\n  \
+conclave-bench --endpoints 127.0.0.1:2181 --clients 64 --total 5000 zk lock\n  \
+conclave-bench rss --pid 1234"
 )]
 struct Cli {
     #[command(flatten)]
@@ -54,16 +61,18 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// etcd v3 endpoints (host:port or http://host:port), comma separated; connections are
-    /// spread over them round-robin.
-    #[arg(long, global = true, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    /// Endpoints (etcd: host:port or http://host:port; zk: host:port), comma separated;
+    /// connections are spread over them round-robin. Default 127.0.0.1:2379, for zk
+    /// 127.0.0.1:2181.
+    #[arg(long, global = true, value_delimiter = ',')]
     endpoints: Vec<String>,
 
-    /// Concurrent workers (each keeps one request in flight).
+    /// Concurrent workers (etcd: each keeps one request in flight; zk: each is its own
+    /// connection and session, with --inflight requests in flight).
     #[arg(long, global = true, default_value_t = 1)]
     clients: usize,
 
-    /// gRPC channels (TCP connections) shared round-robin by the workers.
+    /// gRPC channels (TCP connections) shared round-robin by the workers (etcd only).
     #[arg(long, global = true, default_value_t = 1)]
     conns: usize,
 
@@ -80,12 +89,16 @@ struct Common {
     #[arg(long, global = true, default_value_t = 8)]
     key_size: usize,
 
-    /// Value length in bytes.
-    #[arg(long, global = true, default_value_t = 256)]
+    /// Value length in bytes (default 256; zk: 100).
+    #[arg(long = "val-size", value_name = "VAL_SIZE", global = true)]
+    val_size_arg: Option<usize>,
+    #[arg(skip)]
     val_size: usize,
 
-    /// Number of distinct keys (keys 0..key-space).
-    #[arg(long, global = true, default_value_t = 100_000)]
+    /// Number of distinct keys (keys 0..key-space; default 100000; zk: 10000).
+    #[arg(long = "key-space", value_name = "KEY_SPACE", global = true)]
+    key_space_arg: Option<u64>,
+    #[arg(skip)]
     key_space: u64,
 
     /// Per-request timeout in seconds; a request that takes longer counts as an error.
@@ -105,6 +118,13 @@ enum Consistency {
     /// Serializable (served from the local store).
     #[value(name = "s", alias = "serializable")]
     S,
+}
+
+/// The protocol `ping` and `startup` probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Probe {
+    Etcd,
+    Zk,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,20 +174,28 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         drain_s: f64,
     },
+    /// ZooKeeper workloads: N clients (--clients, each its own connection and session) x M
+    /// requests in flight (--inflight).
+    Zk(zk::ZkArgs),
     /// Time from spawning a server binary (empty temp data dir, free loopback ports) until a TCP
-    /// connect and a linearizable gRPC Range on key "x" succeed. Args after `--` are the server's;
-    /// {PORT}, {PEER_PORT} and {DATA} are replaced by the client port, peer port and data dir.
+    /// connect and a first request succeed on {PORT}: a linearizable gRPC Range on key "x"
+    /// (--probe etcd) or a ZooKeeper session and exists("/") (--probe zk). Args after `--` are
+    /// the server's; {PORT}, {PEER_PORT}, {PORT2} and {DATA} are replaced by the probed port,
+    /// the peer port, one more free port and the data dir.
     Startup {
         /// Server binary to spawn.
         #[arg(long)]
         bin: PathBuf,
+        /// What "serving" means: etcd (a Range) or zk (a session and an exists).
+        #[arg(long, value_enum, default_value = "etcd")]
+        probe: Probe,
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 1)]
         runs: usize,
         /// Give up on one start after this many seconds.
         #[arg(long, default_value_t = 60.0)]
         wait_s: f64,
-        /// Server arguments (after `--`), with {PORT} {PEER_PORT} {DATA} placeholders.
+        /// Server arguments (after `--`), with {PORT} {PEER_PORT} {PORT2} {DATA} placeholders.
         #[arg(last = true, required = true)]
         args: Vec<String>,
     },
@@ -176,11 +204,13 @@ enum Cmd {
         #[arg(long)]
         pid: u32,
     },
-    /// Wait until the first endpoint serves a linearizable Range on "x"; exit 1 if it does not
-    /// within --wait-s.
+    /// Wait until the first endpoint serves (etcd: a linearizable Range on "x"; zk: a session
+    /// and an exists("/")); exit 1 if it does not within --wait-s.
     Ping {
         #[arg(long, default_value_t = 30.0)]
         wait_s: f64,
+        #[arg(long, value_enum, default_value = "etcd")]
+        probe: Probe,
     },
     /// Print N free loopback TCP ports, space separated (for scripts).
     FreePorts {
@@ -216,8 +246,21 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<i32, String> {
-    let c = cli.common;
+    let mut c = cli.common;
+    // Defaults that depend on the protocol.
+    let zk = matches!(cli.cmd, Cmd::Zk(_) | Cmd::Ping { probe: Probe::Zk, .. });
+    if c.endpoints.is_empty() {
+        c.endpoints = vec![if zk { "127.0.0.1:2181" } else { "127.0.0.1:2379" }.to_string()];
+    }
+    c.val_size = c.val_size_arg.unwrap_or(if zk { 100 } else { 256 });
+    c.key_space = c.key_space_arg.unwrap_or(if zk { 10_000 } else { 100_000 });
     match cli.cmd {
+        Cmd::Zk(args) => {
+            tokio::select! {
+                r = zk::run(&c, args) => r,
+                s = interrupted() => Err(format!("zk: interrupted by {s}")),
+            }
+        }
         Cmd::Put { sequential } => {
             check_common(&c)?;
             let chans = connect_all(&c).await?;
@@ -272,11 +315,11 @@ async fn run(cli: Cli) -> Result<i32, String> {
             let chans = connect_all(&c).await?;
             watch_latency(&c, &chans, watchers, streams, rate, prefix, drain_s).await
         }
-        Cmd::Startup { bin, runs, wait_s, args } => {
+        Cmd::Startup { bin, probe, runs, wait_s, args } => {
             // On SIGINT/SIGTERM drop the startup future: its guards stop the server and remove
             // the temp dir.
             tokio::select! {
-                r = startup(&c, &bin, runs.max(1), wait_s, &args) => r,
+                r = startup(&bin, probe, runs.max(1), wait_s, &args) => r,
                 s = interrupted() => Err(format!("startup: interrupted by {s}")),
             }
         }
@@ -286,17 +329,17 @@ async fn run(cli: Cli) -> Result<i32, String> {
             say!("{}", ordered_json(vec![("workload", json!("rss")), ("pid", json!(pid)), ("rss_kb", json!(kb))]));
             Ok(0)
         }
-        Cmd::Ping { wait_s } => {
+        Cmd::Ping { wait_s, probe } => {
             let ep = c.endpoints.first().ok_or("no --endpoints")?.clone();
             let t0 = Instant::now();
             let limit = Duration::from_secs_f64(wait_s.max(0.0));
             loop {
-                if probe_range(&ep, Duration::from_secs(1)).await.is_ok() {
+                if probe_once(probe, &ep, Duration::from_secs(1)).await.is_ok() {
                     say!("ping: {ep} serving after {:.0} ms", ms(t0.elapsed()));
                     return Ok(0);
                 }
                 if t0.elapsed() >= limit {
-                    let e = probe_range(&ep, Duration::from_secs(1)).await.err().unwrap_or_default();
+                    let e = probe_once(probe, &ep, Duration::from_secs(1)).await.err().unwrap_or_default();
                     eprintln!("ping: {ep} not serving after {wait_s} s: {e}");
                     return Ok(1);
                 }
@@ -910,6 +953,13 @@ fn free_ports(count: usize) -> Result<Vec<u16>, String> {
     ls.iter().map(|l| l.local_addr().map(|a| a.port()).map_err(|e| format!("local_addr: {e}"))).collect()
 }
 
+async fn probe_once(probe: Probe, ep: &str, limit: Duration) -> Result<(), String> {
+    match probe {
+        Probe::Etcd => probe_range(ep, limit).await,
+        Probe::Zk => zk::probe(ep.strip_prefix("http://").unwrap_or(ep), limit).await,
+    }
+}
+
 /// One linearizable Range on key "x" over a fresh connection.
 async fn probe_range(ep: &str, limit: Duration) -> Result<(), String> {
     let attempt = async {
@@ -991,8 +1041,7 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-async fn startup(c: &Common, bin: &Path, runs: usize, wait_s: f64, args: &[String]) -> Result<i32, String> {
-    let _ = c;
+async fn startup(bin: &Path, probe: Probe, runs: usize, wait_s: f64, args: &[String]) -> Result<i32, String> {
     // The server runs in its temp dir: resolve a relative binary path first.
     let bin = if bin.components().count() > 1 {
         std::fs::canonicalize(bin).map_err(|e| format!("{}: {e}", bin.display()))?
@@ -1015,13 +1064,14 @@ async fn startup(c: &Common, bin: &Path, runs: usize, wait_s: f64, args: &[Strin
                 .create(&data)
                 .map_err(|e| format!("creating {}: {e}", data.display()))?;
         }
-        let ports = free_ports(2)?;
-        let (port, peer) = (ports[0], ports[1]);
+        let ports = free_ports(3)?;
+        let (port, peer, port2) = (ports[0], ports[1], ports[2]);
         let argv: Vec<String> = args
             .iter()
             .map(|a| {
                 a.replace("{PORT}", &port.to_string())
                     .replace("{PEER_PORT}", &peer.to_string())
+                    .replace("{PORT2}", &port2.to_string())
                     .replace("{DATA}", &data.to_string_lossy())
             })
             .collect();
@@ -1059,7 +1109,7 @@ async fn startup(c: &Common, bin: &Path, runs: usize, wait_s: f64, args: &[Strin
             }
             let tcp = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(&addr)).await;
             match tcp {
-                Ok(Ok(_)) => match probe_range(&addr, Duration::from_secs(1)).await {
+                Ok(Ok(_)) => match probe_once(probe, &addr, Duration::from_secs(1)).await {
                     Ok(()) => break Some(t0.elapsed()),
                     Err(e) => last_err = e,
                 },
@@ -1104,6 +1154,7 @@ async fn startup(c: &Common, bin: &Path, runs: usize, wait_s: f64, args: &[Strin
         ordered_json(vec![
             ("workload", json!("startup")),
             ("bin", json!(bin.display().to_string())),
+            ("probe", json!(if probe == Probe::Zk { "zk" } else { "etcd" })),
             ("runs", json!(runs)),
             ("median_ms", json!(round3(median))),
             ("min_ms", json!(round3(sorted[0]))),
