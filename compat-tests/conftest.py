@@ -20,7 +20,8 @@ its ZooKeeper client port on 127.0.0.1:
              _zk_cfg) -- NOT the system service
   conclave   CONCLAVE_BIN with the etcd flags above plus
              `--zk-listen 127.0.0.1:PORT --zk-tick-time 2000` (and the words
-             of CONCLAVE_ZK_FLAGS, if set)
+             of CONCLAVE_ZK_FLAGS, if set; other CONCLAVE_ZK_* variables are
+             not passed on, so the environment cannot change its settings)
 
 Per-test server settings come from the marker
 `@pytest.mark.zk_config(four_letter_whitelist="ruok,srvr")`: zoo.cfg's
@@ -35,6 +36,7 @@ the expected values against ZooKeeper.
 import os
 import shlex
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -234,8 +236,8 @@ def _zk_ready(port, whitelist):
     # ZooKeeper answers ruok a moment before it serves sessions ("ZooKeeperServer
     # not running"): also require a session handshake (then closed again).
     try:
-        s = RawSession("127.0.0.1", port, 10000)
-    except (OSError, ValueError):
+        s = RawSession("127.0.0.1", port, 10000, io_timeout=2)
+    except (OSError, ValueError, struct.error):
         return False
     s.close_session()
     return s.negotiated_timeout > 0
@@ -265,8 +267,10 @@ def _start_zk(kind, workdir, config):
             argv += shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
         log_path = os.path.join(workdir, f"{kind}-zk-{zkport}.log")
         log = open(log_path, "wb")
+        # no stray settings from the environment: etcd's, conclave's ZooKeeper
+        # ones (CONCLAVE_ZK_FLAGS is the way to add flags), zkEnv's JVM flags
         env = {k: v for k, v in os.environ.items()
-               if not (k.startswith("ETCD_") or k.startswith("ETCDCTL_") or k in ("JVMFLAGS", "SERVER_JVMFLAGS"))}
+               if not (k.startswith(("ETCD_", "ETCDCTL_", "CONCLAVE_ZK_")) or k in ("JVMFLAGS", "SERVER_JVMFLAGS"))}
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=data_dir, start_new_session=True)
         log.close()

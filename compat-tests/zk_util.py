@@ -420,8 +420,8 @@ class RawSession:
     so that the server has to expire it.  Requests are kazoo request objects
     (kazoo.protocol.serialization), sent one at a time."""
 
-    def __init__(self, host, port, timeout_ms, session_id=0, passwd=b"\0" * 16):
-        self.sock = socket.create_connection((host, port), timeout=DEFAULT_TIMEOUT)
+    def __init__(self, host, port, timeout_ms, session_id=0, passwd=b"\0" * 16, io_timeout=DEFAULT_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=io_timeout)
         self._xid = 0
         self._send(Connect(0, 0, timeout_ms, session_id, passwd, False).serialize())
         resp, _ = Connect.deserialize(self._recv(), 0)
