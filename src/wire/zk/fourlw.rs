@@ -51,21 +51,28 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
         "cons" => {
             let conns: Vec<_> = ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
             for c in conns {
+                let (min, avg, max) = c.latency.get();
                 let _ = writeln!(
                     s,
-                    " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop=NA,est={},to={},lzxid=0x{:x},lresp=0,llat=0,minlat=0,avglat=0.0,maxlat=0)",
+                    " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={min},avglat={},maxlat={max})",
                     c.peer,
                     c.outstanding.load(Ordering::Relaxed),
                     c.received.load(Ordering::Relaxed),
                     c.sent.load(Ordering::Relaxed),
                     c.session_id.load(Ordering::Relaxed),
+                    c.last_op.lock().unwrap_or_else(|p| p.into_inner()),
                     c.established_ms,
                     c.timeout_ms.load(Ordering::Relaxed),
-                    c.last_zxid.load(Ordering::Relaxed)
+                    c.last_cxid.load(Ordering::Relaxed).max(0),
+                    c.last_zxid.load(Ordering::Relaxed),
+                    c.last_response_ms.load(Ordering::Relaxed),
+                    c.last_latency_ms.load(Ordering::Relaxed),
+                    avg as u64,
                 );
             }
             s.push('\n');
         }
+        "dump" => dump(ctx, &mut s),
         "conf" => {
             let c = &ctx.config;
             let _ = writeln!(s, "clientPort={}", c.client_port);
@@ -86,13 +93,17 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
             let _ = writeln!(s, "zookeeper.version={ZK_VERSION}");
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             let _ = writeln!(s, "host.name={}", host.trim());
-            let _ = writeln!(s, "os.name={}", std::env::consts::OS);
-            let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
-            let _ = writeln!(
-                s,
-                "user.dir={}",
-                std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
-            );
+            // The keys ZooKeeper prints about its host (its java.* keys describe a JVM we do not have).
+            let os = if cfg!(target_os = "linux") { "Linux" } else { std::env::consts::OS };
+            let _ = writeln!(s, "os.name={os}");
+            let arch = if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH };
+            let _ = writeln!(s, "os.arch={arch}");
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            let _ = writeln!(s, "os.version={}", release.trim());
+            let _ = writeln!(s, "user.name={}", std::env::var("USER").unwrap_or_else(|_| user_name()));
+            let _ = writeln!(s, "user.home={}", std::env::var("HOME").unwrap_or_default());
+            let dir = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+            let _ = writeln!(s, "user.dir={dir}");
         }
         "wchs" => {
             let (conns, paths, total) = watch_summary(ctx);
@@ -184,11 +195,13 @@ fn conn_list(ctx: &ZkCtx) -> Vec<(std::net::SocketAddr, usize, u64, u64)> {
         .collect()
 }
 
-fn latency(ctx: &ZkCtx) -> (u64, f64, u64) {
-    let st = &ctx.stats;
-    let n = st.latency_count.load(Ordering::Relaxed);
-    let avg = if n == 0 { 0.0 } else { st.latency_total_ms.load(Ordering::Relaxed) as f64 / n as f64 };
-    (st.latency_min_ms.load(Ordering::Relaxed), avg, st.latency_max_ms.load(Ordering::Relaxed))
+/// Java's Double.toString for the averages ZooKeeper prints: "0.0", "1.25".
+fn java_double(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{}", (v * 1e4).round() / 1e4)
+    }
 }
 
 fn node_count(ctx: &ZkCtx) -> u64 {
@@ -200,8 +213,8 @@ fn dir_size(ctx: &ZkCtx) -> u64 {
 }
 
 fn server_stats(ctx: &ZkCtx, s: &mut String) {
-    let (min, avg, max) = latency(ctx);
-    let _ = writeln!(s, "Latency min/avg/max: {min}/{avg:.4}/{max}");
+    let (min, avg, max) = ctx.stats.latency.get();
+    let _ = writeln!(s, "Latency min/avg/max: {min}/{}/{max}", java_double(avg));
     let _ = writeln!(s, "Received: {}", ctx.stats.received.load(Ordering::Relaxed));
     let _ = writeln!(s, "Sent: {}", ctx.stats.sent.load(Ordering::Relaxed));
     let _ = writeln!(s, "Connections: {}", ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).len());
@@ -212,19 +225,21 @@ fn server_stats(ctx: &ZkCtx, s: &mut String) {
 }
 
 fn mntr(ctx: &ZkCtx, s: &mut String) {
-    let (min, avg, max) = latency(ctx);
-    let (_, _, watches) = watch_summary(ctx);
+    let (min, avg, max) = ctx.stats.latency.get();
+    let (_, _, watches) = ctx.watches.counts();
     let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
     let kv: Vec<(&str, String)> = vec![
         ("zk_version", ZK_VERSION.to_string()),
         ("zk_server_state", "standalone".into()),
-        ("zk_avg_latency", format!("{avg:.4}")),
+        ("zk_avg_latency", java_double(avg)),
         ("zk_max_latency", max.to_string()),
         ("zk_min_latency", min.to_string()),
         ("zk_packets_received", ctx.stats.received.load(Ordering::Relaxed).to_string()),
         ("zk_packets_sent", ctx.stats.sent.load(Ordering::Relaxed).to_string()),
         ("zk_num_alive_connections", ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).len().to_string()),
         ("zk_outstanding_requests", ctx.stats.outstanding.load(Ordering::Relaxed).to_string()),
+        // Every ZooKeeper session is a lease; etcd leases count here too.
+        ("zk_global_sessions", ctx.lessor.len().to_string()),
         ("zk_znode_count", node_count(ctx).to_string()),
         ("zk_watch_count", watches.to_string()),
         ("zk_ephemerals_count", ctx.store.read().and_then(|v| v.zk_ephemeral_count()).unwrap_or(0).to_string()),
@@ -247,4 +262,46 @@ fn max_fds() -> u64 {
     } else {
         0
     }
+}
+
+fn user_name() -> String {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// `dump`: the live sessions with their remaining time, the ephemerals of each session, and
+/// (as ZooKeeper's Netty connection factory) no connection section body.
+fn dump(ctx: &ZkCtx, s: &mut String) {
+    s.push_str("SessionTracker dump:\n");
+    let view = ctx.store.read().ok();
+    let leases = view.as_ref().and_then(|v| v.leases().ok()).unwrap_or_default();
+    let _ = writeln!(s, "Session Sets ({})/({}):", leases.len(), leases.len());
+    for (id, _) in &leases {
+        let left_ms = ctx.lessor.remaining(*id).map(|(_, d)| d.as_millis()).unwrap_or(0);
+        let _ = writeln!(s, "1 expire in {left_ms} ms:\n\t0x{id:x}");
+    }
+    s.push_str("ephemeral nodes dump:\n");
+    let by_session: Vec<(i64, Vec<String>)> = leases
+        .iter()
+        .filter_map(|(id, _)| {
+            let e = view.as_ref()?.zk_ephemerals(*id).ok()?;
+            (!e.is_empty()).then_some((*id, e))
+        })
+        .collect();
+    let _ = writeln!(s, "Sessions with Ephemerals ({}):", by_session.len());
+    for (id, paths) in by_session {
+        let _ = writeln!(s, "0x{id:x}:");
+        for p in paths {
+            let _ = writeln!(s, "\t{p}");
+        }
+    }
+    s.push_str("Connections dump:\n");
 }

@@ -89,9 +89,50 @@ pub struct ConnStats {
     pub sent: AtomicU64,
     pub outstanding: AtomicUsize,
     pub last_zxid: AtomicI64,
+    /// The last answered request: ZooKeeper's short op name, xid, answer time (epoch ms).
+    pub last_op: Mutex<&'static str>,
+    pub last_cxid: AtomicI64,
+    pub last_response_ms: AtomicI64,
+    pub last_latency_ms: AtomicU64,
+    pub latency: Latency,
     pub established_ms: i64,
     close: Notify,
     closed: AtomicBool,
+}
+
+/// Request latencies in ms: min/avg/max as the four-letter words report them.
+#[derive(Default)]
+pub struct Latency {
+    total_ms: AtomicU64,
+    count: AtomicU64,
+    max_ms: AtomicU64,
+    min_ms: AtomicU64,
+}
+
+impl Latency {
+    fn record(&self, ms: u64) {
+        self.total_ms.fetch_add(ms, Ordering::Relaxed);
+        let n = self.count.fetch_add(1, Ordering::Relaxed);
+        self.max_ms.fetch_max(ms, Ordering::Relaxed);
+        if n == 0 {
+            self.min_ms.store(ms, Ordering::Relaxed);
+        } else {
+            self.min_ms.fetch_min(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// (min, avg, max); all 0 before the first request.
+    pub fn get(&self) -> (u64, f64, u64) {
+        let n = self.count.load(Ordering::Relaxed);
+        let avg = if n == 0 { 0.0 } else { self.total_ms.load(Ordering::Relaxed) as f64 / n as f64 };
+        (self.min_ms.load(Ordering::Relaxed), avg, self.max_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn reset(&self) {
+        for c in [&self.total_ms, &self.count, &self.max_ms, &self.min_ms] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Server-wide counters for srvr/stat/mntr.
@@ -99,30 +140,46 @@ pub struct ConnStats {
 pub struct ServerStats {
     pub received: AtomicU64,
     pub sent: AtomicU64,
-    pub latency_total_ms: AtomicU64,
-    pub latency_count: AtomicU64,
-    pub latency_max_ms: AtomicU64,
-    pub latency_min_ms: AtomicU64,
+    pub latency: Latency,
     pub outstanding: AtomicUsize,
 }
 
 impl ServerStats {
-    fn record_latency(&self, ms: u64) {
-        self.latency_total_ms.fetch_add(ms, Ordering::Relaxed);
-        let n = self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_max_ms.fetch_max(ms, Ordering::Relaxed);
-        if n == 0 {
-            self.latency_min_ms.store(ms, Ordering::Relaxed);
-        } else {
-            self.latency_min_ms.fetch_min(ms, Ordering::Relaxed);
-        }
-    }
-
     pub fn reset(&self) {
-        for c in [&self.received, &self.sent, &self.latency_total_ms, &self.latency_count, &self.latency_max_ms] {
-            c.store(0, Ordering::Relaxed);
-        }
-        self.latency_min_ms.store(0, Ordering::Relaxed);
+        self.received.store(0, Ordering::Relaxed);
+        self.sent.store(0, Ordering::Relaxed);
+        self.latency.reset();
+    }
+}
+
+/// ZooKeeper's short names of operations (FinalRequestProcessor's lastOp), for `cons`.
+fn op_name(op: i32) -> &'static str {
+    match op {
+        op::PING => "PING",
+        op::CREATE_SESSION => "SESS",
+        op::MULTI => "MULT",
+        op::MULTI_READ => "MLTR",
+        op::CREATE | op::CREATE2 | op::CREATE_TTL | op::CREATE_CONTAINER => "CREA",
+        op::DELETE | op::DELETE_CONTAINER => "DELE",
+        op::SET_DATA => "SETD",
+        op::RECONFIG => "RECO",
+        op::SET_ACL => "SETA",
+        op::CLOSE_SESSION => "CLOS",
+        op::SYNC => "SYNC",
+        op::CHECK => "CHEC",
+        op::EXISTS => "EXIS",
+        op::GET_DATA => "GETD",
+        op::SET_WATCHES => "SETW",
+        op::SET_WATCHES2 => "STW2",
+        op::ADD_WATCH => "ADDW",
+        op::GET_ACL => "GETA",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::GET_ALL_CHILDREN_NUMBER => "GETACN",
+        op::CHECK_WATCHES => "CHKW",
+        op::REMOVE_WATCHES => "REMW",
+        op::GET_EPHEMERALS => "GETE",
+        op::WHO_AM_I => "HOMI",
+        _ => "NA",
     }
 }
 
@@ -312,6 +369,11 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
         sent: AtomicU64::new(1),
         outstanding: AtomicUsize::new(0),
         last_zxid: AtomicI64::new(ctx.revision()),
+        last_op: Mutex::new("SESS"),
+        last_cxid: AtomicI64::new(-1),
+        last_response_ms: AtomicI64::new(now_ms()),
+        last_latency_ms: AtomicU64::new(0),
+        latency: Latency::default(),
         established_ms: now_ms(),
         close: Notify::new(),
         closed: AtomicBool::new(false),
@@ -438,6 +500,7 @@ enum Queued {
     /// An answer known at read time (ping, auth, errors found before proposing).
     Ready {
         xid: i32,
+        op: i32,
         err: i32,
         body: Vec<u8>,
         close: bool,
@@ -504,29 +567,35 @@ impl Conn {
     fn submit(&self, xid: i32, op: i32, ops: Vec<i32>, cmd: Command) -> Queued {
         match self.ctx.replica.submit(cmd) {
             Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started: Instant::now() },
-            Err(e) => Queued::Ready { xid, err: propose_error_code(&e), body: Vec::new(), close: false },
+            Err(e) => Queued::Ready { xid, op, err: propose_error_code(&e), body: Vec::new(), close: false },
         }
     }
 
     fn queue_item(&mut self, req: Request) -> Queued {
         let xid = req.xid;
-        let ready = |err: i32| Queued::Ready { xid, err, body: Vec::new(), close: false };
+        let ready = |err: i32| Queued::Ready { xid, op: req.op, err, body: Vec::new(), close: false };
         match req.body {
-            RequestBody::Ping => Queued::Ready { xid: xid::PING, err: 0, body: Vec::new(), close: false },
+            RequestBody::Ping => Queued::Ready { xid: xid::PING, op: op::PING, err: 0, body: Vec::new(), close: false },
             RequestBody::Auth { scheme, auth: cred, .. } => {
                 if scheme == "digest" {
                     let id = auth::digest_id(&String::from_utf8_lossy(&cred));
                     if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
                         self.auth.push(("digest".into(), id));
                     }
-                    Queued::Ready { xid: xid::AUTH, err: 0, body: Vec::new(), close: false }
+                    Queued::Ready { xid: xid::AUTH, op: op::AUTH, err: 0, body: Vec::new(), close: false }
                 } else if scheme == "ip" {
                     // ZooKeeper's ip provider authenticates the connection's own address, which
                     // every session already has.
-                    Queued::Ready { xid: xid::AUTH, err: 0, body: Vec::new(), close: false }
+                    Queued::Ready { xid: xid::AUTH, op: op::AUTH, err: 0, body: Vec::new(), close: false }
                 } else {
                     // ZooKeeper answers AuthFailed and closes the connection.
-                    Queued::Ready { xid: xid::AUTH, err: ErrorCode::AuthFailed as i32, body: Vec::new(), close: true }
+                    Queued::Ready {
+                        xid: xid::AUTH,
+                        op: op::AUTH,
+                        err: ErrorCode::AuthFailed as i32,
+                        body: Vec::new(),
+                        close: true,
+                    }
                 }
             }
             RequestBody::CloseSession => {
@@ -550,7 +619,7 @@ impl Conn {
                                 .collect();
                             let mut w = Writer::new();
                             write_multi(&mut w, &codes, &results);
-                            return Queued::Ready { xid, err: 0, body: w.buf, close: false };
+                            return Queued::Ready { xid, op: req.op, err: 0, body: w.buf, close: false };
                         }
                     }
                 }
@@ -718,15 +787,15 @@ async fn respond(
             }
             q = queue.recv() => match q { Some(q) => q, None => break },
         };
-        let (xid, zxid, err, body, close, started) = match item {
-            Queued::Ready { xid, err, body, close } => (xid, ctx.revision(), err, body, close, None),
+        let (xid, op, zxid, err, body, close, started) = match item {
+            Queued::Ready { xid, op, err, body, close } => (xid, op, ctx.revision(), err, body, close, None),
             Queued::Write { xid, op, ops, fut, started } => {
                 let (zxid, err, body) = write_reply(op, &ops, fut.await);
-                (xid, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
+                (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
             }
             Queued::Read { req, auth, started } => {
                 let (zxid, err, body) = execute_read(&ctx, conn_id, &req, &auth);
-                (req.xid, zxid, err, body, false, Some(started))
+                (req.xid, req.op, zxid, err, body, false, Some(started))
             }
         };
         // ZooKeeper's ordering guarantee: every event up to this reply's zxid goes first.
@@ -744,8 +813,16 @@ async fn respond(
         stats.sent.fetch_add(1, Ordering::Relaxed);
         ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
         stats.last_zxid.store(zxid, Ordering::Relaxed);
+        if op != op::AUTH {
+            *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = op_name(op);
+            stats.last_cxid.store(xid as i64, Ordering::Relaxed);
+            stats.last_response_ms.store(now_ms(), Ordering::Relaxed);
+        }
         if let Some(t) = started {
-            ctx.stats.record_latency(t.elapsed().as_millis() as u64);
+            let ms = t.elapsed().as_millis() as u64;
+            ctx.stats.latency.record(ms);
+            stats.latency.record(ms);
+            stats.last_latency_ms.store(ms, Ordering::Relaxed);
         }
         if close {
             let _ = wr.write_all(&out).await;
