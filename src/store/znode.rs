@@ -642,12 +642,23 @@ impl WriteTx<'_> {
             null_data: data.is_none(),
             acl,
         };
-        let data = data.clone().unwrap_or_default();
+        let mut data = data.clone().unwrap_or_default();
+        if let Some(target) = quota_target(&path, QUOTA_STATS) {
+            // ZooKeeper's updateQuotaForPath: a new stats node starts from the subtree as it is.
+            let (count, bytes) = self.zk_subtree_usage(target)?;
+            data = rewrite_stats(&data, |k, v| match k {
+                "count" => count,
+                "bytes" => bytes,
+                _ => v,
+            });
+        }
+        let len = data.len() as i64;
         let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len() };
         let node = Node { meta, data: data.clone(), kv: Some(kv) };
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.clone(), Some(node));
         ov.kv.push(KvChange::Put { path: path.clone(), data, lease });
+        self.zk_quota(ov, &path, 1, len)?;
         Ok(Ok((path, stat)))
     }
 
@@ -689,6 +700,7 @@ impl WriteTx<'_> {
         ov.children.push((parent_path, name_of(path).to_string(), false));
         ov.nodes.insert(path.to_string(), None);
         ov.kv.push(KvChange::Delete { path: path.to_string() });
+        self.zk_quota(ov, path, -1, -(node.data.len() as i64))?;
         Ok(Ok(()))
     }
 
@@ -716,11 +728,13 @@ impl WriteTx<'_> {
         let data = data.as_deref().unwrap_or_default();
         let lease = node.kv.as_ref().map(|k| k.lease).unwrap_or(0);
         let version = node.kv.as_ref().map(|k| k.version).unwrap_or(0) + 1;
+        let bytes_diff = data.len() as i64 - node.data.len() as i64;
         node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len() });
         node.data = data.to_vec();
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.to_string(), Some(node));
         ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease });
+        self.zk_quota(ov, path, 0, bytes_diff)?;
         Ok(Ok(stat))
     }
 
@@ -753,6 +767,73 @@ impl WriteTx<'_> {
         Ok(Ok(stat))
     }
 
+    /// A node as the overlay or the table has it, without adding it to the overlay.
+    fn zk_peek(&self, ov: &Overlay, path: &str) -> Result<Option<ZnodeMeta>, Error> {
+        if let Some(n) = ov.nodes.get(path) {
+            return Ok(n.as_ref().map(|n| n.meta.clone()));
+        }
+        Ok(self.znodes.get(path)?.map(|row| ZnodeMeta::decode(row.value())).transpose()?)
+    }
+
+    /// ZooKeeper's quota bookkeeping (DataTree.updateCountBytes): a change under a path with a
+    /// quota (a `zookeeper_limits` node under /zookeeper/quota) adjusts the count and bytes in
+    /// that quota's `zookeeper_stats` node. ZooKeeper rewrites that node's data in place; here
+    /// it is an ordinary write of the node (its version moves, unlike ZooKeeper's).
+    fn zk_quota(&self, ov: &mut Overlay, path: &str, count_diff: i64, bytes_diff: i64) -> Result<(), Error> {
+        if path.starts_with("/zookeeper") || (count_diff == 0 && bytes_diff == 0) {
+            return Ok(());
+        }
+        // Almost every tree has no quota: one lookup says so.
+        if self.zk_peek(ov, QUOTA_ROOT)?.map(|m| m.num_children).unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        let mut at = path;
+        while at != "/" {
+            if self.zk_peek(ov, &format!("{QUOTA_ROOT}{at}/{QUOTA_LIMITS}"))?.is_some() {
+                let stats_path = format!("{QUOTA_ROOT}{at}/{QUOTA_STATS}");
+                if let Some(mut node) = self.zk_load(ov, &stats_path)? {
+                    node.data = rewrite_stats(&node.data, |k, v| match k {
+                        "count" => v + count_diff,
+                        "bytes" => v + bytes_diff,
+                        _ => v,
+                    });
+                    let (version, lease) = node.kv.as_ref().map(|k| (k.version, k.lease)).unwrap_or((0, 0));
+                    node.kv =
+                        Some(KvState { mod_revision: ov.rev, version: version + 1, lease, data_len: node.data.len() });
+                    ov.kv.push(KvChange::Put { path: stats_path.clone(), data: node.data.clone(), lease });
+                    ov.nodes.insert(stats_path, Some(node));
+                }
+                return Ok(());
+            }
+            at = parent_of(at);
+        }
+        Ok(())
+    }
+
+    /// (nodes, data bytes) of the subtree at `path`, the node itself included.
+    fn zk_subtree_usage(&self, path: &str) -> Result<(i64, i64), Error> {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut todo = vec![path.to_string()];
+        while let Some(p) = todo.pop() {
+            if self.znodes.get(p.as_str())?.is_none() {
+                continue;
+            }
+            count += 1;
+            if let Some(c) = self.current(&key_of(&p))? {
+                bytes += c.value.len() as i64;
+            }
+            for row in self.zk_children.range::<(&str, &str)>((p.as_str(), "")..)? {
+                let (k, _) = row?;
+                let (parent, name) = k.value();
+                if parent != p {
+                    break;
+                }
+                todo.push(if p == "/" { format!("/{name}") } else { format!("{p}/{name}") });
+            }
+        }
+        Ok((count, bytes))
+    }
+
     /// A lease revoke (session close or expiry) deletes an ephemeral znode: its key goes with
     /// the other keys of the lease, and here its parent learns of it and its metadata goes.
     pub(super) fn zk_forget_ephemeral(&mut self, key: &[u8], revision: i64) -> Result<(), Error> {
@@ -769,6 +850,34 @@ impl WriteTx<'_> {
         self.znodes.remove(path.as_str())?;
         Ok(())
     }
+}
+
+const QUOTA_ROOT: &str = "/zookeeper/quota";
+const QUOTA_LIMITS: &str = "zookeeper_limits";
+const QUOTA_STATS: &str = "zookeeper_stats";
+
+/// For `/zookeeper/quota/<p>/<leaf>`, the quota'd path `<p>`.
+fn quota_target<'a>(path: &'a str, leaf: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(QUOTA_ROOT)?;
+    let target = rest.strip_suffix(leaf)?.strip_suffix('/')?;
+    (target.starts_with('/') && target.len() > 1).then_some(target)
+}
+
+/// Rewrites the numbers of a quota stats text ("count=4,bytes=5", ZooKeeper's StatsTrack),
+/// keeping its keys and their order.
+fn rewrite_stats(data: &[u8], f: impl Fn(&str, i64) -> i64) -> Vec<u8> {
+    let text = String::from_utf8_lossy(data);
+    let parts: Vec<String> = text
+        .split(',')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => match v.trim().parse::<i64>() {
+                Ok(n) => format!("{k}={}", f(k.trim(), n)),
+                Err(_) => kv.to_string(),
+            },
+            None => kv.to_string(),
+        })
+        .collect();
+    parts.join(",").into_bytes()
 }
 
 /// The longest TTL ZooKeeper accepts (its 40-bit TTL field, in ms).
