@@ -31,41 +31,14 @@ from kazoo.exceptions import (AuthFailedError, BadArgumentsError, BadVersionErro
                               NoAuthError, NoChildrenForEphemeralsError, NodeExistsError, NoNodeError,
                               NotEmptyError, ReconfigDisabledError)
 from kazoo.protocol.serialization import Create2
-from kazoo.protocol.states import EventType, KazooState, KeeperState, WatchedEvent
+from kazoo.protocol.states import EventType, KazooState
 from kazoo.security import (ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, Id, Permissions, make_acl,
                             make_digest_acl, make_digest_acl_credential)
 
-from zk_util import (EPHEMERAL, PERSISTENT_WITH_TTL, CreateTTLRequest, call, create_container, create_ttl,
-                     get_all_children_number, get_ephemerals, wait_until)
+from zk_util import (EPHEMERAL, PERSISTENT_WITH_TTL, CreateTTLRequest, Events, call, create_container,
+                     create_ttl, ev, get_all_children_number, get_ephemerals, wait_until)
 
 WORLD_ALL = [ACL(Permissions.ALL, Id("world", "anyone"))]
-
-
-class Events:
-    """A watch callback that records WatchedEvents on a queue."""
-
-    def __init__(self):
-        self.q = queue.Queue()
-
-    def __call__(self, event):
-        self.q.put(event)
-
-    def next(self, timeout=10):
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no watch event within {timeout}s")
-
-    def none(self, wait=0.5):
-        try:
-            ev = self.q.get(timeout=wait)
-        except queue.Empty:
-            return True
-        raise AssertionError(f"unexpected watch event {ev}")
-
-
-def ev(type_, path):
-    return WatchedEvent(type_, KeeperState.CONNECTED, path)
 
 
 def outcome(results):

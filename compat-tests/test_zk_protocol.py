@@ -12,38 +12,16 @@ Every expected value was taken from ZooKeeper 3.8.0 (standalone, tickTime
 import time
 
 from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, GetData, SetData
-from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
+from kazoo.protocol.states import EventType
 from kazoo.security import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 
-from zk_util import RawSession, parse_notification, set_watches_body
+from zk_util import Events, RawSession, ev, parse_notification, set_watches_body
 
 # WatcherEvent type / state codes
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
 SYNC_CONNECTED = 3
 SET_WATCHES_XID, PING_XID = -8, -2
 OP_PING, OP_SET_WATCHES = 11, 101
-
-
-class Events:
-    """A kazoo watch callback collecting events."""
-
-    def __init__(self):
-        import queue
-        self.q = queue.Queue()
-
-    def __call__(self, event):
-        self.q.put(event)
-
-    def next(self, timeout=10):
-        import queue
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no watch event within {timeout}s")
-
-
-def ev(type_, path):
-    return WatchedEvent(type_, KeeperState.CONNECTED, path)
 
 
 def test_session_timeout_negotiation(zk):

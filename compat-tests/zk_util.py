@@ -22,6 +22,7 @@ a node with empty data prints an empty line) stay.
 """
 
 import os
+import queue
 import re
 import signal
 import shutil
@@ -514,6 +515,36 @@ def set_watches_body(relative_zxid, data=(), exist=(), child=()):
     dataWatches, existWatches, childWatches."""
     return (struct.pack("!q", relative_zxid) + write_string_vector(list(data))
             + write_string_vector(list(exist)) + write_string_vector(list(child)))
+
+
+class Events:
+    """A kazoo watch callback that records the WatchedEvents it gets."""
+
+    def __init__(self):
+        self.q = queue.Queue()
+
+    def __call__(self, event):
+        self.q.put(event)
+
+    def next(self, timeout=10):
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no watch event within {timeout}s")
+
+    def none(self, wait=0.5):
+        """Assert that no event arrives within `wait` seconds."""
+        try:
+            ev = self.q.get(timeout=wait)
+        except queue.Empty:
+            return True
+        raise AssertionError(f"unexpected watch event {ev}")
+
+
+def ev(type_, path):
+    """The WatchedEvent kazoo delivers for a watch that fired on a live session."""
+    from kazoo.protocol.states import KeeperState, WatchedEvent
+    return WatchedEvent(type_, KeeperState.CONNECTED, path)
 
 
 def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.05, what="condition"):
