@@ -86,20 +86,9 @@ pub mod xid {
     pub const SET_WATCHES: i32 = -8;
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stat {
-    pub czxid: i64,
-    pub mzxid: i64,
-    pub ctime: i64,
-    pub mtime: i64,
-    pub version: i32,
-    pub cversion: i32,
-    pub aversion: i32,
-    pub ephemeral_owner: i64,
-    pub data_length: i32,
-    pub num_children: i32,
-    pub pzxid: i64,
-}
+/// ZooKeeper's Stat record: the store's [`ZkStat`](crate::command::ZkStat), which is field for
+/// field the jute record; the encoding lives here with the other records.
+pub type Stat = crate::command::ZkStat;
 
 impl Stat {
     pub fn write(&self, w: &mut Writer) {

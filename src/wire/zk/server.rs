@@ -679,20 +679,7 @@ fn to_zk_op(op: i32, body: RequestBody) -> Result<ZkOp, i32> {
 }
 
 fn write_stat(w: &mut Writer, s: &ZkStat) {
-    Stat {
-        czxid: s.czxid,
-        mzxid: s.mzxid,
-        ctime: s.ctime,
-        mtime: s.mtime,
-        version: s.version,
-        cversion: s.cversion,
-        aversion: s.aversion,
-        ephemeral_owner: s.ephemeral_owner,
-        data_length: s.data_length,
-        num_children: s.num_children,
-        pzxid: s.pzxid,
-    }
-    .write(w);
+    s.write(w);
 }
 
 /// MultiResponse: per op a MultiHeader {type, done=false, err} and its result, then the end
