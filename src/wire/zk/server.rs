@@ -410,11 +410,22 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
     }
 }
 
+/// ZooKeeper's negotiation: the asked timeout clamped to [min, max] session timeout.
+fn negotiate_timeout_ms(asked_ms: i32, cfg: &ZkConfig) -> u64 {
+    (asked_ms.max(0) as u64).clamp(cfg.min_session_timeout_ms, cfg.max_session_timeout_ms)
+}
+
+/// The lease behind a session: whole seconds (a lease's unit), rounded up so a session never
+/// expires before its timeout.
+fn session_ttl_s(timeout_ms: u64) -> i64 {
+    timeout_ms.div_ceil(1000) as i64
+}
+
 /// Establishes or resumes the session. Returns (session id, negotiated timeout ms), or None
 /// when the connection must close (after ZooKeeper's "expired" answer where it sends one).
 async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -> Option<(i64, u64)> {
     let cfg = &ctx.config;
-    let timeout_ms = (req.timeout_ms.max(0) as u64).clamp(cfg.min_session_timeout_ms, cfg.max_session_timeout_ms);
+    let timeout_ms = negotiate_timeout_ms(req.timeout_ms, cfg);
     if req.last_zxid_seen > ctx.revision() {
         // ZooKeeper refuses a client that has seen a newer state: it must try another server.
         tracing::info!(
@@ -430,7 +441,7 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
             tracing::warn!("refusing a new ZooKeeper session: {} sessions and leases live", ctx.lessor.len());
             return None;
         }
-        let ttl_s = timeout_ms.div_ceil(1000) as i64;
+        let ttl_s = session_ttl_s(timeout_ms);
         let mut granted = None;
         for _ in 0..3 {
             let id = ctx.next_session_id();
@@ -1114,5 +1125,41 @@ fn set_watches(
                 g.add_standard(conn, Kind::Child, p, rev, max);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_negotiate_like_zookeeper() {
+        let cfg = ZkConfig::default();
+        for (asked, got) in [(0, 4000), (1000, 4000), (5000, 5000), (40_000, 40_000), (120_000, 40_000), (-5, 4000)] {
+            assert_eq!(negotiate_timeout_ms(asked, &cfg), got, "asked {asked}");
+        }
+        assert_eq!((session_ttl_s(4000), session_ttl_s(4001), session_ttl_s(999)), (4, 5, 1));
+    }
+
+    /// Goal: a session lives as long as its client talks, and ends one timeout after it goes
+    /// quiet. Method: paused time; the lessor renewed on each "packet" (as the reader does),
+    /// then silence.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_lives_while_pinged_and_expires_after_silence() {
+        let lessor = Lessor::new();
+        let cfg = ZkConfig::default();
+        let timeout = negotiate_timeout_ms(10_000, &cfg);
+        lessor.granted(42, session_ttl_s(timeout));
+        // A client pings every third of its timeout for a minute.
+        for _ in 0..18 {
+            tokio::time::advance(Duration::from_millis(timeout / 3)).await;
+            assert!(lessor.take_expired(10).is_empty());
+            assert_eq!(lessor.renew(42), Some(10));
+        }
+        tokio::time::advance(Duration::from_millis(timeout - 1)).await;
+        assert!(lessor.take_expired(10).is_empty(), "not before the timeout");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(lessor.take_expired(10), vec![42], "offered for revocation at the timeout");
+        assert_eq!(lessor.renew(42), None, "a reconnect now finds the session expired");
     }
 }
