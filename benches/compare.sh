@@ -176,14 +176,16 @@ server_args() { # client-port peer-port data-dir -> ARGS
 }
 
 start_server() { # name
-    local ports p q
-    ports=$("$BENCH_BIN" free-ports --count 2) || return 1
-    read -r p q <<<"$ports"
+    local ports p q z
+    ports=$("$BENCH_BIN" free-ports --count 3) || return 1
+    read -r p q z <<<"$ports"
     SEQ=$((SEQ + 1))
     SERVER_DATA=$WORK/$1-$SEQ.data
     SERVER_LOG=$WORK/$1-$SEQ.log
     server_args "$p" "$q" "$SERVER_DATA"
-    "$(server_bin "$1")" "${ARGS[@]}" >"$SERVER_LOG" 2>&1 &
+    # Conclave also serves ZooKeeper, on 127.0.0.1:2181 by default, and does not start if that
+    # port is taken: give it a free one through its environment (the flags stay etcd's).
+    CONCLAVE_ZK_LISTEN=127.0.0.1:$z "$(server_bin "$1")" "${ARGS[@]}" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     SERVER_EP=127.0.0.1:$p
     if ! "$BENCH_BIN" --endpoints "$SERVER_EP" ping --wait-s 30 >/dev/null; then
@@ -265,7 +267,9 @@ wl_startup() {
     bin=$(server_bin "$1")
     server_args '{PORT}' '{PEER_PORT}' '{DATA}'
     # TMPDIR: the tool's temp data dirs go under $WORK (removed by cleanup whatever happens).
-    if TMPDIR=$WORK bench "$1" startup --runs "$STARTUP_RUNS" --bin "$bin" -- "${ARGS[@]}"; then
+    # CONCLAVE_ZK_LISTEN: as in start_server (the runs are one after the other: one port will do).
+    if TMPDIR=$WORK CONCLAVE_ZK_LISTEN=127.0.0.1:$("$BENCH_BIN" free-ports --count 1) \
+        bench "$1" startup --runs "$STARTUP_RUNS" --bin "$bin" -- "${ARGS[@]}"; then
         res startup.ms "$1" "$(jget "$LAST_JSON" median_ms)"
     fi
 }
