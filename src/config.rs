@@ -122,10 +122,12 @@ pub struct Config {
     #[arg(long, env = "CONCLAVE_MAX_WATCH_STREAMS", default_value_t = 10_000)]
     pub max_watch_streams: usize,
 
-    /// ZooKeeper client address (host:port); empty turns the ZooKeeper protocol off.
+    /// ZooKeeper client address (host:port); empty turns the ZooKeeper protocol off. Without
+    /// this flag Conclave listens on 127.0.0.1:2181 if that port is free, and otherwise serves
+    /// etcd alone (with a warning), so it still starts as a plain etcd next to a ZooKeeper.
     /// zoo.cfg's `clientPort` is accepted as an alias (it then listens on 127.0.0.1).
-    #[arg(long, env = "CONCLAVE_ZK_LISTEN", default_value = "127.0.0.1:2181")]
-    pub zk_listen: String,
+    #[arg(long, env = "CONCLAVE_ZK_LISTEN")]
+    pub zk_listen: Option<String>,
 
     /// zoo.cfg's clientPort: listen for ZooKeeper clients on 127.0.0.1:PORT (overrides --zk-listen).
     #[arg(long = "clientPort", env = "CONCLAVE_ZK_CLIENT_PORT")]
@@ -201,12 +203,15 @@ impl Config {
         }
     }
 
-    /// The ZooKeeper listen address, or None when the protocol is off.
-    pub fn zk_addr(&self) -> Option<String> {
-        match self.zk_client_port {
-            Some(p) => Some(format!("127.0.0.1:{p}")),
-            None if self.zk_listen.is_empty() => None,
-            None => Some(self.zk_listen.clone()),
+    /// The ZooKeeper listen address, or None when the protocol is off, and whether it was asked
+    /// for explicitly (an explicit address that cannot be bound is an error; the default one
+    /// is skipped with a warning).
+    pub fn zk_addr(&self) -> Option<(String, bool)> {
+        match (self.zk_client_port, &self.zk_listen) {
+            (Some(p), _) => Some((format!("127.0.0.1:{p}"), true)),
+            (None, Some(a)) if a.is_empty() => None,
+            (None, Some(a)) => Some((a.clone(), true)),
+            (None, None) => Some((DEFAULT_ZK_LISTEN.to_string(), false)),
         }
     }
 
@@ -214,6 +219,9 @@ impl Config {
         parse_duration(&self.experimental_watch_progress_notify_interval).unwrap_or(Duration::from_secs(600))
     }
 }
+
+/// Where ZooKeeper clients connect unless told otherwise: ZooKeeper's port on loopback.
+pub const DEFAULT_ZK_LISTEN: &str = "127.0.0.1:2181";
 
 /// Splits a comma-separated URL list.
 pub fn split_urls(s: &str) -> Vec<String> {

@@ -184,12 +184,23 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
     let listener = TcpListener::bind(&addr).await.map_err(|e| format!("listening on {addr}: {e}"))?;
     let client_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let zk_addr = match config.zk_addr() {
+    let zk_listener = match config.zk_addr() {
         None => None,
-        Some(addr) => {
-            let listener = TcpListener::bind(&addr)
-                .await
-                .map_err(|e| format!("listening for ZooKeeper clients on {addr}: {e}"))?;
+        Some((addr, explicit)) => match TcpListener::bind(&addr).await {
+            Ok(l) => Some(l),
+            Err(e) if !explicit => {
+                tracing::warn!(
+                    "not serving ZooKeeper clients: the default address {addr} is unavailable ({e}); \
+                     set --zk-listen to choose one"
+                );
+                None
+            }
+            Err(e) => return Err(format!("listening for ZooKeeper clients on {addr}: {e}")),
+        },
+    };
+    let zk_addr = match zk_listener {
+        None => None,
+        Some(listener) => {
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             let zk_config = zk_config(&config, &data_dir, local.port());
             let zk = ZkCtx::new(replica.clone(), store.clone(), hub.clone(), lessor.clone(), zk_config, cluster_id);
