@@ -28,16 +28,27 @@ itself from ZOOKEEPER_PATH / ZOOKEEPER_CLASSPATH, see kazoo/testing/harness.py):
   saw the server go away finds it again at the same address.
   ``get_ssl_client_configuration()`` raises: no TLS port is served.
 
-  The environment variables upstream's harness reads to reconfigure its cluster
-  between tests (ZOOKEEPER_JAAS_AUTH, ZOOKEEPER_LOCAL_SESSION_RO) are ignored.
+  SASL, as upstream's harness: ZooKeeper always gets the SASL auth provider
+  (``authProvider.1=...SASLAuthenticationProvider``) and a JAAS file
+  (``-Djava.security.auth.login.config``), empty unless ZOOKEEPER_JAAS_AUTH is
+  set when the cluster is asked for (test_sasl.py sets it in setUp):
+  ``digest`` gives the DigestLoginModule with users super and jaasuser,
+  ``gssapi`` the Krb5LoginModule with the test KDC's keytab for
+  zookeeper/127.0.0.1@KAZOOTEST.ORG (plus -Djava.security.krb5.conf).  When the
+  variable changes, the server is destroyed and a new one made, as upstream
+  ("Config change detected").  Conclave gets nothing for it (it has no SASL).
+  The test KDC (MIT krb5kdc, like kazoo's init_krb5.sh: realm KAZOOTEST.ORG,
+  keytabs and krb5.conf in UPSTREAM_KAZOO_WORKDIR/kerberos = KRB5_TEST_ENV)
+  runs only when TestSASLGSSAPIAuthentication is selected.
+  ZOOKEEPER_LOCAL_SESSION_RO (only TestReadOnlyMode, deselected) is ignored.
 
-* Test-only dependencies of kazoo (its "test" extra) that the venv does not
-  have are stood in for, only when they are not installed:
-  ``OpenSSL`` (pyOpenSSL) and ``jks`` (pyjks), which kazoo/testing/common.py
-  imports only to make TLS certificates for the ensemble it would start, become
-  empty modules (nothing calls them); ``objgraph``, of which test_cache.py uses
-  only ``count(typename)`` (how many gc-tracked objects have that type name),
-  gets that one function, written like objgraph 3.6's.
+* test_build.py alone runs with CI=true and ZOOKEEPER_VERSION=3.8.0, as on
+  kazoo's CI: it checks that the server reports that version; every other test
+  runs with CI unset, so upstream asks the server its version (``envi``).
+
+* kazoo's test-only dependencies (pyOpenSSL, pyjks, objgraph, eventlet,
+  gevent, pure-sasl, kerberos) come from compat-tests/requirements.txt; none
+  is stood in for.
 
 * When UPSTREAM_KAZOO_RESULTS names a file, the outcome of every test is written
   there as JSON at the end of the run: {nodeid: {"outcome": "passed" | "failed" |
@@ -47,8 +58,9 @@ itself from ZOOKEEPER_PATH / ZOOKEEPER_CLASSPATH, see kazoo/testing/harness.py):
 The server's output goes to UPSTREAM_KAZOO_WORKDIR/<kind>.log (all its runs, one
 after another); its data lives in UPSTREAM_KAZOO_WORKDIR/<kind>-data; while it
 runs, its pid (also its process group: it has a session of its own) is in
-UPSTREAM_KAZOO_WORKDIR/<kind>.pid, for test_upstream_kazoo.py to clean up after a
-run that had to be killed.
+UPSTREAM_KAZOO_WORKDIR/<kind>.pid, and the KDC's in kdc.pid (its log: kdc.log
+and kerberos/krb5kdc/), for test_upstream_kazoo.py to clean up after a run that
+had to be killed.
 """
 
 import atexit
@@ -65,6 +77,8 @@ import tempfile
 import time
 import types
 
+import pytest
+
 TARGET = os.environ.get("UPSTREAM_KAZOO_TARGET", "")
 WORKDIR = os.environ.get("UPSTREAM_KAZOO_WORKDIR") or tempfile.mkdtemp(prefix="upstream-kazoo-")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,10 +89,16 @@ ZOOKEEPER_CLASSPATH = os.environ.get(
 STARTUP_TIMEOUT = float(os.environ.get("COMPAT_STARTUP_TIMEOUT", "30"))
 RESULTS = os.environ.get("UPSTREAM_KAZOO_RESULTS")
 TICK_MS = 2000
+# the version of Debian's ZooKeeper jars: what upstream's test_build expects the
+# server to report (kazoo's CI sets ZOOKEEPER_VERSION to the version it installed)
+ZOOKEEPER_VERSION = "3.8.0"
+KRB5_REALM = "KAZOOTEST.ORG"
 
 ZK_JVM_FLAGS = [
     "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
     "-Djava.awt.headless=true",
+    # upstream's ManagedZooKeeper: digest auth packets decoded as UTF-8
+    "-Dfile.encoding=UTF-8",
     # TTL nodes (CreateMode.PERSISTENT_WITH_TTL) need ZooKeeper's extended types
     "-Dzookeeper.extendedTypesEnabled=true",
     # the container/TTL reaper: every second, like conclave's default
@@ -100,6 +120,10 @@ def _zoo_cfg(data_dir, port):
         # upstream's harness: no per-address connection limit (ZooKeeper's
         # default is 60; some lock tests open many clients)
         ("maxClientCnxns", 0),
+        # upstream's ManagedZooKeeper always enables the SASL provider; its
+        # JAAS "Server" section (java.security.auth.login.config) is empty
+        # unless ZOOKEEPER_JAAS_AUTH asks for one (see _jaas_config)
+        ("authProvider.1", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
         ("admin.enableServer", "false"),
         ("4lw.commands.whitelist", "*"),
         # upstream's harness adds these two for ZooKeeper >= 3.5
@@ -108,6 +132,32 @@ def _zoo_cfg(data_dir, port):
         # no fsync per transaction: the tests do not survive a power cut
         ("forceSync", "no"),
     ])
+
+
+def _jaas(jaas_auth):
+    """What upstream's harness.get_global_cluster() gives ZooKeeper for
+    ZOOKEEPER_JAAS_AUTH: (the JAAS file's text, extra JVM system properties)."""
+    if jaas_auth == "digest":
+        return ("Server {\n"
+                "    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
+                '    user_super="super_secret"\n'
+                '    user_jaasuser="jaas_password";\n'
+                "};\n"), []
+    if jaas_auth == "gssapi":
+        # the test KDC's server keytab (_start_kdc, like kazoo's init_krb5.sh)
+        krb5_dir = os.environ.get("KRB5_TEST_ENV", "")
+        return ("Server {\n"
+                "  com.sun.security.auth.module.Krb5LoginModule required\n"
+                "  debug=true\n"
+                "  isInitiator=false\n"
+                "  useKeyTab=true\n"
+                f'  keyTab="{krb5_dir}/server.keytab"\n'
+                "  storeKey=true\n"
+                "  useTicketCache=false\n"
+                f'  principal="zookeeper/127.0.0.1@{KRB5_REALM}";\n'
+                "};\n"), [f"-Djava.security.krb5.conf={os.environ.get('KRB5_CONFIG', '')}",
+                           "-Dsun.security.krb5.debug=true"]
+    return "", []
 
 
 def _free_ports(n):
@@ -181,10 +231,11 @@ class SingleServer:
     """One server speaking the ZooKeeper protocol on 127.0.0.1, shaped like
     kazoo.testing.common.ManagedZooKeeper."""
 
-    def __init__(self, kind, workdir):
+    def __init__(self, kind, workdir, jaas_auth=None):
         if kind not in ("conclave", "zookeeper"):
             raise RuntimeError(f"UPSTREAM_KAZOO_TARGET must be conclave or zookeeper, not {kind!r}")
         self.kind = kind
+        self.jaas_auth = jaas_auth
         self.host = "127.0.0.1"
         self.workdir = workdir
         self.data_dir = os.path.join(workdir, f"{kind}-data")
@@ -231,8 +282,13 @@ class SingleServer:
             cfg = os.path.join(self.data_dir, "zoo.cfg")
             with open(cfg, "w") as f:
                 f.write(_zoo_cfg(self.data_dir, self.zk_port))
-            return [JAVA] + ZK_JVM_FLAGS + ["-cp", ZOOKEEPER_CLASSPATH,
-                                            "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
+            jaas_text, jaas_props = _jaas(self.jaas_auth)
+            jaas_path = os.path.join(self.data_dir, "jaas.conf")
+            with open(jaas_path, "w") as f:
+                f.write(jaas_text)
+            return ([JAVA] + ZK_JVM_FLAGS
+                    + [f"-Djava.security.auth.login.config={jaas_path}"] + jaas_props
+                    + ["-cp", ZOOKEEPER_CLASSPATH, "org.apache.zookeeper.server.ZooKeeperServerMain", cfg])
         cport, pport = self.etcd_ports
         client, peer = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
         return [CONCLAVE_BIN,
@@ -319,8 +375,9 @@ class SingleServer:
 class SingleServerCluster:
     """kazoo.testing.common.ZookeeperCluster with one member."""
 
-    def __init__(self, kind, workdir):
-        self._servers = [SingleServer(kind, workdir)]
+    def __init__(self, kind, workdir, jaas_auth=None):
+        self.jaas_auth = jaas_auth
+        self._servers = [SingleServer(kind, workdir, jaas_auth)]
 
     def __getitem__(self, k):
         return self._servers[k]
@@ -358,52 +415,190 @@ _CLUSTER = None
 
 
 def get_global_cluster():
+    """As upstream's: the cluster for the current ZOOKEEPER_JAAS_AUTH; when that
+    changed (test_sasl.py sets it in setUp and pops it in tearDown), the old
+    server is destroyed and a new one made ("Config change detected")."""
     global _CLUSTER
+    jaas_auth = os.environ.get("ZOOKEEPER_JAAS_AUTH") or None
+    if _CLUSTER is not None and _CLUSTER.jaas_auth != jaas_auth:
+        _CLUSTER.terminate()
+        _CLUSTER = None
     if _CLUSTER is None:
-        _CLUSTER = SingleServerCluster(TARGET, WORKDIR)
-        atexit.register(_CLUSTER.terminate)
+        _CLUSTER = SingleServerCluster(TARGET, WORKDIR, jaas_auth)
     return _CLUSTER
 
 
-def _objgraph_count(typename, objects=None):
-    """objgraph.count: the number of objects (default: all gc-tracked ones) whose
-    type is called typename (``module.Name`` when it has a dot)."""
-    import gc
+def _terminate_cluster():
+    if _CLUSTER is not None:
+        _CLUSTER.terminate()
 
-    if objects is None:
-        objects = gc.get_objects()
+
+atexit.register(_terminate_cluster)
+
+
+# -- the test KDC for test_sasl.py::TestSASLGSSAPIAuthentication
+
+_KDC = None
+KDC_PID_PATH = os.path.join(WORKDIR, "kdc.pid")
+
+
+def _sbin(name):
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def _start_kdc():
+    """What kazoo's CI does around its suite (init_krb5.sh, run by tox's "sasl"
+    environment): a throw-away MIT Kerberos KDC for the realm KAZOOTEST.ORG on a
+    port of 127.0.0.1, principals client@ and zookeeper/127.0.0.1@ with their
+    keytabs in KRB5_TEST_ENV, and KRB5_CONFIG pointing at its krb5.conf.  The
+    tickets of the tests' kinit go to a cache of its own (KRB5CCNAME).  Returns
+    None, or why there is no KDC (the Kerberos tools are not installed)."""
+    global _KDC
+    tools = {name: _sbin(name) for name in ("krb5kdc", "kdb5_util", "kadmin.local", "kinit")}
+    missing = sorted(name for name, path in tools.items() if not path)
+    if missing:
+        return f"no {', '.join(missing)} (Debian: krb5-kdc krb5-admin-server krb5-user)"
+    base = os.path.join(WORKDIR, "kerberos")
+    kdc_dir = os.path.join(base, "krb5kdc")
+    shutil.rmtree(base, True)
+    os.makedirs(kdc_dir)
+    (port,) = _free_ports(1)
+    conf_path = os.path.join(base, "krb5.conf")
+    with open(conf_path, "w") as f:
+        f.write(f"""[logging]
+ default = FILE:{kdc_dir}/krb5libs.log
+ kdc = FILE:{kdc_dir}/krb5kdc.log
+ admin_server = FILE:{kdc_dir}/kadmind.log
+
+[libdefaults]
+ dns_lookup_realm = false
+ ticket_lifetime = 24h
+ renew_lifetime = 7d
+ forwardable = true
+ rdns = false
+ default_realm = {KRB5_REALM}
+
+[realms]
+ {KRB5_REALM} = {{
+  database_name = {kdc_dir}/principal
+  admin_keytab = FILE:{kdc_dir}/kadm5.keytab
+  key_stash_file = {kdc_dir}/stash
+  kdc_listen = 127.0.0.1:{port}
+  kdc_tcp_listen = 127.0.0.1:{port}
+  kdc = 127.0.0.1:{port}
+  default_domain = kazootest.org
+ }}
+
+[domain_realm]
+ .kazootest.org = {KRB5_REALM}
+ kazootest.org = {KRB5_REALM}
+""")
+    env = dict(os.environ, KRB5_CONFIG=conf_path, KRB5_KDC_PROFILE=conf_path)
+    log_path = os.path.join(WORKDIR, "kdc.log")
+
+    def run(argv, stdin):
+        with open(log_path, "ab") as log:
+            log.write(f"\n===== {shlex.join(argv)}\n".encode())
+            log.flush()
+            subprocess.run(argv, input=stdin.encode(), stdout=log, stderr=subprocess.STDOUT,
+                           env=env, check=True, timeout=60)
+
+    run([tools["kdb5_util"], "create", "-s"], "passwd123\npasswd123\n")
+    run([tools["kadmin.local"]],
+        f"add_principal -randkey client@{KRB5_REALM}\n"
+        f"ktadd -k {base}/client.keytab -norandkey client@{KRB5_REALM}\n"
+        f"add_principal -randkey zookeeper/127.0.0.1@{KRB5_REALM}\n"
+        f"ktadd -k {base}/server.keytab -norandkey zookeeper/127.0.0.1@{KRB5_REALM}\n"
+        "quit\n")
+    with open(log_path, "ab") as log:
+        _KDC = subprocess.Popen([tools["krb5kdc"], "-n", "-P", os.path.join(kdc_dir, "kdc.pid"),
+                                 "-p", str(port), "-r", KRB5_REALM],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    with open(KDC_PID_PATH, "w") as f:
+        f.write(f"{_KDC.pid}\n")
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if _KDC.poll() is not None or time.monotonic() > deadline:
+                _stop_kdc()
+                raise RuntimeError(f"the test KDC did not start on 127.0.0.1:{port}; see {log_path}")
+            time.sleep(0.05)
+    os.environ.update({
+        "KRB5_TEST_ENV": base,
+        "KRB5_CONFIG": conf_path,
+        "KRB5CCNAME": "FILE:" + os.path.join(base, "ccache"),
+    })
+    return None
+
+
+def _stop_kdc():
+    global _KDC
+    kdc, _KDC = _KDC, None
+    if kdc is None:
+        return
+    if kdc.poll() is None:
+        os.killpg(kdc.pid, signal.SIGTERM)
+        try:
+            kdc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(kdc.pid, signal.SIGKILL)
+            kdc.wait()
     try:
-        if "." in typename:
-            return sum(1 for o in objects
-                       if f"{type(o).__module__}.{type(o).__name__}" == typename)
-        return sum(1 for o in objects if type(o).__name__ == typename)
-    finally:
-        del objects
+        os.unlink(KDC_PID_PATH)
+    except OSError:
+        pass
 
 
-def _stub_missing(name, doc, **attrs):
-    try:
-        __import__(name)
-    except ImportError:
-        mod = types.ModuleType(name, doc)
-        mod.__dict__.update(attrs)
-        sys.modules[name] = mod
+atexit.register(_stop_kdc)
 
 
 def pytest_configure(config):
     if not TARGET:
         return
-    _stub_missing("OpenSSL", "stub (upstream_kazoo_plugin): only ZookeeperCluster's TLS setup uses it")
-    _stub_missing("jks", "stub (upstream_kazoo_plugin): only ZookeeperCluster's TLS setup uses it")
-    _stub_missing("objgraph", "stand-in (upstream_kazoo_plugin): count() only", count=_objgraph_count)
     import kazoo.testing.harness as harness
 
     harness.get_global_cluster = get_global_cluster
 
 
+GSSAPI_CLASS = "kazoo/tests/test_sasl.py::TestSASLGSSAPIAuthentication::"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # the KDC only when the GSSAPI tests run (not for a retry of other tests)
+    if TARGET and any(item.nodeid.startswith(GSSAPI_CLASS) for item in items):
+        why_not = _start_kdc()
+        if why_not:
+            sys.stderr.write(f"upstream_kazoo_plugin: no test KDC: {why_not}\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """test_build.py checks only on CI (CI set) that the server reports the
+    ZooKeeper version CI installed (ZOOKEEPER_VERSION): given to that test alone,
+    so that every other test keeps asking the server for its version (envi)
+    instead of trusting ZOOKEEPER_VERSION (kazoo.tests.util.CI_ZK_VERSION)."""
+    if not (TARGET and item.nodeid.startswith("kazoo/tests/test_build.py::")):
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("CI", "ZOOKEEPER_VERSION")}
+    os.environ.update({"CI": "true", "ZOOKEEPER_VERSION": ZOOKEEPER_VERSION})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def pytest_unconfigure(config):
-    if _CLUSTER is not None:
-        _CLUSTER.terminate()
+    _terminate_cluster()
+    _stop_kdc()
 
 
 # -- outcomes for test_upstream_kazoo.py
