@@ -7,7 +7,10 @@
 #      for the reference server, zkCli.sh, and the C client's cli_mt), and
 #      default-jdk-headless libcurator-framework-java libcurator-recipes-java
 #      libcurator-client-java (Apache Curator 5.4 for test_zk_curator.py,
-#      which compiles compat-tests/curator/CuratorScenarios.java with javac);
+#      which compiles compat-tests/curator/CuratorScenarios.java with javac),
+#      and krb5-kdc krb5-admin-server krb5-user libkrb5-dev python3-dev (the
+#      upstream kazoo suite's SASL/GSSAPI tests: a throw-away KDC, and the
+#      `kerberos` PyPI module, which builds from source);
 #   2. creates the Python venv target/venv with compat-tests/requirements.txt,
 #      and downloads python-etcd3 0.12.0's sdist (for its own test suite) into
 #      target/upstream/ with the venv's pip;
@@ -44,7 +47,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # ---------------------------------------------------------------- system packages
 PKGS=(etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv
       zookeeper zookeeper-bin default-jre-headless
-      default-jdk-headless libcurator-framework-java libcurator-recipes-java libcurator-client-java)
+      default-jdk-headless libcurator-framework-java libcurator-recipes-java libcurator-client-java
+      krb5-kdc krb5-admin-server krb5-user libkrb5-dev python3-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
