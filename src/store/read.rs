@@ -1,6 +1,8 @@
 //! A read view: one redb read transaction, i.e. a consistent snapshot of every table. This is
 //! the only way the layers above read the store.
 
+use std::cell::OnceCell;
+
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::mvcc::{etcd_kv_bytes, etcd_rev_bytes, fill_value, in_range, range, revisions, to_kv, Crc32c};
@@ -10,15 +12,18 @@ use super::{DumpRow, Error, StoreError};
 use crate::command::*;
 
 pub struct ReadView {
-    kv: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    hist: ReadOnlyTable<u128, &'static [u8]>,
-    keyrev: ReadOnlyTable<(&'static [u8], u128), ()>,
-    leases: ReadOnlyTable<i64, &'static [u8]>,
-    lease_keys: ReadOnlyTable<(i64, &'static [u8]), ()>,
+    tx: ReadTransaction,
+    // Tables open on first use: a read touches two or three of them, and opening one is a
+    // lookup in redb's table directory (most of a small read's cost when all were opened).
+    kv: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    hist: OnceCell<ReadOnlyTable<u128, &'static [u8]>>,
+    keyrev: OnceCell<ReadOnlyTable<(&'static [u8], u128), ()>>,
+    leases: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
+    lease_keys: OnceCell<ReadOnlyTable<(i64, &'static [u8]), ()>>,
+    znodes: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    zk_children: OnceCell<ReadOnlyTable<(&'static str, &'static str), ()>>,
+    zk_reap: OnceCell<ReadOnlyTable<&'static str, ()>>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
-    znodes: ReadOnlyTable<&'static str, &'static [u8]>,
-    zk_children: ReadOnlyTable<(&'static str, &'static str), ()>,
-    zk_reap: ReadOnlyTable<&'static str, ()>,
     /// The store revision this view shows.
     pub revision: i64,
     pub compact_revision: i64,
@@ -65,28 +70,93 @@ impl ReadView {
         let meta = tx.open_table(META)?;
         let (revision, compact_revision) = revisions(&meta)?;
         Ok(ReadView {
-            kv: tx.open_table(KV)?,
-            hist: tx.open_table(HIST)?,
-            keyrev: tx.open_table(KEYREV)?,
-            leases: tx.open_table(LEASES)?,
-            lease_keys: tx.open_table(LEASE_KEYS)?,
+            tx,
+            kv: OnceCell::new(),
+            hist: OnceCell::new(),
+            keyrev: OnceCell::new(),
+            leases: OnceCell::new(),
+            lease_keys: OnceCell::new(),
+            znodes: OnceCell::new(),
+            zk_children: OnceCell::new(),
+            zk_reap: OnceCell::new(),
             meta,
-            znodes: tx.open_table(ZNODES)?,
-            zk_children: tx.open_table(ZK_CHILDREN)?,
-            zk_reap: tx.open_table(ZK_REAP)?,
             revision,
             compact_revision,
         })
     }
 
+    fn t_kv(&self) -> Result<&ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+        if let Some(t) = self.kv.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(KV)?;
+        Ok(self.kv.get_or_init(|| t))
+    }
+
+    fn t_hist(&self) -> Result<&ReadOnlyTable<u128, &'static [u8]>, StoreError> {
+        if let Some(t) = self.hist.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(HIST)?;
+        Ok(self.hist.get_or_init(|| t))
+    }
+
+    fn t_keyrev(&self) -> Result<&ReadOnlyTable<(&'static [u8], u128), ()>, StoreError> {
+        if let Some(t) = self.keyrev.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(KEYREV)?;
+        Ok(self.keyrev.get_or_init(|| t))
+    }
+
+    fn t_leases(&self) -> Result<&ReadOnlyTable<i64, &'static [u8]>, StoreError> {
+        if let Some(t) = self.leases.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(LEASES)?;
+        Ok(self.leases.get_or_init(|| t))
+    }
+
+    fn t_lease_keys(&self) -> Result<&ReadOnlyTable<(i64, &'static [u8]), ()>, StoreError> {
+        if let Some(t) = self.lease_keys.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(LEASE_KEYS)?;
+        Ok(self.lease_keys.get_or_init(|| t))
+    }
+
+    fn t_znodes(&self) -> Result<&ReadOnlyTable<&'static str, &'static [u8]>, StoreError> {
+        if let Some(t) = self.znodes.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(ZNODES)?;
+        Ok(self.znodes.get_or_init(|| t))
+    }
+
+    fn t_zk_children(&self) -> Result<&ReadOnlyTable<(&'static str, &'static str), ()>, StoreError> {
+        if let Some(t) = self.zk_children.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(ZK_CHILDREN)?;
+        Ok(self.zk_children.get_or_init(|| t))
+    }
+
+    fn t_zk_reap(&self) -> Result<&ReadOnlyTable<&'static str, ()>, StoreError> {
+        if let Some(t) = self.zk_reap.get() {
+            return Ok(t);
+        }
+        let t = self.tx.open_table(ZK_REAP)?;
+        Ok(self.zk_reap.get_or_init(|| t))
+    }
+
     pub fn range(&self, op: &RangeOp) -> Result<RangeResult, Error> {
-        range(&self.kv, &self.hist, &self.keyrev, op, self.revision, self.compact_revision)
+        range(self.t_kv()?, self.t_hist()?, self.t_keyrev()?, op, self.revision, self.compact_revision)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        let Some(row) = self.kv.get(key)? else { return Ok(None) };
+        let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
         let mut c = CurrentKv::decode(row.value())?;
-        fill_value(&self.hist, &mut c).map_err(|e| match e {
+        fill_value(self.t_hist()?, &mut c).map_err(|e| match e {
             Error::Store(s) => s,
             Error::Apply(a) => StoreError::Corrupt(a.to_string()),
         })?;
@@ -94,7 +164,7 @@ impl ReadView {
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {
-        Ok(self.kv.len()?)
+        Ok(self.t_kv()?.len()?)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -112,12 +182,12 @@ impl ReadView {
 
     /// The granted TTL of a lease, if it exists.
     pub fn lease(&self, id: i64) -> Result<Option<LeaseRow>, StoreError> {
-        self.leases.get(id)?.map(|v| LeaseRow::decode(v.value())).transpose()
+        self.t_leases()?.get(id)?.map(|v| LeaseRow::decode(v.value())).transpose()
     }
 
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = Vec::new();
-        for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
+        for row in self.t_lease_keys()?.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
             let (k, _) = row?;
             keys.push(k.value().1.to_vec());
         }
@@ -127,7 +197,7 @@ impl ReadView {
     /// Every lease as (id, granted TTL), by id.
     pub fn leases(&self) -> Result<Vec<(i64, i64)>, StoreError> {
         let mut out = Vec::new();
-        for row in self.leases.iter()? {
+        for row in self.t_leases()?.iter()? {
             let (k, v) = row?;
             out.push((k.value(), LeaseRow::decode(v.value())?.ttl_s));
         }
@@ -156,7 +226,7 @@ impl ReadView {
         if start >= end {
             return Ok(EventPage { events, next_revision: from.max(next_revision) });
         }
-        for row in self.hist.range(start..end)? {
+        for row in self.t_hist()?.range(start..end)? {
             let (k, v) = row?;
             let rk = k.value();
             let main = rev_main(rk);
@@ -186,13 +256,13 @@ impl ReadView {
 
     /// The key's newest live state strictly before revision `rk`.
     fn prev_kv(&self, key: &[u8], rk: u128) -> Result<Option<KeyValue>, Error> {
-        let mut it = self.keyrev.range::<(&[u8], u128)>((key, 0)..(key, rk))?;
+        let mut it = self.t_keyrev()?.range::<(&[u8], u128)>((key, 0)..(key, rk))?;
         let Some(row) = it.next_back() else {
             return Ok(None);
         };
         let (k, _) = row?;
         let prk = k.value().1;
-        let Some(v) = self.hist.get(prk)? else {
+        let Some(v) = self.t_hist()?.get(prk)? else {
             return Ok(None);
         };
         let e = HistEntry::decode(v.value())?;
@@ -216,7 +286,7 @@ impl ReadView {
         }
         let mut h = Crc32c::new();
         h.update(b"key");
-        for row in self.hist.range(..rev_key(rev + 1, 0))? {
+        for row in self.t_hist()?.range(..rev_key(rev + 1, 0))? {
             let (k, v) = row?;
             let rk = k.value();
             let (key, value) = etcd_backend_row(rk, HistEntry::decode(v.value())?);
@@ -230,7 +300,7 @@ impl ReadView {
     /// `etcdctl snapshot status` reads it and `etcdctl snapshot restore` can seed a real etcd.
     pub fn etcd_snapshot(&self) -> Result<Vec<u8>, StoreError> {
         let mut keys = Vec::new();
-        for row in self.hist.iter()? {
+        for row in self.t_hist()?.iter()? {
             let (k, v) = row?;
             let rk = k.value();
             keys.push(etcd_backend_row(rk, HistEntry::decode(v.value())?));
@@ -266,7 +336,7 @@ impl ReadView {
 
     /// A znode: its Stat, data and ACL.
     pub fn zk_node(&self, path: &str) -> Result<Option<ZkNode>, StoreError> {
-        let found = znode::read_node(&self.znodes, |key| self.zk_key(key), path)?;
+        let found = znode::read_node(self.t_znodes()?, |key| self.zk_key(key), path)?;
         Ok(found.map(|(meta, kv, data)| ZkNode {
             stat: meta.stat(kv.as_ref()),
             data: if meta.null_data { None } else { Some(data) },
@@ -289,7 +359,7 @@ impl ReadView {
     /// The names of a znode's children, in byte order, at most `max` of them.
     pub fn zk_children(&self, path: &str, max: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        for row in self.zk_children.range::<(&str, &str)>((path, "")..)? {
+        for row in self.t_zk_children()?.range::<(&str, &str)>((path, "")..)? {
             let (k, _) = row?;
             let (parent, name) = k.value();
             if parent != path || out.len() >= max {
@@ -303,11 +373,11 @@ impl ReadView {
     /// Every descendant of `path` (ZooKeeper's getAllChildrenNumber).
     pub fn zk_all_children_number(&self, path: &str) -> Result<u64, StoreError> {
         if path == "/" {
-            return Ok(self.znodes.len()?.saturating_sub(1));
+            return Ok(self.t_znodes()?.len()?.saturating_sub(1));
         }
         let prefix = format!("{path}/");
         let mut n = 0;
-        for row in self.znodes.range::<&str>(prefix.as_str()..)? {
+        for row in self.t_znodes()?.range::<&str>(prefix.as_str()..)? {
             let (k, _) = row?;
             if !k.value().starts_with(&prefix) {
                 break;
@@ -328,7 +398,7 @@ impl ReadView {
     /// Ephemeral znodes of every session.
     pub fn zk_ephemeral_count(&self) -> Result<u64, StoreError> {
         let mut n = 0;
-        for row in self.lease_keys.iter()? {
+        for row in self.t_lease_keys()?.iter()? {
             let (k, _) = row?;
             if znode::path_of(k.value().1).is_some() {
                 n += 1;
@@ -338,17 +408,17 @@ impl ReadView {
     }
 
     pub fn zk_node_count(&self) -> Result<u64, StoreError> {
-        Ok(self.znodes.len()?)
+        Ok(self.t_znodes()?.len()?)
     }
 
     /// Containers and TTL nodes that ZooKeeper's reaper would delete at `now_ms`: empty
     /// containers that once had a child, and childless TTL nodes unmodified for their TTL.
     pub fn zk_reap_candidates(&self, now_ms: i64, max: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        for row in self.zk_reap.iter()? {
+        for row in self.t_zk_reap()?.iter()? {
             let (k, _) = row?;
             let path = k.value();
-            let Some(m) = self.znodes.get(path)? else { continue };
+            let Some(m) = self.t_znodes()?.get(path)? else { continue };
             let meta = znode::decode_meta(m.value())?;
             let due = meta.num_children == 0
                 && match meta.kind {
@@ -371,19 +441,19 @@ impl ReadView {
     /// (keyrev is rebuilt from hist on restore).
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut rows = Vec::new();
-        for row in self.kv.iter()? {
+        for row in self.t_kv()?.iter()? {
             let (k, v) = row?;
             rows.push((0, k.value().to_vec(), v.value().to_vec()));
         }
-        for row in self.hist.iter()? {
+        for row in self.t_hist()?.iter()? {
             let (k, v) = row?;
             rows.push((1, k.value().to_be_bytes().to_vec(), v.value().to_vec()));
         }
-        for row in self.leases.iter()? {
+        for row in self.t_leases()?.iter()? {
             let (k, v) = row?;
             rows.push((2, encode_i64(k.value()).to_vec(), v.value().to_vec()));
         }
-        for row in self.lease_keys.iter()? {
+        for row in self.t_lease_keys()?.iter()? {
             let (k, _) = row?;
             let (id, key) = k.value();
             let mut b = encode_i64(id).to_vec();
@@ -394,16 +464,16 @@ impl ReadView {
             let (k, v) = row?;
             rows.push((4, k.value().as_bytes().to_vec(), v.value().to_vec()));
         }
-        for row in self.znodes.iter()? {
+        for row in self.t_znodes()?.iter()? {
             let (k, v) = row?;
             rows.push((5, k.value().as_bytes().to_vec(), v.value().to_vec()));
         }
-        for row in self.zk_children.iter()? {
+        for row in self.t_zk_children()?.iter()? {
             let (k, _) = row?;
             let (parent, name) = k.value();
             rows.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), Vec::new()));
         }
-        for row in self.zk_reap.iter()? {
+        for row in self.t_zk_reap()?.iter()? {
             let (k, _) = row?;
             rows.push((7, k.value().as_bytes().to_vec(), Vec::new()));
         }
