@@ -12,8 +12,9 @@ itself from ZOOKEEPER_PATH / ZOOKEEPER_CLASSPATH, see kazoo/testing/harness.py):
                standalone: ``java ... org.apache.zookeeper.server.ZooKeeperServerMain
                zoo.cfg`` with a generated zoo.cfg (see _zoo_cfg)
     conclave   CONCLAVE_BIN with its etcd flags on two ports of its own plus
-               ``--zk-listen 127.0.0.1:PORT --zk-tick-time 2000`` (and the words of
-               CONCLAVE_ZK_FLAGS, if set)
+               ``--zk-listen 127.0.0.1:PORT --zk-tick-time 2000`` (plus
+               ``--zk-sasl-users`` for ZOOKEEPER_JAAS_AUTH=digest, see below, and the
+               words of CONCLAVE_ZK_FLAGS, if set)
 
   The object behaves like upstream's ZookeeperCluster / ManagedZooKeeper (the
   parts the tests touch): iterating it gives one server with ``address``,
@@ -36,7 +37,10 @@ itself from ZOOKEEPER_PATH / ZOOKEEPER_CLASSPATH, see kazoo/testing/harness.py):
   ``gssapi`` the Krb5LoginModule with the test KDC's keytab for
   zookeeper/127.0.0.1@KAZOOTEST.ORG (plus -Djava.security.krb5.conf).  When the
   variable changes, the server is destroyed and a new one made, as upstream
-  ("Config change detected").  Conclave gets nothing for it (it has no SASL).
+  ("Config change detected").  Conclave gets the same digest users as
+  ``--zk-sasl-users super:super_secret,jaasuser:jaas_password`` (its mirror of the
+  JAAS file's user_<name> lines, see _conclave_sasl_flags); it has no GSSAPI, so
+  ``gssapi`` gives it nothing.
   The test KDC (MIT krb5kdc, like kazoo's init_krb5.sh: realm KAZOOTEST.ORG,
   keytabs and krb5.conf in UPSTREAM_KAZOO_WORKDIR/kerberos = KRB5_TEST_ENV)
   runs only when TestSASLGSSAPIAuthentication is selected.
@@ -134,14 +138,18 @@ def _zoo_cfg(data_dir, port):
     ])
 
 
+# upstream harness's DigestLoginModule users (test_sasl.py logs in as jaasuser)
+DIGEST_USERS = {"super": "super_secret", "jaasuser": "jaas_password"}
+
+
 def _jaas(jaas_auth):
     """What upstream's harness.get_global_cluster() gives ZooKeeper for
     ZOOKEEPER_JAAS_AUTH: (the JAAS file's text, extra JVM system properties)."""
     if jaas_auth == "digest":
+        users = "".join(f'\n    user_{u}="{p}"' for u, p in DIGEST_USERS.items())
         return ("Server {\n"
-                "    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
-                '    user_super="super_secret"\n'
-                '    user_jaasuser="jaas_password";\n'
+                "    org.apache.zookeeper.server.auth.DigestLoginModule required"
+                f"{users};\n"
                 "};\n"), []
     if jaas_auth == "gssapi":
         # the test KDC's server keytab (_start_kdc, like kazoo's init_krb5.sh)
@@ -158,6 +166,14 @@ def _jaas(jaas_auth):
                 "};\n"), [f"-Djava.security.krb5.conf={os.environ.get('KRB5_CONFIG', '')}",
                            "-Dsun.security.krb5.debug=true"]
     return "", []
+
+
+def _conclave_sasl_flags(jaas_auth):
+    """Conclave's flags for ZOOKEEPER_JAAS_AUTH: the users _jaas gives ZooKeeper's
+    DigestLoginModule, as --zk-sasl-users (its mirror of user_<name>="<password>")."""
+    if jaas_auth == "digest":
+        return ["--zk-sasl-users", ",".join(f"{u}:{p}" for u, p in DIGEST_USERS.items())]
+    return []
 
 
 def _free_ports(n):
@@ -297,7 +313,7 @@ class SingleServer:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"default={peer}",
                 "--zk-listen", f"127.0.0.1:{self.zk_port}", "--zk-tick-time", str(TICK_MS),
-                ] + shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
+                ] + _conclave_sasl_flags(self.jaas_auth) + shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
 
     def run(self):
         if self._running:

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::wire::zk::sasl::SaslUsers;
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "conclave",
@@ -172,6 +174,31 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub zk_max_client_cnxns: usize,
+
+    /// Users ZooKeeper clients may SASL-authenticate as (DIGEST-MD5), `user:password,user2:password2`:
+    /// what a JAAS DigestLoginModule's `user_<name>="<password>"` lines give ZooKeeper. An
+    /// authenticated connection gains the ACL identity sasl:<user>. Unset: SASL is not configured.
+    #[arg(long = "zk-sasl-users", env = "CONCLAVE_ZK_SASL_USERS", hide_env_values = true, value_parser = SaslUsersParser)]
+    pub zk_sasl_users: Option<SaslUsers>,
+}
+
+/// Parses --zk-sasl-users; a malformed list is refused without echoing it (it holds passwords).
+#[derive(Clone)]
+struct SaslUsersParser;
+
+impl clap::builder::TypedValueParser for SaslUsersParser {
+    type Value = SaslUsers;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SaslUsers, clap::Error> {
+        let bad = |why: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, why).with_cmd(cmd);
+        let text = value.to_str().ok_or_else(|| bad("--zk-sasl-users is not UTF-8\n".to_string()))?;
+        SaslUsers::parse(text).map_err(|e| bad(format!("invalid --zk-sasl-users: {e}\n")))
+    }
 }
 
 impl Config {
@@ -310,6 +337,14 @@ mod tests {
         assert_eq!(c.name, "n1");
         assert_eq!(c.max_txn_ops, 7);
         assert_eq!(c.data_dir(), PathBuf::from("n1.conclave"));
+    }
+
+    #[test]
+    fn zk_sasl_users() {
+        let c = Config::parse_etcd_style(["conclave", "--zk-sasl-users", "super:s,jaasuser:j:p"].map(String::from));
+        assert_eq!(c.zk_sasl_users, Some(SaslUsers::from_pairs([("super", "s"), ("jaasuser", "j:p")])));
+        let err = Config::try_parse_from(["conclave", "--zk-sasl-users", "u:secret,nocolon"]).unwrap_err().to_string();
+        assert!(err.contains("not user:password") && !err.contains("secret"), "{err}");
     }
 
     #[test]

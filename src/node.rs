@@ -254,6 +254,7 @@ fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16) -> ZkConfig
         container_check_interval: Duration::from_millis(config.zk_container_check_interval_ms.max(10)),
         data_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()).display().to_string(),
         client_port: port,
+        sasl_users: config.zk_sasl_users.clone().unwrap_or_default(),
         ..Default::default()
     }
 }

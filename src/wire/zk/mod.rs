@@ -5,13 +5,15 @@
 //! - [`proto`]: typed records, op codes and error codes with exact encodings.
 //! - [`server`]: listener, connections, sessions (each one a lease), request execution.
 //! - [`watches`]: ZooKeeper's watch semantics, fed by the one watch hub.
-//! - [`auth`]: the digest scheme. [`fourlw`]: four-letter words.
+//! - [`auth`]: the digest scheme. [`sasl`]: SASL (opcode 102) with DIGEST-MD5.
+//! - [`fourlw`]: four-letter words.
 
 pub mod auth;
 pub mod fourlw;
 pub mod frame;
 pub mod jute;
 pub mod proto;
+pub mod sasl;
 pub mod server;
 pub mod watches;
 

@@ -277,6 +277,10 @@ pub enum RequestBody {
         watch_type: i32,
     },
     WhoAmI,
+    /// GetSASLRequest: the client's next SASL token (null reads as empty).
+    Sasl {
+        token: Vec<u8>,
+    },
     GetConfig {
         watch: bool,
     },
@@ -362,6 +366,7 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
         op::ADD_WATCH => B::AddWatch { path: r.ustring()?, mode: r.int()? },
         op::CHECK_WATCHES | op::REMOVE_WATCHES => B::Watches { path: r.ustring()?, watch_type: r.int()? },
         op::WHO_AM_I => B::WhoAmI,
+        op::SASL => B::Sasl { token: r.buffer()? },
         _ => B::Unknown,
     })
 }
@@ -502,6 +507,17 @@ mod tests {
             (relative_zxid, data, child, persistent_recursive),
             (42, vec!["/d".to_string()], vec!["/c".to_string()], vec!["/r".to_string()])
         );
+    }
+
+    /// GetSASLRequest {buffer token}, as kazoo sends it (an empty first token).
+    #[test]
+    fn parses_sasl() {
+        let mut w = Writer::new();
+        w.int(1).int(op::SASL).buffer(b"");
+        assert_eq!(Request::read(&w.buf).unwrap().body, RequestBody::Sasl { token: Vec::new() });
+        let mut w = Writer::new();
+        w.int(2).int(op::SASL).buffer(b"nc=00000001");
+        assert_eq!(Request::read(&w.buf).unwrap().body, RequestBody::Sasl { token: b"nc=00000001".to_vec() });
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::fourlw;
 use super::frame::{self, Frame, JUTE_MAXBUFFER_DEFAULT};
 use super::jute::{Reader, Writer};
 use super::proto::*;
+use super::sasl::{self, DigestMd5Server, SaslUsers};
 use super::watches::{ConnId, Guard, Kind, WatchTable};
 use crate::command::{zk_err, Applied, Command, CreateMode, Response, ZkAcl, ZkOp, ZkOpResult, ZkStat, ZkTxn};
 use crate::lessor::Lessor;
@@ -56,6 +57,9 @@ pub struct ZkConfig {
     pub children_max: usize,
     pub data_dir: String,
     pub client_port: u16,
+    /// DIGEST-MD5 users for SASL (a JAAS DigestLoginModule's user_<name> lines); none = SASL
+    /// not configured.
+    pub sasl_users: SaslUsers,
 }
 
 impl Default for ZkConfig {
@@ -76,6 +80,7 @@ impl Default for ZkConfig {
             sessions_max: 100_000,
             data_dir: String::new(),
             client_port: 2181,
+            sasl_users: SaslUsers::default(),
         }
     }
 }
@@ -396,6 +401,7 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
         session_id,
         timeout: Duration::from_millis(timeout_ms),
         auth: vec![("ip".to_string(), peer.ip().to_string())],
+        sasl: None,
         stats: stats.clone(),
     };
     let responder = tokio::spawn(respond(ctx.clone(), conn_id, stats.clone(), wr, qrx, nrx, overflowed));
@@ -489,6 +495,8 @@ struct Conn {
     session_id: i64,
     timeout: Duration,
     auth: Vec<(String, String)>,
+    /// The connection's DIGEST-MD5 exchange, from its first SASL request on.
+    sasl: Option<DigestMd5Server>,
     stats: Arc<ConnStats>,
 }
 
@@ -609,6 +617,7 @@ impl Conn {
                     }
                 }
             }
+            RequestBody::Sasl { token } => self.sasl_step(xid, &token),
             RequestBody::CloseSession => {
                 self.submit(xid, req.op, Vec::new(), Command::LeaseRevoke { id: self.session_id })
             }
@@ -655,6 +664,46 @@ impl Conn {
                 auth: self.auth.clone(),
                 started: Instant::now(),
             },
+        }
+    }
+
+    /// A SASL token (ZooKeeperServer.processSasl): the reply is SetSASLResponse {buffer token}.
+    /// Success adds the identity ("sasl", user); a failed exchange is answered AuthFailed with a
+    /// null token and the connection closes (the session stays until it expires).
+    fn sasl_step(&mut self, xid: i32, token: &[u8]) -> Queued {
+        let reply = |err: i32, token: Option<Vec<u8>>, close: bool| {
+            let mut w = Writer::new();
+            match token {
+                Some(t) => w.buffer(&t),
+                None => w.null_buffer(),
+            };
+            Queued::Ready { xid, op: op::SASL, err, body: w.buf, close }
+        };
+        let users = &self.ctx.config.sasl_users;
+        if users.is_empty() {
+            // ZooKeeper without a JAAS Server section has no SASL server for the connection:
+            // it answers OK with a null token.
+            return reply(0, None, false);
+        }
+        let session_id = self.session_id;
+        let server = self.sasl.get_or_insert_with(|| DigestMd5Server::new(sasl::new_nonce(session_id)));
+        match server.evaluate(token, users) {
+            Ok(sasl::Step::Challenge(t)) => reply(0, Some(t), false),
+            Ok(sasl::Step::Success { token, authorization_id }) => {
+                tracing::info!("session 0x{session_id:x}: SASL authenticated as {authorization_id:?}");
+                let id = ("sasl".to_string(), authorization_id);
+                if !self.auth.contains(&id) {
+                    self.auth.push(id);
+                }
+                reply(0, Some(token), false)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "session 0x{session_id:x}: SASL authentication from {} failed ({e}); closing the connection",
+                    self.stats.peer
+                );
+                reply(ErrorCode::AuthFailed as i32, None, true)
+            }
         }
     }
 }
@@ -786,7 +835,10 @@ async fn respond(
             q = queue.recv() => match q { Some(q) => q, None => break },
         };
         let (xid, op, zxid, err, body, close, started) = match item {
-            Queued::Ready { xid, op, err, body, close } => (xid, op, ctx.revision(), err, body, close, None),
+            // ZooKeeper answers SASL outside the request pipeline, with zxid 0.
+            Queued::Ready { xid, op, err, body, close } => {
+                (xid, op, if op == op::SASL { 0 } else { ctx.revision() }, err, body, close, None)
+            }
             Queued::Write { xid, op, ops, fut, started } => {
                 let (zxid, err, body) = write_reply(op, &ops, fut.await);
                 (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
@@ -810,8 +862,10 @@ async fn respond(
         ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
         stats.sent.fetch_add(1, Ordering::Relaxed);
         ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
-        stats.last_zxid.store(zxid, Ordering::Relaxed);
-        if op != op::AUTH {
+        if op != op::SASL {
+            stats.last_zxid.store(zxid, Ordering::Relaxed);
+        }
+        if op != op::AUTH && op != op::SASL {
             *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = op_name(op);
             stats.last_cxid.store(xid as i64, Ordering::Relaxed);
             stats.last_response_ms.store(now_ms(), Ordering::Relaxed);
