@@ -110,16 +110,10 @@ EXPECTED_FAILING_ON_ZOOKEEPER = frozenset()
 # each with its reason.  Listed so the suite stays a yardstick (a gap that closes,
 # or a new failure, fails the test) while CI stays green.
 _SASL = "kazoo/tests/test_sasl.py::"
-# DIGEST-MD5 itself works (--zk-sasl-users; the plugin gives conclave the JAAS file's
-# users): the login succeeds and a bad one gets AuthFailed, as on ZooKeeper.  What fails
-# is the test's next step, creating /1 with the ACL sasl:jaasuser.
-_NO_SASL_ACL = ("the store refuses sasl ACLs: fixup_acl (src/store/znode.rs) accepts only world, "
-                "auth, digest and ip ids, so create(acl=sasl:jaasuser) gets InvalidACL (ZooKeeper's "
-                "SASLAuthenticationProvider accepts a Kerberos-style name; `auth` expands to sasl ids too)")
+# DIGEST-MD5 works (--zk-sasl-users; the plugin gives conclave the JAAS file's users), and
+# sasl ACLs match as ZooKeeper's SASLAuthenticationProvider does; Kerberos does not.
 KNOWN_GAPS = {
     "conclave": {
-        _SASL + "TestLegacySASLDigestAuthentication::test_connect_sasl_auth": _NO_SASL_ACL,
-        _SASL + "TestSASLDigestAuthentication::test_connect_sasl_auth": _NO_SASL_ACL,
         _SASL + "TestSASLGSSAPIAuthentication::test_connect_gssapi_auth": (
             "no GSSAPI (Kerberos): conclave's SASL is DIGEST-MD5 only; without --zk-sasl-users a SASL "
             "request gets what a ZooKeeper without a JAAS Server section answers (OK, null token), "

@@ -367,8 +367,8 @@ pub fn fixup_acl(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Vec<ZkAcl>,
             "auth" => {
                 let mut any = false;
                 for (scheme, id) in auth {
-                    // Only providers whose identities are authenticated (digest) qualify.
-                    if scheme == "digest" {
+                    // Only providers whose identities are authenticated (digest, sasl) qualify.
+                    if scheme == "digest" || scheme == "sasl" {
                         any = true;
                         out.push(ZkAcl { perms: a.perms, scheme: scheme.clone(), id: id.clone() });
                     }
@@ -380,10 +380,20 @@ pub fn fixup_acl(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Vec<ZkAcl>,
             // Java's split(":") drops trailing empty parts: "u:" is one part, invalid.
             "digest" if a.id.trim_end_matches(':').split(':').count() == 2 => out.push(a.clone()),
             "ip" if valid_ip_acl(&a.id) => out.push(a.clone()),
+            "sasl" if valid_sasl_id(&a.id) => out.push(a.clone()),
             _ => return Err(zk_err::INVALID_ACL),
         }
     }
     Ok(out)
+}
+
+/// SASLAuthenticationProvider.isValid: a Kerberos name, i.e. one without '@', or
+/// `name[/host]@realm` (KerberosName's `([^/@]*)(/([^/@]*))?@([^/@]*)`).
+fn valid_sasl_id(id: &str) -> bool {
+    match id.split_once('@') {
+        None => true,
+        Some((name, realm)) => !realm.contains(['@', '/']) && name.matches('/').count() <= 1,
+    }
 }
 
 /// ZooKeeper's checkACL: `perm` is granted by an ACL entry with that bit for world:anyone or for
@@ -395,9 +405,16 @@ pub fn acl_allows(acl: &[ZkAcl], perm: i32, auth: &[(String, String)]) -> bool {
     acl.iter().any(|a| {
         a.perms & perm != 0
             && ((a.scheme == "world" && a.id == "anyone")
-                || auth
-                    .iter()
-                    .any(|(s, id)| s == &a.scheme && if s == "ip" { ip_matches(id, &a.id) } else { id == &a.id }))
+                || auth.iter().any(|(s, id)| {
+                    s == &a.scheme
+                        && match s.as_str() {
+                            "ip" => ip_matches(id, &a.id),
+                            // SASLAuthenticationProvider.matches: the SASL user "super" matches
+                            // every sasl ACL.
+                            "sasl" => id == &a.id || id == "super",
+                            _ => id == &a.id,
+                        }
+                }))
     })
 }
 
@@ -948,6 +965,30 @@ mod tests {
         assert!(!acl_allows(&[ip("10.0.0.0/8")], perms::READ, &me));
         assert!(!acl_allows(&[ip("127.0.0.1")], perms::WRITE, &me));
         assert!(acl_allows(&[digest("u:h")], perms::WRITE, &me));
+    }
+
+    /// SASL identities (ZooKeeper's SASLAuthenticationProvider): sasl ACLs hold Kerberos-style
+    /// names, `auth` expands to the session's sasl id, the id matches exactly, and the SASL user
+    /// "super" matches every sasl ACL.
+    #[test]
+    fn sasl_acls() {
+        let sasl = |id: &str| ZkAcl { perms: perms::ALL, scheme: "sasl".into(), id: id.into() };
+        for ok in ["jaasuser", "client@KAZOOTEST.ORG", "zookeeper/127.0.0.1@KAZOOTEST.ORG", "a@", ""] {
+            assert_eq!(fixup_acl(&[sasl(ok)], &[]), Ok(vec![sasl(ok)]), "{ok}");
+        }
+        for bad in ["a@b@c", "a/b/c@R", "a@R/x"] {
+            assert_eq!(fixup_acl(&[sasl(bad)], &[]), Err(zk_err::INVALID_ACL), "{bad}");
+        }
+        let me = vec![("ip".to_string(), "127.0.0.1".to_string()), ("sasl".to_string(), "jaasuser".to_string())];
+        let auth = ZkAcl { perms: perms::ALL, scheme: "auth".into(), id: "".into() };
+        assert_eq!(fixup_acl(&[auth], &me), Ok(vec![sasl("jaasuser")]));
+        assert!(acl_allows(&[sasl("jaasuser")], perms::READ, &me));
+        assert!(!acl_allows(&[sasl("other")], perms::READ, &me));
+        assert!(!acl_allows(&[sasl("jaasuser")], perms::READ, &[("ip".into(), "127.0.0.1".into())]));
+        let su = [("sasl".to_string(), "super".to_string())];
+        assert!(acl_allows(&[sasl("other")], perms::ADMIN, &su));
+        let digest = ZkAcl { perms: perms::ALL, scheme: "digest".into(), id: "u:h".into() };
+        assert!(!acl_allows(&[digest], perms::READ, &su), "only sasl ACLs");
     }
 
     #[test]
