@@ -3,11 +3,6 @@
 //! Entries are bincode-encoded openraft entries; an append is durable (fdatasync) before
 //! openraft is told it is flushed. The vote is written with a durable redb commit, the purge
 //! point too.
-//!
-//! Appends are written at once (readable when `append` returns, as openraft requires) and
-//! synced by a dedicated thread, in order, many appends per `fdatasync` when they queue up: an
-//! `fdatasync` blocks its thread for 0.1 ms to several ms, and on a tokio worker it would stall
-//! every connection that worker serves (with two cores, half the server).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -17,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 
-use super::wal::{Unsynced, Wal, WalError};
+use super::wal::{Wal, WalError};
 use super::TypeConfig;
 use crate::store::{Store, StoreError};
 
@@ -28,48 +23,6 @@ const META_PURGED: &str = "last_purged";
 pub struct LogStore {
     store: Store,
     wal: Arc<Mutex<Wal>>,
-    syncer: std::sync::mpsc::Sender<SyncJob>,
-}
-
-/// Work for the sync thread, in append order.
-enum SyncJob {
-    /// Make these writes durable, then tell openraft.
-    Flush(Unsynced, LogFlushed<TypeConfig>),
-    /// Answer once every earlier job is done (a truncate waits for it).
-    Barrier(tokio::sync::oneshot::Sender<()>),
-}
-
-/// The sync thread: takes every queued job, syncs once for all of them, then completes them in
-/// order. It ends when the last log store handle is dropped.
-fn sync_loop(jobs: std::sync::mpsc::Receiver<SyncJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = jobs.try_recv() {
-            batch.push(more);
-        }
-        let mut all = Unsynced::default();
-        let mut done = Vec::with_capacity(batch.len());
-        for job in batch {
-            match job {
-                SyncJob::Flush(u, callback) => {
-                    all.absorb(u);
-                    done.push(Ok(callback));
-                }
-                SyncJob::Barrier(tx) => done.push(Err(tx)),
-            }
-        }
-        let t0 = std::time::Instant::now();
-        let synced = all.sync().map_err(|e| e.to_string());
-        metrics::histogram!("conclave_raft_log_sync_seconds").record(t0.elapsed().as_secs_f64());
-        for d in done {
-            match d {
-                Ok(callback) => callback.log_io_completed(synced.clone().map_err(std::io::Error::other)),
-                Err(barrier) => {
-                    let _ = barrier.send(());
-                }
-            }
-        }
-    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -96,12 +49,7 @@ impl LogStore {
         if let Some(Some(purged)) = purged {
             wal.purge(purged.index)?;
         }
-        let (syncer, jobs) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("wal-sync".into())
-            .spawn(move || sync_loop(jobs))
-            .map_err(|e| WalError::Io { path: wal_dir.to_path_buf(), source: e })?;
-        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)), syncer })
+        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)) })
     }
 
     fn wal_lock(&self) -> std::sync::MutexGuard<'_, Wal> {
@@ -192,15 +140,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
         let t0 = std::time::Instant::now();
-        let result = self.wal_lock().write(&rows);
+        let result = self.wal_lock().append(&rows);
         metrics::histogram!("conclave_raft_log_append_seconds").record(t0.elapsed().as_secs_f64());
         match result {
-            Ok(unsynced) => {
-                if let Err(std::sync::mpsc::SendError(SyncJob::Flush(_, callback))) =
-                    self.syncer.send(SyncJob::Flush(unsynced, callback))
-                {
-                    callback.log_io_completed(Err(std::io::Error::other("the WAL sync thread is gone")));
-                }
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
@@ -211,11 +155,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        // Entries being truncated may still be waiting for their sync: let those finish first.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.syncer.send(SyncJob::Barrier(tx)).is_ok() {
-            let _ = rx.await;
-        }
         self.wal_lock().truncate(log_id.index).map_err(write_err)
     }
 

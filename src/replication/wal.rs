@@ -58,40 +58,6 @@ struct Segment {
     len: u64,
 }
 
-/// Written WAL data that is not yet known durable: the segment files it touched (handles of
-/// their own, so syncing needs no lock on the WAL) and the directory if a segment was created.
-#[derive(Default)]
-pub struct Unsynced {
-    files: Vec<(PathBuf, File)>,
-    dir: Option<PathBuf>,
-}
-
-impl Unsynced {
-    /// Makes the data durable: `fdatasync` of each touched segment, then of the directory if a
-    /// segment was created.
-    pub fn sync(self) -> Result<(), WalError> {
-        for (path, file) in &self.files {
-            file.sync_data().map_err(io(path))?;
-        }
-        if let Some(dir) = &self.dir {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    }
-
-    /// Merges `other` (written later) into this one, so one sync covers both.
-    pub fn absorb(&mut self, other: Unsynced) {
-        for (path, file) in other.files {
-            if !self.files.iter().any(|(p, _)| *p == path) {
-                self.files.push((path, file));
-            }
-        }
-        if other.dir.is_some() {
-            self.dir = other.dir;
-        }
-    }
-}
-
 pub struct Wal {
     dir: PathBuf,
     /// Segments by first index.
@@ -246,22 +212,14 @@ impl Wal {
 
     /// Appends entries (consecutive indexes continuing the log) and fsyncs once for all.
     pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(), WalError> {
-        self.write(entries)?.sync()
-    }
-
-    /// Writes entries (consecutive indexes continuing the log) without waiting for the disk:
-    /// they are readable at once, and durable once the returned [`Unsynced`] is synced. Syncs
-    /// must happen in write order (the log store's sync thread does that), so an acknowledged
-    /// entry never follows an unsynced one.
-    pub fn write(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<Unsynced, WalError> {
-        let mut unsynced = Unsynced::default();
         if entries.is_empty() {
-            return Ok(unsynced);
+            return Ok(());
         }
         if self.locs.is_empty() {
             self.first = entries[0].0;
             self.cache_first = self.first;
         }
+        let mut created = false;
         let mut touched: Vec<u64> = Vec::new();
         for (index, payload) in entries {
             if *index != self.next_index() {
@@ -285,7 +243,7 @@ impl Wal {
                     .map_err(io(&path))?;
                 preallocate(&file);
                 self.segments.insert(*index, Segment { path, file, len: 0 });
-                unsynced.dir = Some(self.dir.clone());
+                created = true;
             }
             let seg_first = *self.segments.last_key_value().expect("a segment exists").0;
             let mut rec = Vec::with_capacity(HEADER_BYTES + payload.len());
@@ -305,10 +263,12 @@ impl Wal {
         }
         for s in touched {
             let seg = &self.segments[&s];
-            let file = seg.file.try_clone().map_err(io(&seg.path))?;
-            unsynced.files.push((seg.path.clone(), file));
+            seg.file.sync_data().map_err(io(&seg.path))?;
         }
-        Ok(unsynced)
+        if created {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     fn cache_push(&mut self, payload: Vec<u8>) {
