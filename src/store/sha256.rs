@@ -12,16 +12,23 @@ const K: [u32; 64] = [
     0xc67178f2,
 ];
 
-pub fn digest(data: &[u8]) -> [u8; 32] {
-    let mut h: [u32; 8] =
-        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
+/// The Merkle–Damgård padding SHA-1 and SHA-256 share: `data`, 0x80, zeros up to 56 mod 64,
+/// then the bit length as a big-endian u64, so the result is whole 64-byte blocks.
+pub fn pad_be(data: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(data.len() + 72);
+    msg.extend_from_slice(data);
     msg.push(0x80);
     while msg.len() % 64 != 56 {
         msg.push(0);
     }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
+    msg.extend_from_slice(&(data.len() as u64).wrapping_mul(8).to_be_bytes());
+    msg
+}
+
+pub fn digest(data: &[u8]) -> [u8; 32] {
+    let mut h: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let msg = pad_be(data);
     for block in msg.chunks_exact(64) {
         let mut w = [0u32; 64];
         for (i, word) in block.chunks_exact(4).enumerate() {
