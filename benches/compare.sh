@@ -330,7 +330,8 @@ zk_start() { # name
     zookeeper) bash -c "$ZK_LAUNCH" zk "$z" "${ZDATA[$1]}" >"${ZLOG[$1]}" 2>&1 & ;;
     conclave)
         server_args "$p" "$q" "${ZDATA[$1]}"
-        "$CONCLAVE_BIN" "${ARGS[@]}" --zk-listen "127.0.0.1:$z" >"${ZLOG[$1]}" 2>&1 &
+        # maxClientCnxns 0 as ZooKeeper's zoo.cfg above: 64 clients come from one address
+        "$CONCLAVE_BIN" "${ARGS[@]}" --zk-listen "127.0.0.1:$z" --maxClientCnxns 0 >"${ZLOG[$1]}" 2>&1 &
         ;;
     esac
     ZPID[$1]=$!

@@ -26,7 +26,9 @@ its ZooKeeper client port on 127.0.0.1:
 Per-test server settings come from the marker
 `@pytest.mark.zk_config(four_letter_whitelist="ruok,srvr")`: zoo.cfg's
 `4lw.commands.whitelist` on ZooKeeper (default `*`), `--zk-4lw-whitelist` on
-conclave (flag left out by default).  Both are ready when `ruok` answers
+conclave (flag left out by default); `max_client_cnxns=N`: zoo.cfg's
+`maxClientCnxns` on ZooKeeper, `--maxClientCnxns N` on conclave (both
+default to 60 per client address).  Both are ready when `ruok` answers
 `imok` (a whitelist without ruok: when it answers anything) and a session
 handshake then succeeds (that session is closed again at once).  Run
 `COMPAT_ZK_TARGETS=zookeeper pytest compat-tests/test_zk_*.py` to re-validate
@@ -83,7 +85,7 @@ def _zk_targets():
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "zk_config(four_letter_whitelist=...): settings for the zk fixture's server")
+        "markers", "zk_config(four_letter_whitelist=..., max_client_cnxns=...): settings for the zk fixture's server")
 
 
 def pytest_generate_tests(metafunc):
@@ -212,8 +214,8 @@ ZK_JVM_FLAGS = [
 ]
 
 
-def _zk_cfg(data_dir, port, whitelist):
-    return "".join(f"{k}={v}\n" for k, v in [
+def _zk_cfg(data_dir, port, whitelist, extra=()):
+    return "".join(f"{k}={v}\n" for k, v in list(extra) + [
         ("tickTime", ZK_TICK_MS),
         ("dataDir", data_dir),
         ("clientPort", port),
@@ -255,7 +257,10 @@ def _start_zk(kind, workdir, config):
             (zkport,) = _free_ports(1)
             cfg = os.path.join(data_dir, "zoo.cfg")
             with open(cfg, "w") as f:
-                f.write(_zk_cfg(data_dir, zkport, whitelist or "*"))
+                extra = []
+                if "max_client_cnxns" in config:
+                    extra.append(("maxClientCnxns", config["max_client_cnxns"]))
+                f.write(_zk_cfg(data_dir, zkport, whitelist or "*", extra))
             argv = [JAVA] + ZK_JVM_FLAGS + ["-cp", ZOOKEEPER_CLASSPATH,
                                             "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
         else:
@@ -264,6 +269,8 @@ def _start_zk(kind, workdir, config):
                 "--zk-listen", f"127.0.0.1:{zkport}", "--zk-tick-time", str(ZK_TICK_MS)]
             if whitelist is not None:
                 argv += ["--zk-4lw-whitelist", whitelist]
+            if "max_client_cnxns" in config:
+                argv += ["--maxClientCnxns", str(config["max_client_cnxns"])]
             argv += shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
         log_path = os.path.join(workdir, f"{kind}-zk-{zkport}.log")
         log = open(log_path, "wb")

@@ -11,6 +11,8 @@ Every expected value was taken from ZooKeeper 3.8.0 (standalone, tickTime
 
 import time
 
+import pytest
+
 from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, GetData, SetData
 from kazoo.protocol.states import EventType
 from kazoo.security import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
@@ -189,3 +191,35 @@ def test_set_watches_after_reconnect(zk):
                                                   (CHILD, SYNC_CONNECTED, "/q")])
     finally:
         s.close_session()
+
+
+@pytest.mark.zk_config(max_client_cnxns=3)
+def test_max_client_cnxns_per_address(zk):
+    # zoo.cfg's maxClientCnxns counts the open connections of one client
+    # address: one more is closed by the server before any answer; a place
+    # freed by a closed connection can be taken again.
+    def connect_when_free():
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return RawSession(zk.host, zk.port, 10000, io_timeout=5)
+            except OSError:
+                # a connection closed just before (the fixture's readiness
+                # probe, or below) is noticed by the server a moment later
+                assert time.monotonic() < deadline, "no place freed by a closed connection"
+                time.sleep(0.1)
+
+    sessions = []
+    try:
+        for _ in range(3):
+            sessions.append(connect_when_free())
+        assert all(s.negotiated_timeout > 0 for s in sessions)
+        with pytest.raises(OSError):
+            # ConnectionError (EOF or reset) is an OSError too
+            RawSession(zk.host, zk.port, 10000, io_timeout=5)
+        sessions.pop().close_session()
+        sessions.append(connect_when_free())
+        assert sessions[-1].negotiated_timeout > 0
+    finally:
+        for s in sessions:
+            s.close_session()

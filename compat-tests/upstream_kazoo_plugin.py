@@ -313,6 +313,8 @@ class SingleServer:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"default={peer}",
                 "--zk-listen", f"127.0.0.1:{self.zk_port}", "--zk-tick-time", str(TICK_MS),
+                # as the zoo.cfg above: no per-address connection limit
+                "--maxClientCnxns", "0",
                 ] + _conclave_sasl_flags(self.jaas_auth) + shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
 
     def run(self):

@@ -166,14 +166,20 @@ pub struct Config {
     #[arg(long = "zk-container-check-interval", env = "CONCLAVE_ZK_CONTAINER_CHECK_INTERVAL", default_value_t = 1000)]
     pub zk_container_check_interval_ms: u64,
 
-    /// Most ZooKeeper connections at once (zoo.cfg's maxClientCnxns, per server here).
+    /// ZooKeeper connections from one IP address at once (zoo.cfg's maxClientCnxns, same
+    /// default); 0 = no per-address limit. One more from that address is closed unanswered.
     #[arg(
         long = "zk-max-client-cnxns",
         alias = "maxClientCnxns",
         env = "CONCLAVE_ZK_MAX_CLIENT_CNXNS",
-        default_value_t = 10_000
+        default_value_t = 60
     )]
     pub zk_max_client_cnxns: usize,
+
+    /// ZooKeeper connections at once from all addresses together; beyond it, new connections
+    /// wait in the listen backlog.
+    #[arg(long = "zk-max-connections", env = "CONCLAVE_ZK_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub zk_max_connections: usize,
 
     /// Users ZooKeeper clients may SASL-authenticate as (DIGEST-MD5), `user:password,user2:password2`:
     /// what a JAAS DigestLoginModule's `user_<name>="<password>"` lines give ZooKeeper. An

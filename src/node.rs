@@ -251,6 +251,7 @@ fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16) -> ZkConfig
         },
         ttl_enabled: config.zk_ttl_nodes,
         max_client_cnxns: config.zk_max_client_cnxns,
+        connections_max: config.zk_max_connections,
         container_check_interval: Duration::from_millis(config.zk_container_check_interval_ms.max(10)),
         data_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()).display().to_string(),
         client_port: port,

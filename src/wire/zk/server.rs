@@ -41,7 +41,12 @@ pub struct ZkConfig {
     /// None = every word.
     pub four_letter_words: Option<Vec<String>>,
     pub ttl_enabled: bool,
+    /// Connections from one IP address at once, as zoo.cfg's maxClientCnxns (ZooKeeper's
+    /// default 60); 0 = no per-address limit. One more from that address is closed at once.
     pub max_client_cnxns: usize,
+    /// Connections at once from everyone together: the bound that holds when
+    /// `max_client_cnxns` is 0 or many addresses connect. Beyond it, accepting waits.
+    pub connections_max: usize,
     pub container_check_interval: Duration,
     /// jute.maxbuffer: the largest packet accepted.
     pub max_packet_bytes: usize,
@@ -70,7 +75,8 @@ impl Default for ZkConfig {
             max_session_timeout_ms: 40000,
             four_letter_words: None,
             ttl_enabled: true,
-            max_client_cnxns: 10_000,
+            max_client_cnxns: 60,
+            connections_max: 10_000,
             container_check_interval: Duration::from_secs(1),
             max_packet_bytes: JUTE_MAXBUFFER_DEFAULT,
             outstanding_per_conn_max: 1000,
@@ -258,7 +264,8 @@ fn now_ms() -> i64 {
 
 /// Serves ZooKeeper clients on `listener` until `stop` turns true.
 pub async fn serve(ctx: Arc<ZkCtx>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(ctx.config.max_client_cnxns.max(1)));
+    let slots = Arc::new(Semaphore::new(ctx.config.connections_max.max(1)));
+    let per_ip = PerIpCount::new(ctx.config.max_client_cnxns);
     spawn_reaper(ctx.clone(), stop.clone());
     loop {
         let slot = tokio::select! {
@@ -271,17 +278,73 @@ pub async fn serve(ctx: Arc<ZkCtx>, listener: TcpListener, mut stop: watch::Rece
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(ip_slot) = per_ip.take(peer.ip()) else {
+                    // ZooKeeper's NIO factory does the same: log, close the socket unanswered.
+                    tracing::warn!("Too many connections from /{} - max is {}", peer.ip(), ctx.config.max_client_cnxns);
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     connection(ctx, stream, peer, stop).await;
+                    drop(ip_slot);
                     drop(slot);
                 });
             }
             Err(e) => {
                 tracing::warn!("zookeeper accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Open connections per client IP address, for maxClientCnxns.
+#[derive(Clone)]
+struct PerIpCount {
+    /// 0 = unlimited (nothing is counted).
+    max: usize,
+    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One counted connection; gives its place back when dropped.
+struct IpSlot {
+    count: PerIpCount,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl PerIpCount {
+    fn new(max: usize) -> PerIpCount {
+        PerIpCount { max, open: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// A place for one more connection from `ip`, or None when it already has `max`.
+    fn take(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
+        if self.max == 0 {
+            return Some(IpSlot { count: self.clone(), ip: None });
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { count: self.clone(), ip: Some(ip) })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut open = self.count.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                // No entry outlives its last connection: the map stays as small as the set
+                // of addresses connected now.
+                open.remove(&ip);
             }
         }
     }
