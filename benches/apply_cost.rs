@@ -1,0 +1,113 @@
+//! Apply cost without the network: the store's write path alone, `BATCH` commands (default 20,
+//! about what one raft entry holds at 16-64 clients) per write transaction, as the state
+//! machine runs them, non-durable commits as apply does. It prints microseconds per command for
+//! ZooKeeper creates and sets (10 000 nodes of 100 B) and etcd puts (random keys of 100 000,
+//! 256 B values: the first run fills the key space, the second overwrites).
+//!
+//!     cargo run --release --example apply_cost            # OPS=40000 BATCH=20 by default
+//!
+//! This is where a change to the store's write path shows up without the noise of the
+//! network, raft and the load generator sharing two cores (see benches/README.md).
+use conclave::command::*;
+use conclave::store::{Store, StoreConfig};
+use std::time::Instant;
+
+fn rnd(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), StoreConfig::default()).unwrap();
+    let batch: usize = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let ops: usize = std::env::var("OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(40000);
+    let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+    let zk = |ops: Vec<ZkOp>| Command::Zk(ZkTxn { ops, now_ms: 1, session_id: 0, auth: vec![], ttl_enabled: true });
+    let run = |name: &str, cmds: &mut dyn FnMut(u64) -> Command, n: usize| {
+        let mut seed = 88172645463325252u64;
+        let t0 = Instant::now();
+        let mut done = 0;
+        while done < n {
+            store
+                .write(false, |tx| {
+                    for _ in 0..batch {
+                        let applied = tx.apply(&cmds(rnd(&mut seed)))?;
+                        // A failing command is cheap and would flatter the figure.
+                        let ok = match &applied.result {
+                            Ok(Response::Zk(results)) => !results.iter().any(|r| matches!(r, ZkOpResult::Error(_))),
+                            r => r.is_ok(),
+                        };
+                        assert!(ok, "{name}: {:?}", applied.result);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            done += batch;
+        }
+        let us = t0.elapsed().as_secs_f64() * 1e6 / done as f64;
+        println!("{name:12} batch {batch}: {us:.2} us/op");
+    };
+    store
+        .write(true, |tx| {
+            tx.apply(&zk(vec![ZkOp::Create {
+                path: "/bench".into(),
+                data: None,
+                acl: acl.clone(),
+                mode: CreateMode::Persistent,
+                ttl_ms: -1,
+            }]))?;
+            Ok(())
+        })
+        .unwrap();
+    let mut i = 0u64;
+    run(
+        "zk create",
+        &mut |_| {
+            i += 1;
+            zk(vec![ZkOp::Create {
+                path: format!("/bench/{:08}", i - 1),
+                data: Some(vec![b'x'; 100]),
+                acl: acl.clone(),
+                mode: CreateMode::Persistent,
+                ttl_ms: -1,
+            }])
+        },
+        10000,
+    );
+    run(
+        "zk set",
+        &mut |r| {
+            zk(vec![ZkOp::SetData {
+                path: format!("/bench/{:08}", r % 10000),
+                data: Some(vec![b'y'; 100]),
+                version: -1,
+            }])
+        },
+        ops,
+    );
+    run(
+        "etcd put",
+        &mut |r| {
+            Command::Put(PutOp {
+                key: format!("{:08}", r % 100000).into_bytes(),
+                value: vec![b'v'; 256],
+                ..Default::default()
+            })
+        },
+        100000,
+    );
+    run(
+        "etcd put",
+        &mut |r| {
+            Command::Put(PutOp {
+                key: format!("{:08}", r % 100000).into_bytes(),
+                value: vec![b'v'; 256],
+                ..Default::default()
+            })
+        },
+        ops,
+    );
+}
