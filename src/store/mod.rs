@@ -16,7 +16,7 @@ pub mod znode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableDatabase};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 pub use mvcc::{Effects, WriteTx};
 pub use read::{EventPage, ReadView, ZkNode};
@@ -43,6 +43,10 @@ pub enum StoreError {
     Durability(#[from] redb::SetDurabilityError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error(
+        "{path}: written in store format {found}, this Conclave reads format {STORE_FORMAT}; start it on an empty data directory"
+    )]
+    Format { path: PathBuf, found: i64 },
 }
 
 /// Either the command's deterministic failure or a storage fault; used inside apply and reads
@@ -110,15 +114,29 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let tx = db.begin_write()?;
         {
-            tx.open_table(KV)?;
-            tx.open_table(HIST)?;
-            tx.open_table(KEYREV)?;
+            let kv = tx.open_table(KV)?;
+            let hist = tx.open_table(HIST)?;
+            tx.open_table(DEAD)?;
             tx.open_table(LEASES)?;
             tx.open_table(LEASE_KEYS)?;
-            tx.open_table(META)?;
+            let mut meta = tx.open_table(META)?;
             tx.open_table(RAFT_META)?;
             tx.open_table(ZK_CHILDREN)?;
             tx.open_table(ZK_REAP)?;
+            // A store from before formats were recorded has keys or history but no format:
+            // format 1. Nothing at all: a new store.
+            let found = match meta.get(META_FORMAT)? {
+                Some(v) => Some(decode_i64(v.value())),
+                None if kv.is_empty()? && hist.is_empty()? => None,
+                None => Some(1),
+            };
+            match found {
+                None => {
+                    meta.insert(META_FORMAT, encode_i64(STORE_FORMAT).as_slice())?;
+                }
+                Some(STORE_FORMAT) => {}
+                Some(found) => return Err(StoreError::Format { path: path.to_path_buf(), found }),
+            }
         }
         znode::init_builtins(&tx)?;
         tx.commit()?;
@@ -208,7 +226,7 @@ impl Store {
         {
             tx.delete_table(KV)?;
             tx.delete_table(HIST)?;
-            tx.delete_table(KEYREV)?;
+            tx.delete_table(DEAD)?;
             tx.delete_table(LEASES)?;
             tx.delete_table(LEASE_KEYS)?;
             tx.delete_table(META)?;
@@ -223,7 +241,7 @@ impl Store {
             };
             let mut kv = tx.open_table(KV)?;
             let mut hist = tx.open_table(HIST)?;
-            let mut keyrev = tx.open_table(KEYREV)?;
+            let mut dead = tx.open_table(DEAD)?;
             let mut leases = tx.open_table(LEASES)?;
             let mut lease_keys = tx.open_table(LEASE_KEYS)?;
             let mut meta = tx.open_table(META)?;
@@ -237,8 +255,14 @@ impl Store {
                             k.as_slice().try_into().map_err(|_| StoreError::Corrupt("hist key".into()))?,
                         );
                         hist.insert(rev, v.as_slice())?;
+                        // `dead` is derived: history comes in revision order, so a key's last
+                        // change decides whether it is deleted now.
                         let e = HistEntry::decode(v)?;
-                        keyrev.insert((e.key.as_slice(), rev), ())?;
+                        if e.tombstone {
+                            dead.insert(e.key.as_slice(), rev)?;
+                        } else {
+                            dead.remove(e.key.as_slice())?;
+                        }
                     }
                     2 => {
                         let id = decode_i64(k);

@@ -48,7 +48,7 @@ pub(crate) type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 pub struct WriteTx<'t> {
     kv: KvTable<'t>,
     hist: Table<'t, u128, &'static [u8]>,
-    keyrev: Table<'t, (&'static [u8], u128), ()>,
+    dead: Table<'t, &'static [u8], u128>,
     pub(super) leases: Table<'t, i64, &'static [u8]>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
@@ -69,7 +69,7 @@ impl<'t> WriteTx<'t> {
         Ok(WriteTx {
             kv: tx.open_table(KV)?,
             hist: tx.open_table(HIST)?,
-            keyrev: tx.open_table(KEYREV)?,
+            dead: tx.open_table(DEAD)?,
             leases: tx.open_table(LEASES)?,
             lease_keys: tx.open_table(LEASE_KEYS)?,
             meta,
@@ -219,7 +219,7 @@ impl<'t> WriteTx<'t> {
                     // Reads inside a txn see the txn's earlier writes, at the revision the txn
                     // will commit as.
                     let current = if rev.changed() { rev.main } else { self.rev };
-                    OpResult::Range(range(&self.kv, &self.hist, &self.keyrev, r, current, self.compact_rev)?)
+                    OpResult::Range(range(&self.kv, &self.hist, &self.dead, r, current, self.compact_rev)?)
                 }
                 RequestOp::Put(p) => OpResult::Put(self.put(rev, p)?),
                 RequestOp::DeleteRange(d) => OpResult::DeleteRange(self.delete_range(rev, d)?),
@@ -242,7 +242,7 @@ impl<'t> WriteTx<'t> {
     /// compares against a zero KeyValue, except a VALUE compare, which then always fails.
     fn compare_holds(&self, c: &Compare) -> Result<bool, Error> {
         let op = RangeOp { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() };
-        let r = range(&self.kv, &self.hist, &self.keyrev, &op, self.rev, self.compact_rev)?;
+        let r = range(&self.kv, &self.hist, &self.dead, &op, self.rev, self.compact_rev)?;
         if r.kvs.is_empty() {
             if matches!(c.target, CompareTarget::Value(_)) {
                 return Ok(false);
@@ -309,16 +309,28 @@ impl<'t> WriteTx<'t> {
             (Some(o), true) => o.lease,
             _ => op.lease,
         };
+        // The key's previous change: its live state, or the deletion that ended it.
+        let prev = match &old {
+            Some(o) => o.hist_key(),
+            None => self.dead.remove(op.key.as_slice())?.map(|g| g.value()).unwrap_or(0),
+        };
         let sub = rev.take();
         let cur = CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, value };
         self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?;
         let rk = rev_key(rev.main, sub);
-        let h = HistEntry { tombstone: false, create_revision, version, lease, key: op.key.clone(), value: Vec::new() };
+        let h = HistEntry {
+            tombstone: false,
+            create_revision,
+            version,
+            lease,
+            prev,
+            key: op.key.clone(),
+            value: Vec::new(),
+        };
         // The history row carries the value too: encode without cloning it twice.
         let mut row = h.encode();
         row.extend_from_slice(&cur.value);
         self.hist.insert(rk, row.as_slice())?;
-        self.keyrev.insert((op.key.as_slice(), rk), ())?;
         let old_lease = old.as_ref().map(|o| o.lease).unwrap_or(0);
         if old_lease != lease {
             if old_lease != 0 {
@@ -363,11 +375,12 @@ impl<'t> WriteTx<'t> {
             create_revision: 0,
             version: 0,
             lease: 0,
+            prev: old.hist_key(),
             key: key.to_vec(),
             value: Vec::new(),
         };
         self.hist.insert(rk, h.encode().as_slice())?;
-        self.keyrev.insert((key, rk), ())?;
+        self.dead.insert(key, rk)?;
         if old.lease != 0 {
             self.lease_keys.remove((old.lease, key))?;
         }
@@ -459,6 +472,33 @@ impl<'t> WriteTx<'t> {
         Ok(Response::Alarm(Some((member_id, alarm))))
     }
 
+    /// The change of `key` right after the one at `rk` (None: `rk` is its newest), found by
+    /// walking the key's chain down from its newest change. Only compaction asks, and only for
+    /// deletions: the walk is as long as the key's history above `rk`.
+    fn next_change(&self, key: &[u8], rk: u128) -> Result<Option<u128>, Error> {
+        let newest = match self.kv.get(key)? {
+            Some(row) => CurrentKv::decode(row.value())?.hist_key(),
+            None => match self.dead.get(key)? {
+                Some(d) => d.value(),
+                None => return Ok(None),
+            },
+        };
+        let mut at = newest;
+        let mut next = None;
+        while at > rk {
+            let Some(row) = self.hist.get(at)? else {
+                return Err(StoreError::Corrupt(format!("history chain of a key breaks at {at:x}")).into());
+            };
+            let (prev, _) = HistEntry::link_of(row.value())?;
+            next = Some(at);
+            at = prev;
+        }
+        if at != rk {
+            return Err(StoreError::Corrupt(format!("change {rk:x} is not in its key's history chain")).into());
+        }
+        Ok(next)
+    }
+
     fn compact(&mut self, revision: i64) -> Result<(), Error> {
         if revision <= self.compact_rev {
             return Err(ApplyError::Compacted.into());
@@ -467,7 +507,11 @@ impl<'t> WriteTx<'t> {
             return Err(ApplyError::FutureRevision.into());
         }
         // Only history above the previous compaction can hold newly superseded changes: every
-        // change at or below it is already the newest of its key at that point.
+        // change at or below it is already the newest of its key at that point. Walking that
+        // history upwards, each change supersedes its key's previous one (its `prev` link, at or
+        // below `revision` too): remove that. A deletion is not state: it goes as well once it
+        // is its key's newest change at or below `revision`. What stays is exactly etcd's: for
+        // every key its newest non-tombstone change at or below `revision`, and everything above.
         let mut cursor = rev_key(self.compact_rev + 1, 0);
         let end = rev_key(revision + 1, 0);
         const CHUNK_ROWS_MAX: usize = 4096;
@@ -475,30 +519,27 @@ impl<'t> WriteTx<'t> {
             let mut chunk = Vec::with_capacity(CHUNK_ROWS_MAX);
             for row in self.hist.range(cursor..end)? {
                 let (k, v) = row?;
-                let e = HistEntry::decode(v.value())?;
-                chunk.push((k.value(), e.key, e.tombstone));
+                let (prev, tombstone) = HistEntry::link_of(v.value())?;
+                let key = if tombstone { HistEntry::decode(v.value())?.key } else { Vec::new() };
+                chunk.push((k.value(), prev, tombstone, key));
                 if chunk.len() == CHUNK_ROWS_MAX {
                     break;
                 }
             }
-            let Some(&(last, _, _)) = chunk.last() else {
+            let Some(&(last, ..)) = chunk.last() else {
                 break;
             };
-            for (rk, key, tombstone) in &chunk {
-                // Everything older than this change of the key is superseded at `revision`.
-                let mut older = Vec::new();
-                for row in self.keyrev.range::<(&[u8], u128)>((key.as_slice(), 0)..(key.as_slice(), *rk))? {
-                    let (k, _) = row?;
-                    older.push(k.value().1);
+            for (rk, prev, tombstone, key) in &chunk {
+                if *prev != 0 {
+                    // Gone already if it was a deletion removed by an earlier compaction.
+                    self.hist.remove(*prev)?;
                 }
-                for o in older {
-                    self.keyrev.remove((key.as_slice(), o))?;
-                    self.hist.remove(o)?;
-                }
-                // A deletion is not state: nothing needs it once older changes are gone.
-                if *tombstone {
-                    self.keyrev.remove((key.as_slice(), *rk))?;
+                if *tombstone && self.next_change(key, *rk)?.is_none_or(|next| next >= end) {
                     self.hist.remove(*rk)?;
+                    let dead_here = self.dead.get(key.as_slice())?.map(|g| g.value()) == Some(*rk);
+                    if dead_here {
+                        self.dead.remove(key.as_slice())?;
+                    }
                 }
             }
             if chunk.len() < CHUNK_ROWS_MAX {
@@ -588,6 +629,25 @@ impl Crc32c {
 }
 
 /// Loads a current state's value from its `hist` row.
+/// The newest change of a key below `limit_rk`, walking its chain down from its change
+/// `newest`; None if it has none there (created later, or its older changes are compacted).
+pub(crate) fn change_at<H: ReadableTable<u128, &'static [u8]>>(
+    hist: &H,
+    newest: u128,
+    limit_rk: u128,
+) -> Result<Option<u128>, Error> {
+    let mut at = newest;
+    while at >= limit_rk {
+        let Some(row) = hist.get(at)? else { return Ok(None) };
+        at = HistEntry::link_of(row.value())?.0;
+        if at == 0 {
+            return Ok(None);
+        }
+    }
+    // `at` may still be a compacted (removed) change: then the key has no state there.
+    Ok(if hist.get(at)?.is_some() { Some(at) } else { None })
+}
+
 pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mut CurrentKv) -> Result<(), Error> {
     let rk = c.hist_key();
     let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("kv points at missing revision {rk:x}")))?;
@@ -654,10 +714,10 @@ pub(crate) fn in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
 }
 
 /// etcd's Range on a consistent view of the tables, at `op.revision` (0 = `current`).
-pub(crate) fn range<KV, H, KR>(
+pub(crate) fn range<KV, H, D>(
     kv: &KV,
     hist: &H,
-    keyrev: &KR,
+    dead: &D,
     op: &RangeOp,
     current: i64,
     compact: i64,
@@ -665,7 +725,7 @@ pub(crate) fn range<KV, H, KR>(
 where
     KV: ReadableTable<&'static [u8], &'static [u8]>,
     H: ReadableTable<u128, &'static [u8]>,
-    KR: ReadableTable<(&'static [u8], u128), ()>,
+    D: ReadableTable<&'static [u8], u128>,
 {
     let rev = if op.revision <= 0 { current } else { op.revision };
     if rev > current {
@@ -705,23 +765,13 @@ where
             }
         }
     } else {
-        let (lo, hi) = key_bounds(&op.key, &op.range_end);
-        let lo_t = match lo {
-            Bound::Included(k) => Bound::Included((k, 0u128)),
-            _ => Bound::Unbounded,
-        };
-        let hi_t = match hi {
-            Bound::Included(k) => Bound::Included((k, u128::MAX)),
-            Bound::Excluded(k) => Bound::Excluded((k, 0u128)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
+        // Every key that has a change at or below `rev` is live now (`kv`) or deleted with its
+        // tombstone not compacted (`dead`): the two tables, merged in key order, name them all.
+        // From each key's newest change, its chain leads down to its state at `rev`.
         let limit_rk = rev_key(rev + 1, 0);
-        let mut cur_key: Vec<u8> = Vec::new();
-        let mut best: Option<u128> = None;
-        let visit = |best: Option<u128>, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), Error> {
-            let Some(rk) = best else { return Ok(()) };
-            let row =
-                hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("keyrev points at missing revision {rk}")))?;
+        let visit = |newest: u128, kvs: &mut Vec<KeyValue>, count: &mut i64| -> Result<(), Error> {
+            let Some(rk) = change_at(hist, newest, limit_rk)? else { return Ok(()) };
+            let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("missing revision {rk:x}")))?;
             let e = HistEntry::decode(row.value())?;
             if e.tombstone {
                 return Ok(());
@@ -739,19 +789,29 @@ where
             }
             Ok(())
         };
-        for row in keyrev.range::<(&[u8], u128)>((lo_t, hi_t))? {
-            let (k, _) = row?;
-            let (key, rk) = k.value();
-            if key != cur_key.as_slice() {
-                visit(best.take(), &mut kvs, &mut count)?;
-                cur_key.clear();
-                cur_key.extend_from_slice(key);
-            }
-            if rk < limit_rk {
-                best = Some(rk);
+        let bounds = key_bounds(&op.key, &op.range_end);
+        let mut live = kv.range::<&[u8]>(bounds)?;
+        let mut gone = dead.range::<&[u8]>(key_bounds(&op.key, &op.range_end))?;
+        let mut next_live = live.next().transpose()?;
+        let mut next_gone = gone.next().transpose()?;
+        loop {
+            // A key is in one table or the other, never both.
+            let take_live = match (&next_live, &next_gone) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((lk, _)), Some((gk, _))) => lk.value() < gk.value(),
+            };
+            if take_live {
+                let Some((_, v)) = next_live.take() else { break };
+                visit(CurrentKv::decode(v.value())?.hist_key(), &mut kvs, &mut count)?;
+                next_live = live.next().transpose()?;
+            } else {
+                let Some((_, d)) = next_gone.take() else { break };
+                visit(d.value(), &mut kvs, &mut count)?;
+                next_gone = gone.next().transpose()?;
             }
         }
-        visit(best, &mut kvs, &mut count)?;
     }
     if filtered {
         kvs.retain(|kv| {

@@ -17,7 +17,7 @@ pub struct ReadView {
     // lookup in redb's table directory (most of a small read's cost when all were opened).
     kv: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     hist: OnceCell<ReadOnlyTable<u128, &'static [u8]>>,
-    keyrev: OnceCell<ReadOnlyTable<(&'static [u8], u128), ()>>,
+    dead: OnceCell<ReadOnlyTable<&'static [u8], u128>>,
     leases: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
     lease_keys: OnceCell<ReadOnlyTable<(i64, &'static [u8]), ()>>,
     znodes: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
@@ -73,7 +73,7 @@ impl ReadView {
             tx,
             kv: OnceCell::new(),
             hist: OnceCell::new(),
-            keyrev: OnceCell::new(),
+            dead: OnceCell::new(),
             leases: OnceCell::new(),
             lease_keys: OnceCell::new(),
             znodes: OnceCell::new(),
@@ -101,12 +101,12 @@ impl ReadView {
         Ok(self.hist.get_or_init(|| t))
     }
 
-    fn t_keyrev(&self) -> Result<&ReadOnlyTable<(&'static [u8], u128), ()>, StoreError> {
-        if let Some(t) = self.keyrev.get() {
+    fn t_dead(&self) -> Result<&ReadOnlyTable<&'static [u8], u128>, StoreError> {
+        if let Some(t) = self.dead.get() {
             return Ok(t);
         }
-        let t = self.tx.open_table(KEYREV)?;
-        Ok(self.keyrev.get_or_init(|| t))
+        let t = self.tx.open_table(DEAD)?;
+        Ok(self.dead.get_or_init(|| t))
     }
 
     fn t_leases(&self) -> Result<&ReadOnlyTable<i64, &'static [u8]>, StoreError> {
@@ -150,7 +150,7 @@ impl ReadView {
     }
 
     pub fn range(&self, op: &RangeOp) -> Result<RangeResult, Error> {
-        range(self.t_kv()?, self.t_hist()?, self.t_keyrev()?, op, self.revision, self.compact_revision)
+        range(self.t_kv()?, self.t_hist()?, self.t_dead()?, op, self.revision, self.compact_revision)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
@@ -239,7 +239,7 @@ impl ReadView {
             if !in_range(&e.key, key, range_end) {
                 continue;
             }
-            let prev_kv = if with_prev_kv { self.prev_kv(&e.key, rk)? } else { None };
+            let prev_kv = if with_prev_kv { self.prev_kv(e.prev)? } else { None };
             let ev = if e.tombstone {
                 Event {
                     kind: EventKind::Delete,
@@ -254,14 +254,12 @@ impl ReadView {
         Ok(EventPage { events, next_revision })
     }
 
-    /// The key's newest live state strictly before revision `rk`.
-    fn prev_kv(&self, key: &[u8], rk: u128) -> Result<Option<KeyValue>, Error> {
-        let mut it = self.t_keyrev()?.range::<(&[u8], u128)>((key, 0)..(key, rk))?;
-        let Some(row) = it.next_back() else {
+    /// The key's live state right before its change `prev` links from (`prk`: that change's
+    /// `prev`); None if there was none (created there, or deleted, or compacted away).
+    fn prev_kv(&self, prk: u128) -> Result<Option<KeyValue>, Error> {
+        if prk == 0 {
             return Ok(None);
-        };
-        let (k, _) = row?;
-        let prk = k.value().1;
+        }
         let Some(v) = self.t_hist()?.get(prk)? else {
             return Ok(None);
         };
@@ -438,7 +436,7 @@ impl ReadView {
 
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
     /// 3 lease_keys, 4 meta, 5 znodes, 6 zk_children (key: parent NUL name), 7 zk_reap
-    /// (keyrev is rebuilt from hist on restore).
+    /// (`dead` is rebuilt from hist on restore).
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut rows = Vec::new();
         for row in self.t_kv()?.iter()? {

@@ -4,9 +4,13 @@
 //! - `kv`: user key -> the key's CURRENT state ([`CurrentKv`]); only live keys. Serves reads at
 //!   the current revision without touching history.
 //! - `hist`: revision (main << 64 | sub) -> one change ([`HistEntry`]): a put or a tombstone,
-//!   with its key. Feeds historical reads, watch catch-up and compaction.
-//! - `keyrev`: (user key, revision) -> (): the per-key revision index, so a read at an old
-//!   revision finds a key's newest change at or below it without scanning history.
+//!   with its key and the revision of the key's previous change (`prev`). Feeds historical
+//!   reads, watch catch-up and compaction. The `prev` links chain each key's changes from the
+//!   newest down, so a read at an old revision walks its key's chain instead of a per-key
+//!   index that every write would have to update at a random place.
+//! - `dead`: user key -> revision of its deletion, for deleted keys (not in `kv`) whose
+//!   tombstone is not compacted yet: where a read at an old revision starts the chain of a key
+//!   that is gone now.
 //! - `leases`: lease id -> granted TTL.
 //! - `lease_keys`: (lease id, user key) -> (): the keys attached to a lease.
 //! - `meta`: store bookkeeping (current revision, compacted revision, applied raft log id).
@@ -23,7 +27,7 @@ use super::StoreError;
 
 pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 pub const HIST: TableDefinition<u128, &[u8]> = TableDefinition::new("hist");
-pub const KEYREV: TableDefinition<(&[u8], u128), ()> = TableDefinition::new("keyrev");
+pub const DEAD: TableDefinition<&[u8], u128> = TableDefinition::new("dead");
 pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -36,6 +40,10 @@ pub const ZK_CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new(
 pub const ZK_REAP: TableDefinition<&str, ()> = TableDefinition::new("zk_reap");
 
 pub const META_REVISION: &str = "revision";
+/// The layout version of the tables, so a store written in another layout is refused at open
+/// instead of being misread. 2: `hist` rows carry `prev` links, table `dead` (1 had `keyrev`).
+pub const META_FORMAT: &str = "format";
+pub const STORE_FORMAT: i64 = 2;
 
 /// The revision of an empty store. etcd starts at 1, so the first write is revision 2; clients
 /// and tests see these numbers, so we start there too.
@@ -140,11 +148,16 @@ pub struct HistEntry {
     pub create_revision: i64,
     pub version: i64,
     pub lease: i64,
+    /// The revision key of this key's previous change (put or tombstone), 0 if it has none.
+    /// That row may be gone (compacted): a chain ends at the first missing row, which is only
+    /// ever below the compacted revision.
+    pub prev: u128,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
 }
 
-const HIST_HEADER: usize = 1 + 8 * 3 + 4;
+/// tombstone, create_revision, version, lease, key length, prev.
+const HIST_HEADER: usize = 1 + 8 * 3 + 4 + 16;
 
 impl HistEntry {
     pub fn encode(&self) -> Vec<u8> {
@@ -154,6 +167,7 @@ impl HistEntry {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&(self.key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.prev.to_le_bytes());
         out.extend_from_slice(&self.key);
         out.extend_from_slice(&self.value);
         out
@@ -172,6 +186,19 @@ impl HistEntry {
         Ok(key_len)
     }
 
+    /// Bytes 29..45 of a row whose length `key_len` has checked.
+    fn prev_of_checked(b: &[u8]) -> u128 {
+        let mut p = [0u8; 16];
+        p.copy_from_slice(&b[29..45]);
+        u128::from_le_bytes(p)
+    }
+
+    /// Just the `prev` link and the tombstone flag of an encoded row, without copying.
+    pub fn link_of(b: &[u8]) -> Result<(u128, bool), StoreError> {
+        Self::key_len(b)?;
+        Ok((Self::prev_of_checked(b), b[0] != 0))
+    }
+
     /// Just the value of an encoded row, without copying the rest.
     pub fn value_of(b: &[u8]) -> Result<&[u8], StoreError> {
         Ok(&b[HIST_HEADER + Self::key_len(b)?..])
@@ -184,6 +211,7 @@ impl HistEntry {
             create_revision: get_i64(b, 1),
             version: get_i64(b, 9),
             lease: get_i64(b, 17),
+            prev: Self::prev_of_checked(b),
             key: b[HIST_HEADER..HIST_HEADER + key_len].to_vec(),
             value: b[HIST_HEADER + key_len..].to_vec(),
         })
@@ -233,9 +261,17 @@ mod tests {
         let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: vec![] };
         assert_eq!(CurrentKv::decode(&c.encode()).unwrap(), c);
         assert!(CurrentKv::decode(&[0; 39]).is_err());
-        let h =
-            HistEntry { tombstone: true, create_revision: 0, version: 0, lease: 0, key: b"k".to_vec(), value: vec![] };
+        let h = HistEntry {
+            tombstone: true,
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            prev: rev_key(4, 2),
+            key: b"k".to_vec(),
+            value: vec![],
+        };
         assert_eq!(HistEntry::decode(&h.encode()).unwrap(), h);
+        assert_eq!(HistEntry::link_of(&h.encode()).unwrap(), (rev_key(4, 2), true));
         assert!(HistEntry::decode(&h.encode()[..h.encode().len() - 1]).is_err(), "a cut key is an error");
         assert!(HistEntry::decode(&[1, 2, 3]).is_err());
         let mut row = h.encode();
