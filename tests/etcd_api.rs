@@ -377,3 +377,65 @@ async fn v3election_campaign_proclaim_observe_resign() {
     drop((el, observe, lease, ch));
     node.shutdown().await;
 }
+
+/// Goal: a watch with prev_kv gets the replaced value in every event, also for writes that
+/// were already being applied when it was created (while no watcher wants prev values, puts
+/// skip reading them). Method: 8 writers overwrite their own key with 0, 1, 2, ... without
+/// pause; watches with prev_kv are created while they run (each from "now", i.e. racing
+/// the writes in flight); every event's prev_kv must be the key's previous value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prev_kv_watch_created_under_load_gets_every_prev_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path()).await;
+    let (kv, mut watch, _) = common::clients(&node).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let mut kv = kv.clone();
+        let stop = stop.clone();
+        // Value 0 before any watch exists: every watched value then has a previous one.
+        put(&mut kv, &format!("p/{w}"), "0").await;
+        writers.push(tokio::spawn(async move {
+            let mut i = 1u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                put(&mut kv, &format!("p/{w}"), &i.to_string()).await;
+                i += 1;
+            }
+        }));
+    }
+    for round in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (tx, rx) = mpsc::channel(4);
+        let mut req = create("p/", "p0", 0);
+        if let Some(RequestUnion::CreateRequest(c)) = &mut req.request_union {
+            c.prev_kv = true;
+        }
+        tx.send(req).await.unwrap();
+        let mut stream = watch.watch(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        assert!(stream.message().await.unwrap().unwrap().created);
+        let mut checked = 0;
+        while checked < 200 {
+            let m = tokio::time::timeout(Duration::from_secs(20), stream.message()).await.unwrap().unwrap().unwrap();
+            for e in m.events {
+                let kv = e.kv.unwrap();
+                let value: u64 = String::from_utf8(kv.value).unwrap().parse().unwrap();
+                let prev = e.prev_kv.unwrap_or_else(|| panic!("round {round}: no prev_kv for value {value}"));
+                assert_eq!(prev.key, kv.key);
+                assert_eq!(
+                    String::from_utf8(prev.value).unwrap(),
+                    (value - 1).to_string(),
+                    "round {round}: prev value of {}",
+                    String::from_utf8(kv.key).unwrap()
+                );
+                assert_eq!(prev.version, kv.version - 1);
+                checked += 1;
+            }
+        }
+        drop(tx);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    node.shutdown().await;
+}

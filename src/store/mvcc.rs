@@ -24,6 +24,10 @@ pub struct Effects {
     /// The store revision after the transaction.
     pub revision: i64,
     pub compact_revision: i64,
+    /// Whether the put events carry the replaced value in prev_kv. False when no watcher
+    /// wanted prev values as the transaction began: their prev_kv then has every field but
+    /// the value, which a prev_kv watcher must fetch from history instead.
+    pub prev_values: bool,
 }
 
 /// Revision allocation for one write command.
@@ -63,7 +67,7 @@ pub struct WriteTx<'t> {
 }
 
 impl<'t> WriteTx<'t> {
-    pub(super) fn new(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+    pub(super) fn new(tx: &'t WriteTransaction, prev_values: bool) -> Result<Self, StoreError> {
         let meta = tx.open_table(META)?;
         let (rev, compact_rev) = revisions(&meta)?;
         Ok(WriteTx {
@@ -80,7 +84,7 @@ impl<'t> WriteTx<'t> {
             compact_rev,
             start_rev: rev,
             start_compact_rev: compact_rev,
-            effects: Effects::default(),
+            effects: Effects { prev_values, ..Effects::default() },
         })
     }
 
@@ -252,6 +256,12 @@ impl<'t> WriteTx<'t> {
         Ok(r.kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
+    /// The key's current state without its value (left empty).
+    fn current_state(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
+        let Some(row) = self.kv.get(key)? else { return Ok(None) };
+        Ok(Some(CurrentKv::decode(row.value())?))
+    }
+
     /// The key's current state with its value.
     pub(super) fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
         let Some(row) = self.kv.get(key)? else { return Ok(None) };
@@ -296,7 +306,12 @@ impl<'t> WriteTx<'t> {
     }
 
     pub(super) fn put(&mut self, rev: &mut Rev, op: &PutOp) -> Result<PutResult, Error> {
-        let old = self.current(&op.key)?;
+        // The replaced value only if someone reads it: the reply, the kept value, a watcher.
+        let old = if op.prev_kv || op.ignore_value || self.effects.prev_values {
+            self.current(&op.key)?
+        } else {
+            self.current_state(&op.key)?
+        };
         let (create_revision, version) = match &old {
             Some(o) => (o.create_revision, o.version + 1),
             None => (rev.main, 1),

@@ -185,6 +185,9 @@ impl Hub {
         if let Some(s) = inner.streams.remove(&stream) {
             let n = s.watchers.values().filter(|w| !w.synced).count();
             inner.unsynced -= n;
+            for _ in s.watchers.values().filter(|w| w.spec.prev_kv) {
+                self.store.prev_value_watcher(false);
+            }
         }
     }
 
@@ -209,6 +212,10 @@ impl Hub {
         } else {
             (spec.start_revision, false)
         };
+        if spec.prev_kv {
+            // Before the watcher can see any publish: writes from now on carry prev values.
+            self.store.prev_value_watcher(true);
+        }
         s.watchers.insert(watch_id, Watcher { spec, next_rev, synced });
         if !synced {
             inner.unsynced += 1;
@@ -227,6 +234,9 @@ impl Hub {
             Some(w) => {
                 if !w.synced {
                     inner.unsynced -= 1;
+                }
+                if w.spec.prev_kv {
+                    self.store.prev_value_watcher(false);
                 }
                 true
             }
@@ -262,7 +272,10 @@ impl Hub {
 
     /// Hands the events of an apply to every synced watcher. Never blocks: a full queue moves
     /// the watcher to catch-up. `events` are in revision order and end at `revision`.
-    pub fn publish(&self, revision: i64, events: &[Event]) {
+    /// `prev_values`: whether put events carry the replaced value in prev_kv (see
+    /// [`crate::store::Effects::prev_values`]). When they do not, a prev_kv watcher that
+    /// matches a put falls back to catch-up, which reads prev values from history.
+    pub fn publish(&self, revision: i64, events: &[Event], prev_values: bool) {
         for tap in self.taps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             tap(revision, events);
         }
@@ -284,6 +297,15 @@ impl Hub {
                     .filter(|e| e.revision() >= w.next_rev && wants(&w.spec, e))
                     .map(|e| shape(&w.spec, e))
                     .collect();
+                // Only a write that began before this watcher existed can lack prev values.
+                if w.spec.prev_kv
+                    && !prev_values
+                    && mine.iter().any(|e| e.kind == EventKind::Put && e.prev_kv.is_some())
+                {
+                    w.synced = false;
+                    fell_behind += 1;
+                    continue;
+                }
                 if !mine.is_empty() {
                     match s.tx.try_send(HubMsg::Events { watch_id: *id, revision, events: mine }) {
                         Ok(()) => {}
