@@ -257,7 +257,7 @@ impl<'t> WriteTx<'t> {
     }
 
     /// The key's current state without its value (left empty).
-    fn current_state(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
+    pub(super) fn current_state(&self, key: &[u8]) -> Result<Option<CurrentKv>, Error> {
         let Some(row) = self.kv.get(key)? else { return Ok(None) };
         Ok(Some(CurrentKv::decode(row.value())?))
     }
@@ -306,6 +306,11 @@ impl<'t> WriteTx<'t> {
     }
 
     pub(super) fn put(&mut self, rev: &mut Rev, op: &PutOp) -> Result<PutResult, Error> {
+        self.put_at(rev, op, 0)
+    }
+
+    /// A put that also records a znode's mtime (see [`CurrentKv::mtime_ms`]).
+    pub(super) fn put_at(&mut self, rev: &mut Rev, op: &PutOp, mtime_ms: i64) -> Result<PutResult, Error> {
         // The replaced value only if someone reads it: the reply, the kept value, a watcher.
         let old = if op.prev_kv || op.ignore_value || self.effects.prev_values {
             self.current(&op.key)?
@@ -330,7 +335,9 @@ impl<'t> WriteTx<'t> {
             None => self.dead.remove(op.key.as_slice())?.map(|g| g.value()).unwrap_or(0),
         };
         let sub = rev.take();
-        let cur = CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, value };
+        let value_len = u32::try_from(value.len()).map_err(|_| StoreError::Corrupt("value over 4 GiB".into()))?;
+        let cur =
+            CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, mtime_ms, value_len, value };
         self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?;
         let rk = rev_key(rev.main, sub);
         let h = HistEntry {

@@ -156,10 +156,7 @@ impl ReadView {
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
         let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
         let mut c = CurrentKv::decode(row.value())?;
-        fill_value(self.t_hist()?, &mut c).map_err(|e| match e {
-            Error::Store(s) => s,
-            Error::Apply(a) => StoreError::Corrupt(a.to_string()),
-        })?;
+        fill_value(self.t_hist()?, &mut c).map_err(store_fault)?;
         Ok(Some(to_kv(key, c)))
     }
 
@@ -343,15 +340,11 @@ impl ReadView {
     }
 
     fn zk_key(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
-        Ok(self.get(key)?.map(|kv| {
-            let state = KvState {
-                mod_revision: kv.mod_revision,
-                version: kv.version,
-                lease: kv.lease,
-                data_len: kv.value.len(),
-            };
-            (state, kv.value)
-        }))
+        let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
+        let mut c = CurrentKv::decode(row.value())?;
+        drop(row);
+        fill_value(self.t_hist()?, &mut c).map_err(store_fault)?;
+        Ok(Some((KvState::of(&c), c.value)))
     }
 
     /// The names of a znode's children, in byte order, at most `max` of them.
@@ -421,7 +414,14 @@ impl ReadView {
             let due = meta.num_children == 0
                 && match meta.kind {
                     znode::NodeKind::Container => meta.creates > 0,
-                    znode::NodeKind::Ttl(ttl) => now_ms - meta.mtime_ms > ttl,
+                    znode::NodeKind::Ttl(ttl) => {
+                        // The mtime of a node with data is in its key's row.
+                        let mtime_ms = match self.t_kv()?.get(znode::key_of(path).as_slice())? {
+                            Some(row) => CurrentKv::decode(row.value())?.mtime_ms,
+                            None => meta.mtime_ms,
+                        };
+                        now_ms - mtime_ms > ttl
+                    }
                     _ => false,
                 };
             if due {
@@ -476,5 +476,13 @@ impl ReadView {
             rows.push((7, k.value().as_bytes().to_vec(), Vec::new()));
         }
         Ok(rows)
+    }
+}
+
+/// A read that can only fail by a storage fault: an apply-style error here means bad data.
+fn store_fault(e: Error) -> StoreError {
+    match e {
+        Error::Store(s) => s,
+        Error::Apply(a) => StoreError::Corrupt(a.to_string()),
     }
 }

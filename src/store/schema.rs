@@ -94,7 +94,7 @@ fn get_i64(b: &[u8], at: usize) -> i64 {
 
 /// The current state of a live key (table `kv`). The value itself is NOT stored here: it lives
 /// once, in the key's newest `hist` row (at `mod_main`, `mod_sub`), which compaction never
-/// removes. Keeping `kv` rows small (40 bytes) halves the disk and keeps its B-tree shallow;
+/// removes. Keeping `kv` rows small (52 bytes) halves the disk and keeps its B-tree shallow;
 /// a read that needs values pays one `hist` lookup per returned key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentKv {
@@ -103,20 +103,28 @@ pub struct CurrentKv {
     pub mod_sub: i64,
     pub version: i64,
     pub lease: i64,
+    /// A znode's mtime (ZooKeeper's, from the command that last wrote it); 0 for etcd keys.
+    /// Here and not in the znode's metadata so that a setData rewrites one row, not two.
+    pub mtime_ms: i64,
+    /// Length of the value, so a ZooKeeper write (quota bytes, Stat.dataLength) need not read
+    /// the value it replaces.
+    pub value_len: u32,
     /// Filled from `hist` when needed; never encoded.
     pub value: Vec<u8>,
 }
 
-const CURRENT_BYTES: usize = 40;
+const CURRENT_BYTES: usize = 52;
 
 impl CurrentKv {
     pub fn encode(&self) -> [u8; CURRENT_BYTES] {
         let mut out = [0u8; CURRENT_BYTES];
-        for (i, v) in
-            [self.create_revision, self.mod_main, self.mod_sub, self.version, self.lease].into_iter().enumerate()
+        for (i, v) in [self.create_revision, self.mod_main, self.mod_sub, self.version, self.lease, self.mtime_ms]
+            .into_iter()
+            .enumerate()
         {
             out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
+        out[48..52].copy_from_slice(&self.value_len.to_le_bytes());
         out
     }
 
@@ -131,6 +139,8 @@ impl CurrentKv {
             mod_sub: get_i64(b, 16),
             version: get_i64(b, 24),
             lease: get_i64(b, 32),
+            mtime_ms: get_i64(b, 40),
+            value_len: u32::from_le_bytes([b[48], b[49], b[50], b[51]]),
             value: Vec::new(),
         })
     }
@@ -258,9 +268,18 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let c = CurrentKv { create_revision: 2, mod_main: 5, mod_sub: 1, version: 3, lease: 9, value: vec![] };
+        let c = CurrentKv {
+            create_revision: 2,
+            mod_main: 5,
+            mod_sub: 1,
+            version: 3,
+            lease: 9,
+            mtime_ms: 1_700_000_000_123,
+            value_len: 77,
+            value: vec![],
+        };
         assert_eq!(CurrentKv::decode(&c.encode()).unwrap(), c);
-        assert!(CurrentKv::decode(&[0; 39]).is_err());
+        assert!(CurrentKv::decode(&[0; 51]).is_err());
         let h = HistEntry {
             tombstone: true,
             create_revision: 0,

@@ -665,3 +665,46 @@ fn a_store_in_another_format_is_refused_at_open() {
     let s = Store::open(&empty, StoreConfig::default()).unwrap();
     assert_eq!(s.meta_get(META_FORMAT).unwrap(), Some(encode_i64(STORE_FORMAT).to_vec()));
 }
+
+/// Goal: ctime/mtime as ZooKeeper keeps them, now that a node's mtime lives in its key's row:
+/// setData moves mtime (and not ctime), setACL moves neither, a TTL node's age counts from its
+/// last setData. Method: commands with chosen clocks, Stat and reaper candidates checked.
+#[test]
+fn znode_mtime_moves_with_data_only() {
+    let (_d, s) = open();
+    let at = |now_ms: i64, ops: Vec<ZkOp>| {
+        let txn = ZkTxn { ops, now_ms, session_id: 0, auth: Vec::new(), ttl_enabled: true };
+        match apply(&s, Command::Zk(txn)).result {
+            Ok(Response::Zk(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+    at(100, vec![create("/n", "a", CreateMode::Persistent)]);
+    let ttl = ZkOp::Create {
+        path: "/t".into(),
+        data: Some("x".into()),
+        acl: acl.clone(),
+        mode: CreateMode::PersistentWithTtl,
+        ttl_ms: 1000,
+    };
+    at(100, vec![ttl]);
+    let st = stat(&s, "/n");
+    assert_eq!((st.ctime, st.mtime), (100, 100));
+    let r = at(200, vec![ZkOp::SetData { path: "/n".into(), data: Some("bb".into()), version: -1 }]);
+    let ZkOpResult::SetData { stat: st } = &r[0] else { panic!("{r:?}") };
+    assert_eq!((st.ctime, st.mtime, st.data_length), (100, 200, 2));
+    assert_eq!(stat(&s, "/n"), *st, "the reply's Stat is the stored one");
+    at(300, vec![ZkOp::SetAcl { path: "/n".into(), acl: acl.clone(), version: -1 }]);
+    let st = stat(&s, "/n");
+    assert_eq!((st.ctime, st.mtime, st.aversion, st.version), (100, 200, 1, 1));
+
+    let due = |now_ms: i64| s.read().unwrap().zk_reap_candidates(now_ms, 10).unwrap();
+    assert_eq!(due(1101), ["/t"], "unmodified for its TTL");
+    at(5000, vec![ZkOp::SetData { path: "/t".into(), data: Some("y".into()), version: -1 }]);
+    assert!(due(5900).is_empty(), "a setData restarts the TTL");
+    assert_eq!(due(6001), ["/t"]);
+    // The reaper's own re-check in apply uses the same clock.
+    assert_eq!(at(5900, vec![ZkOp::Reap { path: "/t".into() }]), [ZkOpResult::Error(zk_err::BAD_VERSION)]);
+    assert_eq!(at(6001, vec![ZkOp::Reap { path: "/t".into() }]), [ZkOpResult::Deleted]);
+}

@@ -5,9 +5,11 @@
 //!   clients can read and watch znodes, and every data change gets a revision. czxid is the key's
 //!   create revision, mzxid its mod revision, the ZooKeeper `version` its etcd version - 1, and an
 //!   ephemeral znode's key is attached to the session's lease (a session IS a lease).
-//! - What MVCC does not know lives in `znodes` (path -> [`ZnodeMeta`]): ctime/mtime (the
-//!   proposer's clock, carried in the command), cversion, aversion, pzxid, the child count, the
-//!   kind (container, TTL) and the ACL. `zk_children` ((parent, name) -> ()) lists children
+//! - The key's row in `kv` also carries the znode's mtime (the proposer's clock, carried in the
+//!   command) and data length, so a setData writes that row and history, not the metadata.
+//! - What MVCC does not know lives in `znodes` (path -> [`ZnodeMeta`]): ctime, cversion,
+//!   aversion, pzxid, the child count, the kind (container, TTL) and the ACL; a write rewrites a
+//!   node's row only if one of these changed. `zk_children` ((parent, name) -> ()) lists children
 //!   without scanning subtrees; `zk_reap` lists containers and TTL nodes for the reaper.
 //! - The root `/` and the built-in `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config` exist
 //!   from the start as metadata only (no key, zero zxids), as in a fresh ZooKeeper.
@@ -218,7 +220,9 @@ impl ZnodeMeta {
             czxid: self.czxid,
             mzxid,
             ctime: self.ctime_ms,
-            mtime: self.mtime_ms,
+            // A node with a key has its mtime there (written with its data); the built-in
+            // nodes have none and keep theirs here.
+            mtime: kv.map(|k| k.mtime_ms).unwrap_or(self.mtime_ms),
             version,
             // ZooKeeper reports creates*2 - children: every create but the live children was
             // matched by a delete, and each counts as a change.
@@ -239,6 +243,19 @@ pub struct KvState {
     pub version: i64,
     pub lease: i64,
     pub data_len: usize,
+    pub mtime_ms: i64,
+}
+
+impl KvState {
+    pub(super) fn of(c: &CurrentKv) -> KvState {
+        KvState {
+            mod_revision: c.mod_main,
+            version: c.version,
+            lease: c.lease,
+            data_len: c.value_len as usize,
+            mtime_ms: c.mtime_ms,
+        }
+    }
 }
 
 fn open_acl() -> Vec<ZkAcl> {
@@ -425,12 +442,17 @@ pub fn acl_allows(acl: &[ZkAcl], perm: i32, auth: &[(String, String)]) -> bool {
 #[derive(Clone, Debug)]
 struct Node {
     meta: ZnodeMeta,
-    data: Vec<u8>,
+    /// The data when this transaction wrote it or needed it; None: not read (most writes only
+    /// need its length, in `kv`).
+    data: Option<Vec<u8>>,
     kv: Option<KvState>,
+    /// The metadata as stored, for a node read from the table: the commit rewrites a node's
+    /// row only if its metadata changed (a setData changes only the key).
+    stored_meta: Option<ZnodeMeta>,
 }
 
 enum KvChange {
-    Put { path: String, data: Vec<u8>, lease: i64 },
+    Put { path: String, data: Vec<u8>, lease: i64, mtime_ms: i64 },
     Delete { path: String },
 }
 
@@ -455,15 +477,8 @@ impl WriteTx<'_> {
         };
         let meta = ZnodeMeta::decode(row.value())?;
         drop(row);
-        let (data, kv) = match self.current(&key_of(path))? {
-            Some(c) => {
-                let kv =
-                    KvState { mod_revision: c.mod_main, version: c.version, lease: c.lease, data_len: c.value.len() };
-                (c.value, Some(kv))
-            }
-            None => (Vec::new(), None),
-        };
-        let n = Node { meta, data, kv };
+        let kv = self.current_state(&key_of(path))?.map(|c| KvState::of(&c));
+        let n = Node { stored_meta: Some(meta.clone()), meta, data: None, kv };
         ov.nodes.insert(path.to_string(), Some(n.clone()));
         Ok(Some(n))
     }
@@ -503,9 +518,9 @@ impl WriteTx<'_> {
         let mut rev = self.begin();
         for change in ov.kv {
             match change {
-                KvChange::Put { path, data, lease } => {
+                KvChange::Put { path, data, lease, mtime_ms } => {
                     let op = PutOp { key: key_of(&path), value: data, lease, ..Default::default() };
-                    self.put(&mut rev, &op)?;
+                    self.put_at(&mut rev, &op, mtime_ms)?;
                 }
                 KvChange::Delete { path } => {
                     let key = key_of(&path);
@@ -526,6 +541,7 @@ impl WriteTx<'_> {
         }
         for (path, node) in ov.nodes {
             match node {
+                Some(n) if n.stored_meta.as_ref() == Some(&n.meta) => {}
                 Some(n) => {
                     self.znodes.insert(path.as_str(), n.meta.encode().as_slice())?;
                     if matches!(n.meta.kind, NodeKind::Container | NodeKind::Ttl(_)) {
@@ -670,11 +686,11 @@ impl WriteTx<'_> {
             });
         }
         let len = data.len() as i64;
-        let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len() };
-        let node = Node { meta, data: data.clone(), kv: Some(kv) };
+        let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len(), mtime_ms: txn.now_ms };
+        let node = Node { meta, data: Some(data.clone()), kv: Some(kv), stored_meta: None };
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.clone(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.clone(), data, lease });
+        ov.kv.push(KvChange::Put { path: path.clone(), data, lease, mtime_ms: txn.now_ms });
         self.zk_quota(ov, &path, 1, len)?;
         Ok(Ok((path, stat)))
     }
@@ -696,7 +712,7 @@ impl WriteTx<'_> {
             }
             let due = match node.meta.kind {
                 NodeKind::Container => node.meta.creates > 0,
-                NodeKind::Ttl(ttl) => txn.now_ms - node.meta.mtime_ms > ttl,
+                NodeKind::Ttl(ttl) => txn.now_ms - node.kv.as_ref().map_or(node.meta.mtime_ms, |k| k.mtime_ms) > ttl,
                 _ => false,
             };
             if !due {
@@ -717,7 +733,7 @@ impl WriteTx<'_> {
         ov.children.push((parent_path, name_of(path).to_string(), false));
         ov.nodes.insert(path.to_string(), None);
         ov.kv.push(KvChange::Delete { path: path.to_string() });
-        self.zk_quota(ov, path, -1, -(node.data.len() as i64))?;
+        self.zk_quota(ov, path, -1, -(node.kv.as_ref().map_or(0, |k| k.data_len) as i64))?;
         Ok(Ok(()))
     }
 
@@ -740,17 +756,16 @@ impl WriteTx<'_> {
         if version != -1 && version != current {
             return Ok(Err(zk_err::BAD_VERSION));
         }
-        node.meta.mtime_ms = txn.now_ms;
         node.meta.null_data = data.is_none();
         let data = data.as_deref().unwrap_or_default();
         let lease = node.kv.as_ref().map(|k| k.lease).unwrap_or(0);
         let version = node.kv.as_ref().map(|k| k.version).unwrap_or(0) + 1;
-        let bytes_diff = data.len() as i64 - node.data.len() as i64;
-        node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len() });
-        node.data = data.to_vec();
+        let bytes_diff = data.len() as i64 - node.kv.as_ref().map_or(0, |k| k.data_len) as i64;
+        node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len(), mtime_ms: txn.now_ms });
+        node.data = Some(data.to_vec());
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.to_string(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease });
+        ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease, mtime_ms: txn.now_ms });
         self.zk_quota(ov, path, 0, bytes_diff)?;
         Ok(Ok(stat))
     }
@@ -809,15 +824,26 @@ impl WriteTx<'_> {
             if self.zk_peek(ov, &format!("{QUOTA_ROOT}{at}/{QUOTA_LIMITS}"))?.is_some() {
                 let stats_path = format!("{QUOTA_ROOT}{at}/{QUOTA_STATS}");
                 if let Some(mut node) = self.zk_load(ov, &stats_path)? {
-                    node.data = rewrite_stats(&node.data, |k, v| match k {
+                    let old = match node.data.take() {
+                        Some(d) => d,
+                        None => self.current(&key_of(&stats_path))?.map(|c| c.value).unwrap_or_default(),
+                    };
+                    let data = rewrite_stats(&old, |k, v| match k {
                         "count" => v + count_diff,
                         "bytes" => v + bytes_diff,
                         _ => v,
                     });
-                    let (version, lease) = node.kv.as_ref().map(|k| (k.version, k.lease)).unwrap_or((0, 0));
-                    node.kv =
-                        Some(KvState { mod_revision: ov.rev, version: version + 1, lease, data_len: node.data.len() });
-                    ov.kv.push(KvChange::Put { path: stats_path.clone(), data: node.data.clone(), lease });
+                    let (version, lease, mtime_ms) =
+                        node.kv.as_ref().map(|k| (k.version, k.lease, k.mtime_ms)).unwrap_or((0, 0, 0));
+                    node.kv = Some(KvState {
+                        mod_revision: ov.rev,
+                        version: version + 1,
+                        lease,
+                        data_len: data.len(),
+                        mtime_ms,
+                    });
+                    node.data = Some(data.clone());
+                    ov.kv.push(KvChange::Put { path: stats_path.clone(), data, lease, mtime_ms });
                     ov.nodes.insert(stats_path, Some(node));
                 }
                 return Ok(());
