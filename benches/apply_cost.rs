@@ -88,26 +88,14 @@ fn main() {
         },
         ops,
     );
-    run(
-        "etcd put",
-        &mut |r| {
-            Command::Put(PutOp {
-                key: format!("{:08}", r % 100000).into_bytes(),
-                value: vec![b'v'; 256],
-                ..Default::default()
-            })
-        },
-        100000,
-    );
-    run(
-        "etcd put",
-        &mut |r| {
-            Command::Put(PutOp {
-                key: format!("{:08}", r % 100000).into_bytes(),
-                value: vec![b'v'; 256],
-                ..Default::default()
-            })
-        },
-        ops,
-    );
+    // Random keys of 100 000: the first run mostly creates them, the second overwrites.
+    let mut etcd_put = |r: u64| {
+        Command::Put(PutOp {
+            key: format!("{:08}", r % 100000).into_bytes(),
+            value: vec![b'v'; 256],
+            ..Default::default()
+        })
+    };
+    run("etcd put", &mut etcd_put, 100000);
+    run("etcd put", &mut etcd_put, ops);
 }
