@@ -14,7 +14,7 @@ pub mod sha256;
 pub mod znode;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -107,6 +107,10 @@ pub struct Store {
     /// value it replaces (a history lookup at a random place, ~20% of a put's apply cost)
     /// just to put it in an event nobody reads.
     prev_value_watchers: Arc<AtomicUsize>,
+    /// The database file's size as of the last commit. Asked for on every etcd write (the
+    /// backend quota check) and by status calls; a `stat` each time was 3.5 % of a put's CPU,
+    /// and the size only changes when a transaction commits.
+    file_bytes: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -145,7 +149,14 @@ impl Store {
         }
         znode::init_builtins(&tx)?;
         tx.commit()?;
-        Ok(Store { db: Arc::new(db), path: path.to_path_buf(), prev_value_watchers: Arc::new(AtomicUsize::new(0)) })
+        let store = Store {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+            prev_value_watchers: Arc::new(AtomicUsize::new(0)),
+            file_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        store.committed();
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -191,18 +202,26 @@ impl Store {
             (r, effects)
         };
         tx.commit()?;
+        self.committed();
         Ok((r, effects))
     }
 
-    /// Size of the database file, as etcd reports dbSize.
+    /// Size of the database file, as etcd reports dbSize (as of the last commit).
     pub fn size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.file_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Called after every commit: the file may have grown.
+    fn committed(&self) {
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        self.file_bytes.store(len, Ordering::Relaxed);
     }
 
     /// Makes every earlier (non-durable) commit durable with one durable empty commit.
     pub fn sync(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
         tx.commit()?;
+        self.committed();
         Ok(())
     }
 
@@ -222,6 +241,7 @@ impl Store {
             t.insert(key, value)?;
         }
         tx.commit()?;
+        self.committed();
         Ok(())
     }
 
@@ -310,6 +330,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.committed();
         Ok(())
     }
 }
