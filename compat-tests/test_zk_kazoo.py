@@ -381,6 +381,26 @@ def test_ephemeral_owner_and_vanish_on_close(zk):
     assert sorted(b.get_children("/")) == ["persistent", "zookeeper"]
 
 
+def test_quota_counts_out_the_ephemerals_of_an_ended_session(zk):
+    # ZooKeeper's killSession deletes each ephemeral through deleteNode, which
+    # updates the quota stats as any delete does
+    a = zk.kazoo()
+    a.create("/eq")
+    a.create("/zookeeper/quota/eq/zookeeper_limits", b"count=10,bytes=-1", makepath=True)
+    a.create("/zookeeper/quota/eq/zookeeper_stats", b"count=0,bytes=0")
+    a.create("/eq/p", b"abc")
+    b = zk.kazoo()
+    b.create("/eq/e", b"12345", ephemeral=True)
+    b.create("/eq/s-", b"xy", ephemeral=True, sequence=True)
+
+    def stats():
+        return a.get("/zookeeper/quota/eq/zookeeper_stats")[0]
+    assert stats() == b"count=4,bytes=10"
+    b.stop()
+    assert a.get_children("/eq") == ["p"]
+    assert stats() == b"count=2,bytes=3"
+
+
 def test_ephemeral_cannot_have_children(zk):
     c = zk.kazoo()
     c.create("/e", ephemeral=True)

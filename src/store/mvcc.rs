@@ -433,12 +433,14 @@ impl<'t> WriteTx<'t> {
             keys.push(k.value().1.to_vec());
         }
         let mut rev = self.begin();
+        let mut quota = super::znode::RevokeQuota::default();
         for key in keys {
             match self.current(&key)? {
                 Some(old) => {
+                    let data_len = old.value_len;
                     self.delete_key(&mut rev, &key, old)?;
-                    // An ephemeral znode: its parent and metadata follow its key.
-                    self.zk_forget_ephemeral(&key, rev.main)?;
+                    // An ephemeral znode: its parent, metadata and quota follow its key.
+                    self.zk_forget_ephemeral(&key, rev.main, data_len, &mut quota)?;
                 }
                 None => {
                     // An attachment without a key would be a bug in put/delete; tolerate it
@@ -447,6 +449,7 @@ impl<'t> WriteTx<'t> {
                 }
             }
         }
+        self.zk_revoke_quota_commit(&mut rev, quota)?;
         self.leases.remove(id)?;
         self.end(rev);
         self.effects.leases_revoked.push(id);

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use super::mvcc::WriteTx;
+use super::mvcc::{Rev, WriteTx};
 use super::schema::*;
 use super::{Error, StoreError};
 use crate::command::*;
@@ -457,6 +457,7 @@ enum KvChange {
 }
 
 /// ZooKeeper's pending changes: every node a txn touched, as the txn left it (None = deleted).
+#[derive(Default)]
 struct Overlay {
     nodes: BTreeMap<String, Option<Node>>,
     kv: Vec<KvChange>,
@@ -878,8 +879,17 @@ impl WriteTx<'_> {
     }
 
     /// A lease revoke (session close or expiry) deletes an ephemeral znode: its key goes with
-    /// the other keys of the lease, and here its parent learns of it and its metadata goes.
-    pub(super) fn zk_forget_ephemeral(&mut self, key: &[u8], revision: i64) -> Result<(), Error> {
+    /// the other keys of the lease, and here its parent learns of it, its metadata goes, and
+    /// a quota over it counts it out (ZooKeeper's killSession removes each ephemeral through
+    /// deleteNode, which updates the quota stats as any delete does). `data_len` is the
+    /// length of the deleted value.
+    pub(super) fn zk_forget_ephemeral(
+        &mut self,
+        key: &[u8],
+        revision: i64,
+        data_len: u32,
+        quota: &mut RevokeQuota,
+    ) -> Result<(), Error> {
         let Some(path) = path_of(key) else { return Ok(()) };
         let path = path.to_string();
         let parent_path = parent_of(&path).to_string();
@@ -891,9 +901,28 @@ impl WriteTx<'_> {
         }
         self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
         self.znodes.remove(path.as_str())?;
+        quota.0.rev = revision;
+        self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
+    }
+
+    /// Writes the quota stats a lease revoke changed, in the revoke's revision.
+    pub(super) fn zk_revoke_quota_commit(&mut self, rev: &mut Rev, quota: RevokeQuota) -> Result<(), Error> {
+        for change in quota.0.kv {
+            match change {
+                KvChange::Put { path, data, lease, mtime_ms } => {
+                    let op = PutOp { key: key_of(&path), value: data, lease, ..Default::default() };
+                    self.put_at(rev, &op, mtime_ms)?;
+                }
+                KvChange::Delete { .. } => unreachable!("quota bookkeeping only rewrites stats nodes"),
+            }
+        }
         Ok(())
     }
 }
+
+/// The quota stats one lease revoke changes (see [`WriteTx::zk_forget_ephemeral`]).
+#[derive(Default)]
+pub(super) struct RevokeQuota(Overlay);
 
 const QUOTA_ROOT: &str = "/zookeeper/quota";
 const QUOTA_LIMITS: &str = "zookeeper_limits";
