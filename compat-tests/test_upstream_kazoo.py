@@ -109,16 +109,10 @@ EXPECTED_FAILING_ON_ZOOKEEPER = frozenset()
 # Known conclave gaps: upstream tests that pass on ZooKeeper but fail on conclave,
 # each with its reason.  Listed so the suite stays a yardstick (a gap that closes,
 # or a new failure, fails the test) while CI stays green.
-_SASL = "kazoo/tests/test_sasl.py::"
-# DIGEST-MD5 works (--zk-sasl-users; the plugin gives conclave the JAAS file's users), and
-# sasl ACLs match as ZooKeeper's SASLAuthenticationProvider does; Kerberos does not.
+# DIGEST-MD5 (--zk-sasl-users) and GSSAPI (--zk-sasl-keytab) work: the plugin gives conclave
+# the JAAS file's users or keytab, and sasl ACLs match as ZooKeeper's SASLAuthenticationProvider.
 KNOWN_GAPS = {
-    "conclave": {
-        _SASL + "TestSASLGSSAPIAuthentication::test_connect_gssapi_auth": (
-            "no GSSAPI (Kerberos): conclave's SASL is DIGEST-MD5 only; without --zk-sasl-users a SASL "
-            "request gets what a ZooKeeper without a JAAS Server section answers (OK, null token), "
-            "and pure-sasl's GSSAPI client fails the login with AuthFailedError"),
-    },
+    "conclave": {},
 }
 
 # passing sets of the kinds that already matched ZooKeeper's record in this session

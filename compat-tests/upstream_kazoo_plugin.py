@@ -39,8 +39,8 @@ itself from ZOOKEEPER_PATH / ZOOKEEPER_CLASSPATH, see kazoo/testing/harness.py):
   variable changes, the server is destroyed and a new one made, as upstream
   ("Config change detected").  Conclave gets the same digest users as
   ``--zk-sasl-users super:super_secret,jaasuser:jaas_password`` (its mirror of the
-  JAAS file's user_<name> lines, see _conclave_sasl_flags); it has no GSSAPI, so
-  ``gssapi`` gives it nothing.
+  JAAS file's user_<name> lines, see _conclave_sasl_flags), and for ``gssapi``
+  the same server keytab as ``--zk-sasl-keytab`` (KRB5_CONFIG in its environment).
   The test KDC (MIT krb5kdc, like kazoo's init_krb5.sh: realm KAZOOTEST.ORG,
   keytabs and krb5.conf in UPSTREAM_KAZOO_WORKDIR/kerberos = KRB5_TEST_ENV)
   runs only when TestSASLGSSAPIAuthentication is selected.
@@ -170,9 +170,13 @@ def _jaas(jaas_auth):
 
 def _conclave_sasl_flags(jaas_auth):
     """Conclave's flags for ZOOKEEPER_JAAS_AUTH: the users _jaas gives ZooKeeper's
-    DigestLoginModule, as --zk-sasl-users (its mirror of user_<name>="<password>")."""
+    DigestLoginModule, as --zk-sasl-users (its mirror of user_<name>="<password>"),
+    or the keytab it gives the Krb5LoginModule, as --zk-sasl-keytab."""
     if jaas_auth == "digest":
         return ["--zk-sasl-users", ",".join(f"{u}:{p}" for u, p in DIGEST_USERS.items())]
+    if jaas_auth == "gssapi":
+        # the Krb5LoginModule's keyTab (_jaas); its principal is the keytab's only one
+        return ["--zk-sasl-keytab", os.path.join(os.environ.get("KRB5_TEST_ENV", ""), "server.keytab")]
     return []
 
 

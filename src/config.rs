@@ -186,6 +186,14 @@ pub struct Config {
     /// authenticated connection gains the ACL identity sasl:<user>. Unset: SASL is not configured.
     #[arg(long = "zk-sasl-users", env = "CONCLAVE_ZK_SASL_USERS", hide_env_values = true, value_parser = SaslUsersParser)]
     pub zk_sasl_users: Option<SaslUsers>,
+
+    /// A Kerberos keytab: ZooKeeper clients may SASL-authenticate with GSSAPI against any
+    /// service principal in it (e.g. zookeeper/host@REALM), what a JAAS Krb5LoginModule with
+    /// useKeyTab gives ZooKeeper. An authenticated connection gains the ACL identity
+    /// sasl:<client principal>. Uses the system's libgssapi_krb5.so.2 (Debian:
+    /// libgssapi-krb5-2) and its krb5.conf (KRB5_CONFIG). Not together with --zk-sasl-users.
+    #[arg(long = "zk-sasl-keytab", env = "CONCLAVE_ZK_SASL_KEYTAB")]
+    pub zk_sasl_keytab: Option<std::path::PathBuf>,
 }
 
 /// Parses --zk-sasl-users; a malformed list is refused without echoing it (it holds passwords).
@@ -351,6 +359,32 @@ mod tests {
         assert_eq!(c.zk_sasl_users, Some(SaslUsers::from_pairs([("super", "s"), ("jaasuser", "j:p")])));
         let err = Config::try_parse_from(["conclave", "--zk-sasl-users", "u:secret,nocolon"]).unwrap_err().to_string();
         assert!(err.contains("not user:password") && !err.contains("secret"), "{err}");
+    }
+
+    /// One SASL mechanism, as one JAAS Server section: both flags are refused at start,
+    /// before anything is opened, and a missing keytab is named.
+    #[tokio::test]
+    async fn zk_sasl_keytab_is_one_mechanism_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let c = Config::parse_etcd_style(
+            ["conclave", "--zk-sasl-keytab", "/x/server.keytab", "--zk-sasl-users", "u:p", "--data-dir"]
+                .map(String::from)
+                .into_iter()
+                .chain([data.display().to_string()]),
+        );
+        assert_eq!(c.zk_sasl_keytab.as_deref(), Some(std::path::Path::new("/x/server.keytab")));
+        let err = crate::node::start(c).await.err().unwrap();
+        assert!(err.contains("choose one"), "{err}");
+        let c = Config::parse_etcd_style(
+            ["conclave", "--zk-sasl-keytab", "/nonexistent/server.keytab", "--data-dir"]
+                .map(String::from)
+                .into_iter()
+                .chain([data.display().to_string()]),
+        );
+        let err = crate::node::start(c).await.err().unwrap();
+        assert!(err.contains("/nonexistent/server.keytab: no such file"), "{err}");
+        assert!(!data.exists(), "nothing is created before the flags are checked");
     }
 
     #[test]

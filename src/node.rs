@@ -115,6 +115,13 @@ fn resident_memory_bytes() -> u64 {
 /// Starts a node from `config` and returns once it serves clients.
 pub async fn start(config: Config) -> Result<NodeHandle, String> {
     let t0 = std::time::Instant::now();
+    if let Some(keytab) = &config.zk_sasl_keytab {
+        // ZooKeeper picks ONE SASL mechanism from its JAAS Server section; so do we.
+        if config.zk_sasl_users.is_some() {
+            return Err("--zk-sasl-keytab (GSSAPI) and --zk-sasl-users (DIGEST-MD5): choose one, as a JAAS Server section configures one login module for ZooKeeper".into());
+        }
+        crate::wire::zk::gssapi::init(keytab)?;
+    }
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("creating data dir {}: {e}", data_dir.display()))?;
     let store = Store::open(&data_dir.join("conclave.redb"), StoreConfig::default()).map_err(|e| e.to_string())?;
@@ -256,6 +263,7 @@ fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16) -> ZkConfig
         data_dir: std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()).display().to_string(),
         client_port: port,
         sasl_users: config.zk_sasl_users.clone().unwrap_or_default(),
+        sasl_gssapi: config.zk_sasl_keytab.is_some(),
         ..Default::default()
     }
 }

@@ -94,7 +94,14 @@ fn fail<T>(why: impl Into<String>) -> Result<T, SaslError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Challenge(Vec<u8>),
-    Success { token: Vec<u8>, authorization_id: String },
+    Success {
+        token: Vec<u8>,
+        authorization_id: String,
+    },
+    /// Success with nothing to send back: the reply's token is null (GSSAPI's last step).
+    Complete {
+        authorization_id: String,
+    },
 }
 
 enum State {

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use super::auth;
 use super::fourlw;
 use super::frame::{self, Frame, JUTE_MAXBUFFER_DEFAULT};
+use super::gssapi::GssapiServer;
 use super::jute::{Reader, Writer};
 use super::proto::*;
 use super::sasl::{self, DigestMd5Server, SaslUsers};
@@ -65,6 +66,8 @@ pub struct ZkConfig {
     /// DIGEST-MD5 users for SASL (a JAAS DigestLoginModule's user_<name> lines); none = SASL
     /// not configured.
     pub sasl_users: SaslUsers,
+    /// SASL is GSSAPI (Kerberos) with the keytab `gssapi::init` registered.
+    pub sasl_gssapi: bool,
 }
 
 impl Default for ZkConfig {
@@ -87,6 +90,7 @@ impl Default for ZkConfig {
             data_dir: String::new(),
             client_port: 2181,
             sasl_users: SaslUsers::default(),
+            sasl_gssapi: false,
         }
     }
 }
@@ -559,7 +563,7 @@ struct Conn {
     timeout: Duration,
     auth: Vec<(String, String)>,
     /// The connection's DIGEST-MD5 exchange, from its first SASL request on.
-    sasl: Option<DigestMd5Server>,
+    sasl: Option<SaslServer>,
     stats: Arc<ConnStats>,
 }
 
@@ -743,22 +747,40 @@ impl Conn {
             Queued::Ready { xid, op: op::SASL, err, body: w.buf, close }
         };
         let users = &self.ctx.config.sasl_users;
-        if users.is_empty() {
+        if users.is_empty() && !self.ctx.config.sasl_gssapi {
             // ZooKeeper without a JAAS Server section has no SASL server for the connection:
             // it answers OK with a null token.
             return reply(0, None, false);
         }
         let session_id = self.session_id;
-        let server = self.sasl.get_or_insert_with(|| DigestMd5Server::new(sasl::new_nonce(session_id)));
-        match server.evaluate(token, users) {
+        let gssapi = self.ctx.config.sasl_gssapi;
+        let server = self.sasl.get_or_insert_with(|| {
+            if gssapi {
+                SaslServer::Gssapi(GssapiServer::new())
+            } else {
+                SaslServer::Digest(DigestMd5Server::new(sasl::new_nonce(session_id)))
+            }
+        });
+        let step = match server {
+            SaslServer::Digest(s) => s.evaluate(token, users),
+            SaslServer::Gssapi(s) => s.evaluate(token),
+        };
+        let mut gained = |authorization_id: String| {
+            tracing::info!("session 0x{session_id:x}: SASL authenticated as {authorization_id:?}");
+            let id = ("sasl".to_string(), authorization_id);
+            if !self.auth.contains(&id) {
+                self.auth.push(id);
+            }
+        };
+        match step {
             Ok(sasl::Step::Challenge(t)) => reply(0, Some(t), false),
             Ok(sasl::Step::Success { token, authorization_id }) => {
-                tracing::info!("session 0x{session_id:x}: SASL authenticated as {authorization_id:?}");
-                let id = ("sasl".to_string(), authorization_id);
-                if !self.auth.contains(&id) {
-                    self.auth.push(id);
-                }
+                gained(authorization_id);
                 reply(0, Some(token), false)
+            }
+            Ok(sasl::Step::Complete { authorization_id }) => {
+                gained(authorization_id);
+                reply(0, None, false)
             }
             Err(e) => {
                 tracing::warn!(
@@ -769,6 +791,12 @@ impl Conn {
             }
         }
     }
+}
+
+/// One connection's SASL exchange, with the mechanism the server is configured for.
+enum SaslServer {
+    Digest(DigestMd5Server),
+    Gssapi(GssapiServer),
 }
 
 fn propose_error_code(e: &ProposeError) -> i32 {
