@@ -146,7 +146,7 @@ impl Replica {
             let _ = raft.trigger().elect().await;
         }
         let (tx, rx) = mpsc::channel(config.proposal_queue_max);
-        tokio::spawn(proposer(raft.clone(), rx, config.batch_commands_max, config.entries_in_flight_max));
+        tokio::spawn(proposer(raft.clone(), store, rx, config.batch_commands_max, config.entries_in_flight_max));
         Ok(Replica { raft, proposals: tx, node_id: config.node_id })
     }
 
@@ -213,7 +213,19 @@ impl Replica {
 
 /// The group-commit loop: take what is queued (up to `batch_max`), propose it as one entry,
 /// and let at most `in_flight_max` entries be outstanding.
-async fn proposer(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>, batch_max: usize, in_flight_max: usize) {
+///
+/// While the raft core makes an entry durable, the store runs its commands in a transaction
+/// it keeps open (`Store::prepare`, on a blocking thread), and the state machine commits that
+/// transaction when raft applies the entry: the apply's work overlaps the log's fsync instead
+/// of following it. A prepared transaction is used only if nothing else wrote in between and
+/// it ran exactly the entry's commands; otherwise the entry is applied as usual.
+async fn proposer(
+    raft: Raft<TypeConfig>,
+    store: Store,
+    mut rx: mpsc::Receiver<Proposal>,
+    batch_max: usize,
+    in_flight_max: usize,
+) {
     let slots = Arc::new(Semaphore::new(in_flight_max));
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -228,9 +240,17 @@ async fn proposer(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>, batc
         }
         let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         metrics::histogram!("conclave_proposal_batch_commands").record(commands.len() as f64);
+        let ahead = Arc::new(commands.clone());
         let entry = Batch { version: COMMAND_FORMAT_VERSION, commands };
         // Enqueue in order here; wait for the outcome in a task so the next batch can form.
         let pending = raft.client_write_ff(entry).await;
+        let prepare = store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = prepare.prepare(ahead) {
+                // The apply runs the commands again and reports a storage fault itself.
+                tracing::warn!("running a batch ahead of its commit: {e}");
+            }
+        });
         tokio::spawn(async move {
             let outcome: Result<Vec<Applied>, ProposeError> = match pending {
                 Err(e) => Err(ProposeError::Raft(e.to_string())),

@@ -15,14 +15,14 @@ pub mod znode;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 pub use mvcc::{Effects, WriteTx};
 pub use read::{EventPage, ReadView, ZkNode};
 
-use crate::command::ApplyError;
+use crate::command::{Applied, ApplyError, Command};
 use schema::*;
 
 /// A storage fault (I/O, corruption). Unlike [`ApplyError`] this is not a result of the
@@ -111,6 +111,21 @@ pub struct Store {
     /// backend quota check) and by status calls; a `stat` each time was 3.5 % of a put's CPU,
     /// and the size only changes when a transaction commits.
     file_bytes: Arc<AtomicU64>,
+    /// The transaction [`Store::prepare`] ran ahead of its commit, if any. Every write takes
+    /// this lock first and aborts a transaction it finds here (dropping it rolls it back and
+    /// frees redb's write lock), so nothing ever waits for a prepared transaction that nobody
+    /// will commit.
+    prepared: Arc<Mutex<Option<Prepared>>>,
+}
+
+/// Commands already run in an open write transaction on the state as it is now committed:
+/// the results of running exactly these commands next, as long as nothing else commits (and
+/// nothing can while the transaction is open: it holds redb's write lock).
+struct Prepared {
+    tx: redb::WriteTransaction,
+    commands: Arc<Vec<Command>>,
+    results: Vec<Applied>,
+    effects: Effects,
 }
 
 impl Store {
@@ -154,6 +169,7 @@ impl Store {
             path: path.to_path_buf(),
             prev_value_watchers: Arc::new(AtomicUsize::new(0)),
             file_bytes: Arc::new(AtomicU64::new(0)),
+            prepared: Arc::new(Mutex::new(None)),
         };
         store.committed();
         Ok(store)
@@ -190,6 +206,7 @@ impl Store {
         durable: bool,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<R, StoreError>,
     ) -> Result<(R, Effects), StoreError> {
+        let _writing = self.exclusive();
         let mut tx = self.db.begin_write()?;
         if !durable {
             tx.set_durability(Durability::None)?;
@@ -206,6 +223,71 @@ impl Store {
         Ok((r, effects))
     }
 
+    /// The right to begin a write transaction: aborts a prepared one (see `prepared`).
+    fn exclusive(&self) -> MutexGuard<'_, Option<Prepared>> {
+        let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        drop(slot.take());
+        slot
+    }
+
+    /// Runs `commands` now, in a write transaction that stays open, so that applying them
+    /// later ([`Store::write_prepared`]) only has to record the applied position and commit.
+    /// Why: a raft entry's commands are known before the entry is durable; running them while
+    /// the log's fsync is under way takes the apply (B-tree work) off the write's critical
+    /// path. Nothing of it is visible to readers before that commit, and any other write
+    /// aborts it, so a prepared transaction is only ever used on the state it ran on.
+    pub fn prepare(&self, commands: Arc<Vec<Command>>) -> Result<(), StoreError> {
+        let mut slot = self.exclusive();
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::None)?;
+        let (results, effects) = {
+            let prev_values = self.prev_value_watchers.load(Ordering::SeqCst) > 0;
+            let mut w = WriteTx::new(&tx, prev_values)?;
+            let mut results = Vec::with_capacity(commands.len());
+            for cmd in commands.iter() {
+                results.push(w.apply(cmd)?);
+            }
+            (results, w.finish()?)
+        };
+        *slot = Some(Prepared { tx, commands, results, effects });
+        Ok(())
+    }
+
+    /// Applies `commands` by committing the transaction [`Store::prepare`] ran them in, after
+    /// `f` added its bookkeeping (the applied log id) to it: the same results and effects as
+    /// running them in [`Store::write`]. None, and nothing written, when there is no such
+    /// transaction (another write aborted it, or it ran other commands: it is aborted now);
+    /// the caller then writes as usual. `durable` costs one more (empty, durable) commit.
+    pub fn write_prepared(
+        &self,
+        durable: bool,
+        commands: &[Command],
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<(), StoreError>,
+    ) -> Result<Option<(Vec<Applied>, Effects)>, StoreError> {
+        let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(prepared) = slot.take() else { return Ok(None) };
+        if prepared.commands.as_slice() != commands {
+            return Ok(None);
+        }
+        let Prepared { tx, results, effects, .. } = prepared;
+        {
+            let mut w = WriteTx::new(&tx, effects.prev_values)?;
+            f(&mut w)?;
+            let more = w.finish()?;
+            assert!(
+                more.events.is_empty() && more.revision == effects.revision,
+                "bookkeeping after a prepared apply changed keys"
+            );
+        }
+        tx.commit()?;
+        self.committed();
+        drop(slot);
+        if durable {
+            self.sync()?;
+        }
+        Ok(Some((results, effects)))
+    }
+
     /// Size of the database file, as etcd reports dbSize (as of the last commit).
     pub fn size_bytes(&self) -> u64 {
         self.file_bytes.load(Ordering::Relaxed)
@@ -219,6 +301,7 @@ impl Store {
 
     /// Makes every earlier (non-durable) commit durable with one durable empty commit.
     pub fn sync(&self) -> Result<(), StoreError> {
+        let _writing = self.exclusive();
         let tx = self.db.begin_write()?;
         tx.commit()?;
         self.committed();
@@ -235,6 +318,7 @@ impl Store {
 
     /// Durable: used for the vote, which raft requires on disk before answering.
     pub fn raft_meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let _writing = self.exclusive();
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(RAFT_META)?;
@@ -260,6 +344,7 @@ impl Store {
     /// Replaces every state-machine table with `rows` (from [`Store::dump`]) in one durable
     /// transaction: installing a snapshot is all or nothing.
     pub fn restore(&self, rows: &[DumpRow]) -> Result<(), StoreError> {
+        let _writing = self.exclusive();
         let tx = self.db.begin_write()?;
         {
             tx.delete_table(KV)?;

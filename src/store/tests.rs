@@ -708,3 +708,48 @@ fn znode_mtime_moves_with_data_only() {
     assert_eq!(at(5900, vec![ZkOp::Reap { path: "/t".into() }]), [ZkOpResult::Error(zk_err::BAD_VERSION)]);
     assert_eq!(at(6001, vec![ZkOp::Reap { path: "/t".into() }]), [ZkOpResult::Deleted]);
 }
+
+/// Store::prepare runs commands ahead of their commit: readers do not see them, committing
+/// with write_prepared gives exactly what Store::write gives, and any other write, or a
+/// write_prepared of other commands, aborts the prepared transaction instead of waiting for it.
+#[test]
+fn prepared_writes_match_plain_writes_and_never_block_others() {
+    let (_d1, plain) = open();
+    let (_d2, ahead) = open();
+    let batch = vec![put("a", "1"), put("b", "2"), del("a", ""), put("c", "3")];
+    let bookkeeping = |tx: &mut WriteTx<'_>| tx.set_meta("applied", b"7");
+    for s in [&plain, &ahead] {
+        apply(s, put("a", "0"));
+    }
+
+    let (want, want_fx) = plain
+        .write(false, |tx| {
+            let r = batch.iter().map(|c| tx.apply(c)).collect::<Result<Vec<_>, _>>()?;
+            bookkeeping(tx)?;
+            Ok(r)
+        })
+        .unwrap();
+    ahead.prepare(Arc::new(batch.clone())).unwrap();
+    assert_eq!(values(&get_at(&ahead, "a", "", 0).unwrap()), ["0"], "not visible before commit");
+    let (got, got_fx) = ahead.write_prepared(false, &batch, bookkeeping).unwrap().expect("prepared");
+    assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    assert_eq!(format!("{:?}", got_fx.events), format!("{:?}", want_fx.events));
+    assert_eq!(got_fx.revision, want_fx.revision);
+    assert_eq!(ahead.meta_get("applied").unwrap().as_deref(), Some(&b"7"[..]));
+    assert_eq!(keys(&get_at(&ahead, "", "\0", 0).unwrap()), ["b", "c"]);
+    assert!(ahead.write_prepared(false, &batch, bookkeeping).unwrap().is_none(), "used once");
+
+    // Another write aborts it (it would otherwise wait forever for redb's write lock).
+    ahead.prepare(Arc::new(vec![put("x", "1")])).unwrap();
+    apply(&ahead, put("y", "1"));
+    ahead.sync().unwrap();
+    ahead.raft_meta_put("vote", b"v").unwrap();
+    assert!(ahead.write_prepared(false, &[put("x", "1")], bookkeeping).unwrap().is_none());
+    assert!(get_at(&ahead, "x", "", 0).unwrap().kvs.is_empty(), "aborted, not committed");
+
+    // Other commands: no match, aborted, and the next write goes through.
+    ahead.prepare(Arc::new(vec![put("x", "1")])).unwrap();
+    assert!(ahead.write_prepared(false, &[put("x", "2")], bookkeeping).unwrap().is_none());
+    assert_eq!(apply(&ahead, put("z", "1")).revision, 8);
+    assert!(get_at(&ahead, "x", "", 0).unwrap().kvs.is_empty());
+}
