@@ -816,7 +816,7 @@ where
         };
         let bounds = key_bounds(&op.key, &op.range_end);
         let mut live = kv.range::<&[u8]>(bounds)?;
-        let mut gone = dead.range::<&[u8]>(key_bounds(&op.key, &op.range_end))?;
+        let mut gone = dead.range::<&[u8]>(bounds)?;
         let mut next_live = live.next().transpose()?;
         let mut next_gone = gone.next().transpose()?;
         loop {

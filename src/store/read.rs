@@ -154,10 +154,16 @@ impl ReadView {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self.current(key)?.map(|c| to_kv(key, c)))
+    }
+
+    /// A key's current row with its value.
+    fn current(&self, key: &[u8]) -> Result<Option<CurrentKv>, StoreError> {
         let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
         let mut c = CurrentKv::decode(row.value())?;
+        drop(row);
         fill_value(self.t_hist()?, &mut c).map_err(store_fault)?;
-        Ok(Some(to_kv(key, c)))
+        Ok(Some(c))
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {
@@ -340,11 +346,7 @@ impl ReadView {
     }
 
     fn zk_key(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
-        let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
-        let mut c = CurrentKv::decode(row.value())?;
-        drop(row);
-        fill_value(self.t_hist()?, &mut c).map_err(store_fault)?;
-        Ok(Some((KvState::of(&c), c.value)))
+        Ok(self.current(key)?.map(|c| (KvState::of(&c), c.value)))
     }
 
     /// The names of a znode's children, in byte order, at most `max` of them.
