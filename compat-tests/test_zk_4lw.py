@@ -254,15 +254,46 @@ def test_resets(zk):
     assert "(queued=0,recved=0,sent=0,sid=" in line
 
 
+DATE = r"\w{3} \w{3} \d{2} \d{2}:\d{2}:\d{2} \w+ \d{4}"
+
+
+def expiry_sets(text, what):
+    """ExpiryQueue.dump: "<what> Sets (n)/(m):", then per set "k expire at
+    <java.util.Date>:" and k tab-indented elements; returns the sets' elements."""
+    lines = text.splitlines()
+    m = re.fullmatch(rf"{what} Sets \((\d+)\)/\((\d+)\):", lines[0])
+    assert m, lines[0]
+    sets, i = [], 1
+    for _ in range(int(m.group(1))):
+        head = re.fullmatch(rf"(\d+) expire at {DATE}:", lines[i])
+        assert head, lines[i]
+        k = int(head.group(1))
+        sets.append([line[1:] for line in lines[i + 1:i + 1 + k]])
+        assert all(line.startswith("\t") for line in lines[i + 1:i + 1 + k]), lines[i:i + 1 + k]
+        i += 1 + k
+    assert sum(map(len, sets)) == int(m.group(2))
+    return sets, lines[i:]
+
+
 def test_dump(zk):
     c = zk.kazoo()
     c.create("/p")
     c.create("/p/e", ephemeral=True)
+    d = zk.kazoo()
     text = zk.four("dump")
-    sid = f"0x{c.client_id[0]:x}"
+    sid, other = f"0x{c.client_id[0]:x}", f"0x{d.client_id[0]:x}"
     assert text.startswith("SessionTracker dump:\n")
-    assert f"ephemeral nodes dump:\nSessions with Ephemerals (1):\n{sid}:\n\t/p/e\n" in text
-    assert "Connections dump:\n" in text
+    sessions, rest = expiry_sets(text[len("SessionTracker dump:\n"):], "Session")
+    assert sorted(e for s in sessions for e in s) == sorted([sid, other])
+    assert "\n".join(rest).startswith(
+        f"ephemeral nodes dump:\nSessions with Ephemerals (1):\n{sid}:\n\t/p/e\nConnections dump")
+    conns, rest = expiry_sets(text[text.index("Connections dump:\n") + len("Connections dump:\n"):],
+                              "Connections")
+    listed = [e for s in conns for e in s]
+    for session in (sid, other):
+        assert any(re.fullmatch(rf"ip: /127\.0\.0\.1:\d+ sessionId: {session}", e) for e in listed), listed
+    assert all(re.fullmatch(r"ip: /127\.0\.0\.1:\d+ sessionId: 0x[0-9a-f]+", e) for e in listed), listed
+    assert rest == []
 
 
 def test_unknown_word_closes_connection(zk):

@@ -277,17 +277,25 @@ fn user_name() -> String {
         .unwrap_or_default()
 }
 
-/// `dump`: the live sessions with their remaining time, the ephemerals of each session, and
-/// (as ZooKeeper's Netty connection factory) no connection section body.
+/// `dump` as ZooKeeper 3.8's NIO server writes it: the session tracker's expiry sets, the
+/// ephemerals of each session, and the connections' expiry sets.
+///
+/// ZooKeeper keeps sessions and connections in expiry queues whose deadlines are rounded up
+/// to the next multiple of tickTime on its monotonic clock (ExpiryQueue.roundToNextInterval)
+/// and prints each set's deadline as a wall-clock `java.util.Date`; here the deadlines are
+/// the lessor's (sessions) and the last answer plus the session timeout, or ZooKeeper's 10 s
+/// for a connection without a session (connections), on the same kind of clock.
 fn dump(ctx: &ZkCtx, s: &mut String) {
+    let tick_ms = ctx.config.tick_time_ms.max(1) as i64;
+    let clock = ExpiryClock::now();
     s.push_str("SessionTracker dump:\n");
     let view = ctx.store.read().ok();
     let leases = view.as_ref().and_then(|v| v.leases().ok()).unwrap_or_default();
-    let _ = writeln!(s, "Session Sets ({})/({}):", leases.len(), leases.len());
-    for (id, _) in &leases {
-        let left_ms = ctx.lessor.remaining(*id).map(|(_, d)| d.as_millis()).unwrap_or(0);
-        let _ = writeln!(s, "1 expire in {left_ms} ms:\n\t0x{id:x}");
-    }
+    let sessions = leases.iter().map(|(id, _)| {
+        let left_ms = ctx.lessor.remaining(*id).map(|(_, d)| d.as_millis() as i64).unwrap_or(0);
+        (clock.bucket(left_ms, tick_ms), format!("0x{id:x}"))
+    });
+    expiry_sets(s, "Session", &clock, sessions.collect());
     s.push_str("ephemeral nodes dump:\n");
     let by_session: Vec<(i64, Vec<String>)> = leases
         .iter()
@@ -304,4 +312,131 @@ fn dump(ctx: &ZkCtx, s: &mut String) {
         }
     }
     s.push_str("Connections dump:\n");
+    let conns: Vec<_> = ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let conns = conns.iter().map(|c| {
+        let session = c.session_id.load(Ordering::Relaxed);
+        // NIOServerCnxnFactory.touchCnxn: the session timeout, or sessionlessCnxnTimeout.
+        let timeout_ms = match c.timeout_ms.load(Ordering::Relaxed) {
+            t if t > 0 && session != 0 => t,
+            _ => 10_000,
+        };
+        let touched_ms = c.last_response_ms.load(Ordering::Relaxed).max(c.established_ms);
+        let left_ms = touched_ms + timeout_ms - clock.wall_ms;
+        (clock.bucket(left_ms, tick_ms), format!("ip: /{} sessionId: 0x{session:x}", c.peer))
+    });
+    expiry_sets(s, "Connections", &clock, conns.collect());
+}
+
+/// A monotonic clock in ms (ZooKeeper's Time.currentElapsedTime) and the wall clock read at
+/// the same moment, to print monotonic deadlines as dates (Time.elapsedTimeToDate).
+struct ExpiryClock {
+    mono_ms: i64,
+    wall_ms: i64,
+}
+
+impl ExpiryClock {
+    fn now() -> ExpiryClock {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let mono_ms = EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as i64;
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        ExpiryClock { mono_ms, wall_ms }
+    }
+
+    /// The expiry set of a deadline `left_ms` from now: ExpiryQueue.roundToNextInterval.
+    fn bucket(&self, left_ms: i64, tick_ms: i64) -> i64 {
+        ((self.mono_ms + left_ms) / tick_ms + 1) * tick_ms
+    }
+
+    fn wall_of(&self, mono_ms: i64) -> i64 {
+        self.wall_ms - self.mono_ms + mono_ms
+    }
+}
+
+/// ExpiryQueue.dump: "<what> Sets (sets)/(elements):", then per set in deadline order
+/// "<n> expire at <date>:" and a tab-indented line per element.
+fn expiry_sets(s: &mut String, what: &str, clock: &ExpiryClock, mut elems: Vec<(i64, String)>) {
+    elems.sort();
+    let mut sets: Vec<(i64, Vec<String>)> = Vec::new();
+    for (at, e) in elems {
+        match sets.last_mut() {
+            Some((t, v)) if *t == at => v.push(e),
+            _ => sets.push((at, vec![e])),
+        }
+    }
+    let total: usize = sets.iter().map(|(_, v)| v.len()).sum();
+    let _ = writeln!(s, "{what} Sets ({})/({total}):", sets.len());
+    for (at, v) in sets {
+        let _ = writeln!(s, "{} expire at {}:", v.len(), java_date_utc(clock.wall_of(at)));
+        for e in v {
+            let _ = writeln!(s, "\t{e}");
+        }
+    }
+}
+
+/// `java.util.Date.toString()` in UTC: "Wed Dec 02 07:02:41 UTC 2026" (ZooKeeper prints its
+/// JVM's default zone; Debian's is the system's, UTC on servers like these).
+fn java_date_utc(epoch_ms: i64) -> String {
+    let secs = epoch_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Days to civil date (Howard Hinnant's algorithm, proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{} {} {day:02} {:02}:{:02}:{:02} UTC {year}",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_dates() {
+        for (ms, want) in [
+            (0, "Thu Jan 01 00:00:00 UTC 1970"),
+            (1_796_194_961_000, "Wed Dec 02 07:02:41 UTC 2026"),
+            (1_709_251_199_000, "Thu Feb 29 23:59:59 UTC 2024"),
+            (-1_000, "Wed Dec 31 23:59:59 UTC 1969"),
+            (951_868_800_000, "Wed Mar 01 00:00:00 UTC 2000"),
+        ] {
+            assert_eq!(java_date_utc(ms), want);
+        }
+    }
+
+    #[test]
+    fn expiry_sets_group_by_tick_and_sort() {
+        let clock = ExpiryClock { mono_ms: 10_500, wall_ms: 1_796_194_951_000 };
+        let elems = vec![
+            (clock.bucket(4_000, 2_000), "0xb".to_string()),
+            (clock.bucket(100, 2_000), "0xa".to_string()),
+            (clock.bucket(4_400, 2_000), "0xc".to_string()),
+        ];
+        let mut s = String::new();
+        expiry_sets(&mut s, "Session", &clock, elems);
+        // 10.6 s -> the set at 12 s; 14.5 and 14.9 s -> both in the set at 16 s.
+        assert_eq!(
+            s,
+            "Session Sets (2)/(3):\n\
+             1 expire at Wed Dec 02 07:02:32 UTC 2026:\n\t0xa\n\
+             2 expire at Wed Dec 02 07:02:36 UTC 2026:\n\t0xb\n\t0xc\n"
+        );
+    }
 }
