@@ -401,6 +401,34 @@ def test_quota_counts_out_the_ephemerals_of_an_ended_session(zk):
     assert stats() == b"count=2,bytes=3"
 
 
+def test_quota_stats_are_rewritten_in_place(zk):
+    # ZooKeeper's updateCountBytes replaces the stats node's data in place: its
+    # version, mzxid and mtime stay as they were, and a data watch on it does
+    # not fire
+    a = zk.kazoo()
+    a.create("/iq")
+    a.create("/zookeeper/quota/iq/zookeeper_limits", b"count=10,bytes=-1", makepath=True)
+    stats = "/zookeeper/quota/iq/zookeeper_stats"
+    a.create(stats, b"count=0,bytes=0")
+    data, st = a.get(stats)
+    assert data == b"count=1,bytes=0"
+    events = []
+    a.get(stats, watch=events.append)
+    a.create("/iq/x", b"12")
+    a.set("/iq/x", b"12345")
+    b = zk.kazoo()
+    b.create("/iq/e", b"abc", ephemeral=True)
+    b.stop()
+    data2, st2 = a.get(stats)
+    assert data2 == b"count=2,bytes=5"
+    assert (st2.version, st2.mzxid, st2.mtime, st2.dataLength) == (st.version, st.mzxid, st.mtime, len(data2))
+    a.sync("/")
+    assert events == []
+    a.set(stats, b"count=7,bytes=7")  # a client's own write is an ordinary one
+    assert a.get(stats)[1].version == st.version + 1
+    assert events and events[0].type == EventType.CHANGED
+
+
 def test_ephemeral_cannot_have_children(zk):
     c = zk.kazoo()
     c.create("/e", ephemeral=True)

@@ -368,6 +368,24 @@ impl<'t> WriteTx<'t> {
         Ok(PutResult { prev_kv: if op.prev_kv { prev } else { None } })
     }
 
+    /// Replaces a key's current value without a new revision: its kv row keeps its
+    /// mod_revision and version, and the history row of that revision gets the new value.
+    /// No event. Only for ZooKeeper's quota stats nodes, which ZooKeeper rewrites in place
+    /// (DataTree.updateCountBytes); deterministic like any apply, so replicas agree.
+    pub(super) fn rewrite_value(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), Error> {
+        let Some(mut cur) = self.current_state(key)? else { return Ok(()) };
+        let rk = cur.hist_key();
+        let mut h = match self.hist.get(rk)? {
+            Some(row) => HistEntry::decode(row.value())?,
+            None => return Err(StoreError::Corrupt(format!("no history row for a live key at {rk}")).into()),
+        };
+        cur.value_len = u32::try_from(value.len()).map_err(|_| StoreError::Corrupt("value over 4 GiB".into()))?;
+        h.value = value;
+        self.hist.insert(rk, h.encode().as_slice())?;
+        self.kv.insert(key, cur.encode().as_slice())?;
+        Ok(())
+    }
+
     fn delete_range(&mut self, rev: &mut Rev, op: &DeleteOp) -> Result<DeleteResult, Error> {
         let mut doomed = Vec::new();
         for row in self.kv.range::<&[u8]>(key_bounds(&op.key, &op.range_end))? {
@@ -449,7 +467,7 @@ impl<'t> WriteTx<'t> {
                 }
             }
         }
-        self.zk_revoke_quota_commit(&mut rev, quota)?;
+        self.zk_revoke_quota_commit(quota)?;
         self.leases.remove(id)?;
         self.end(rev);
         self.effects.leases_revoked.push(id);

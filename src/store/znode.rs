@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use super::mvcc::{Rev, WriteTx};
+use super::mvcc::WriteTx;
 use super::schema::*;
 use super::{Error, StoreError};
 use crate::command::*;
@@ -452,8 +452,20 @@ struct Node {
 }
 
 enum KvChange {
-    Put { path: String, data: Vec<u8>, lease: i64, mtime_ms: i64 },
-    Delete { path: String },
+    Put {
+        path: String,
+        data: Vec<u8>,
+        lease: i64,
+        mtime_ms: i64,
+    },
+    Delete {
+        path: String,
+    },
+    /// A quota stats node's data replaced in place (`WriteTx::rewrite_value`).
+    Rewrite {
+        path: String,
+        data: Vec<u8>,
+    },
 }
 
 /// ZooKeeper's pending changes: every node a txn touched, as the txn left it (None = deleted).
@@ -529,6 +541,7 @@ impl WriteTx<'_> {
                         self.delete_key(&mut rev, &key, old)?;
                     }
                 }
+                KvChange::Rewrite { path, data } => self.rewrite_value(&key_of(&path), data)?,
             }
         }
         debug_assert!(!rev.changed() || rev.main == ov.rev);
@@ -810,8 +823,8 @@ impl WriteTx<'_> {
 
     /// ZooKeeper's quota bookkeeping (DataTree.updateCountBytes): a change under a path with a
     /// quota (a `zookeeper_limits` node under /zookeeper/quota) adjusts the count and bytes in
-    /// that quota's `zookeeper_stats` node. ZooKeeper rewrites that node's data in place; here
-    /// it is an ordinary write of the node (its version moves, unlike ZooKeeper's).
+    /// that quota's `zookeeper_stats` node, in place as ZooKeeper does: the node's version,
+    /// mzxid and mtime stay, and no watch fires (see `WriteTx::rewrite_value`).
     fn zk_quota(&self, ov: &mut Overlay, path: &str, count_diff: i64, bytes_diff: i64) -> Result<(), Error> {
         if path.starts_with("/zookeeper") || (count_diff == 0 && bytes_diff == 0) {
             return Ok(());
@@ -834,17 +847,11 @@ impl WriteTx<'_> {
                         "bytes" => v + bytes_diff,
                         _ => v,
                     });
-                    let (version, lease, mtime_ms) =
-                        node.kv.as_ref().map(|k| (k.version, k.lease, k.mtime_ms)).unwrap_or((0, 0, 0));
-                    node.kv = Some(KvState {
-                        mod_revision: ov.rev,
-                        version: version + 1,
-                        lease,
-                        data_len: data.len(),
-                        mtime_ms,
-                    });
+                    if let Some(k) = node.kv.as_mut() {
+                        k.data_len = data.len();
+                    }
                     node.data = Some(data.clone());
-                    ov.kv.push(KvChange::Put { path: stats_path.clone(), data, lease, mtime_ms });
+                    ov.kv.push(KvChange::Rewrite { path: stats_path.clone(), data });
                     ov.nodes.insert(stats_path, Some(node));
                 }
                 return Ok(());
@@ -906,14 +913,13 @@ impl WriteTx<'_> {
     }
 
     /// Writes the quota stats a lease revoke changed, in the revoke's revision.
-    pub(super) fn zk_revoke_quota_commit(&mut self, rev: &mut Rev, quota: RevokeQuota) -> Result<(), Error> {
+    pub(super) fn zk_revoke_quota_commit(&mut self, quota: RevokeQuota) -> Result<(), Error> {
         for change in quota.0.kv {
             match change {
-                KvChange::Put { path, data, lease, mtime_ms } => {
-                    let op = PutOp { key: key_of(&path), value: data, lease, ..Default::default() };
-                    self.put_at(rev, &op, mtime_ms)?;
+                KvChange::Rewrite { path, data } => self.rewrite_value(&key_of(&path), data)?,
+                KvChange::Put { .. } | KvChange::Delete { .. } => {
+                    unreachable!("quota bookkeeping only rewrites stats nodes")
                 }
-                KvChange::Delete { .. } => unreachable!("quota bookkeeping only rewrites stats nodes"),
             }
         }
         Ok(())
