@@ -218,7 +218,32 @@ fn status_text(lib: &Lib, major: Major, minor: u32) -> String {
 }
 
 fn fail<T>(why: impl Into<String>) -> Result<T, SaslError> {
-    Err(SaslError(why.into()))
+    Err(SaslError(format!("GSSAPI: {}", why.into())))
+}
+
+/// The Kerberos V5 mechanism, 1.2.840.113554.1.2.2, as DER (tag, length, value).
+const KRB5_OID_DER: [u8; 11] = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
+
+/// Whether `token` is a GSS initial context token (RFC 2743 3.1: [APPLICATION 0] holding the
+/// mechanism OID first) for Kerberos V5. The JDK's GSSAPI server accepts only that mechanism;
+/// MIT's library, asked for no particular one, would also take SPNEGO (and answer an empty
+/// token with a SPNEGO hint), so anything else is refused before it gets there.
+fn is_krb5_initial_token(token: &[u8]) -> bool {
+    let Some((&0x60, rest)) = token.split_first() else { return false };
+    let Some((&len0, rest)) = rest.split_first() else { return false };
+    // DER length: short form, or long form with 1-4 length bytes.
+    let (len, rest) = match len0 {
+        n if n < 0x80 => (n as usize, rest),
+        n @ 0x81..=0x84 => {
+            let k = (n - 0x80) as usize;
+            if rest.len() < k {
+                return false;
+            }
+            (rest[..k].iter().fold(0usize, |acc, b| acc << 8 | *b as usize), &rest[k..])
+        }
+        _ => return false,
+    };
+    len == rest.len() && rest.starts_with(&KRB5_OID_DER)
 }
 
 enum Stage {
@@ -277,6 +302,9 @@ impl GssapiServer {
     }
 
     fn accept(&mut self, lib: &Lib, token: &[u8]) -> Result<Step, SaslError> {
+        if self.ctx.is_null() && !is_krb5_initial_token(token) {
+            return fail("the first token is not a Kerberos V5 initial context token");
+        }
         let mut minor = 0;
         let mut input = Buffer::of(token);
         let mut output = Buffer::empty();
@@ -379,6 +407,26 @@ impl Drop for GssapiServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_kerberos_initial_tokens_are_accepted() {
+        let mut krb5 = vec![0x60, 13];
+        krb5.extend_from_slice(&KRB5_OID_DER);
+        krb5.extend_from_slice(&[0x01, 0x00]);
+        assert!(is_krb5_initial_token(&krb5));
+        let mut long = vec![0x60, 0x82, 0x01, 0x0b];
+        long.extend_from_slice(&KRB5_OID_DER);
+        long.resize(4 + 0x10b, 0);
+        assert!(is_krb5_initial_token(&long));
+        // SPNEGO (1.3.6.1.5.5.2), empty, truncated, a length that does not match.
+        let spnego = [0x60, 8, 0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02];
+        for bad in [&spnego[..], &[], &[0x60], &krb5[..8], &[0x60, 0x85, 0, 0, 0, 0, 0]] {
+            assert!(!is_krb5_initial_token(bad), "{bad:?}");
+        }
+        let mut wrong_len = krb5.clone();
+        wrong_len[1] += 1;
+        assert!(!is_krb5_initial_token(&wrong_len));
+    }
 
     #[test]
     fn a_missing_keytab_is_a_clear_error() {

@@ -81,12 +81,12 @@ pub struct SaslError(pub String);
 
 impl fmt::Display for SaslError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DIGEST-MD5: {}", self.0)
+        f.write_str(&self.0)
     }
 }
 
 fn fail<T>(why: impl Into<String>) -> Result<T, SaslError> {
-    Err(SaslError(why.into()))
+    Err(SaslError(format!("DIGEST-MD5: {}", why.into())))
 }
 
 /// One step's outcome: the token to send back, and once the client proved its password the
@@ -517,10 +517,10 @@ digest-uri=\"zookeeper/zk-sasl-md5\",response=06e71f3312488336d52ec9fb36b6cee7";
         let ok = std::str::from_utf8(PURE_SASL_RESPONSE).unwrap();
         assert!(run(&users(), PURE_SASL_RESPONSE).is_ok());
         let wrong_pw = SaslUsers::from_pairs([("jaasuser", "jaas_passwordX")]);
-        assert_eq!(run(&wrong_pw, PURE_SASL_RESPONSE).unwrap_err().0, "wrong password for \"jaasuser\"");
+        assert_eq!(run(&wrong_pw, PURE_SASL_RESPONSE).unwrap_err().0, "DIGEST-MD5: wrong password for \"jaasuser\"");
         assert_eq!(
             run(&SaslUsers::from_pairs([("other", "x")]), PURE_SASL_RESPONSE).unwrap_err().0,
-            "no user \"jaasuser\""
+            "DIGEST-MD5: no user \"jaasuser\""
         );
         for (from, to) in [
             ("bi6Didy7", "bi6Didy8"),
