@@ -1,7 +1,8 @@
 //! A read view: one redb read transaction, i.e. a consistent snapshot of every table. This is
 //! the only way the layers above read the store.
 
-use std::cell::OnceCell;
+// OnceLock, not OnceCell: one view is shared by concurrent readers (see `Store::read`).
+use std::sync::OnceLock as OnceCell;
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 

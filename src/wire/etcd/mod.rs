@@ -122,7 +122,7 @@ impl Ctx {
     }
 
     /// A read view for a linearizable read (after a raft read barrier) or a serializable one.
-    pub async fn read(&self, serializable: bool) -> Result<ReadView, EtcdError> {
+    pub async fn read(&self, serializable: bool) -> Result<std::sync::Arc<ReadView>, EtcdError> {
         if !serializable {
             self.replica.read_barrier().await?;
         }
