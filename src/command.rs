@@ -20,7 +20,10 @@ pub const COMMAND_FORMAT_VERSION: u16 = 1;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Batch {
     pub version: u16,
-    pub commands: Vec<Command>,
+    /// Shared with the store's run of the batch ahead of its commit (`Store::prepare`)
+    /// instead of copied; serde writes an `Arc<T>` exactly as `T`, so the log format is the
+    /// same as with a plain Vec.
+    pub commands: std::sync::Arc<Vec<Command>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -240,7 +240,8 @@ async fn proposer(
         }
         let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         metrics::histogram!("conclave_proposal_batch_commands").record(commands.len() as f64);
-        let ahead = Arc::new(commands.clone());
+        let commands = Arc::new(commands);
+        let ahead = commands.clone();
         let entry = Batch { version: COMMAND_FORMAT_VERSION, commands };
         // Enqueue in order here; wait for the outcome in a task so the next batch can form.
         let pending = raft.client_write_ff(entry).await;

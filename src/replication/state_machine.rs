@@ -154,7 +154,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         EntryPayload::Blank => out.push(Vec::new()),
                         EntryPayload::Normal(batch) => {
                             let mut results = Vec::with_capacity(batch.commands.len());
-                            for cmd in &batch.commands {
+                            for cmd in batch.commands.iter() {
                                 results.push(tx.apply(cmd)?);
                             }
                             out.push(results);

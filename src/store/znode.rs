@@ -914,12 +914,11 @@ impl WriteTx<'_> {
 
     /// Writes the quota stats a lease revoke changed, in the revoke's revision.
     pub(super) fn zk_revoke_quota_commit(&mut self, quota: RevokeQuota) -> Result<(), Error> {
+        // Quota bookkeeping (zk_quota) only ever rewrites stats nodes in place.
+        debug_assert!(quota.0.kv.iter().all(|c| matches!(c, KvChange::Rewrite { .. })));
         for change in quota.0.kv {
-            match change {
-                KvChange::Rewrite { path, data } => self.rewrite_value(&key_of(&path), data)?,
-                KvChange::Put { .. } | KvChange::Delete { .. } => {
-                    unreachable!("quota bookkeeping only rewrites stats nodes")
-                }
+            if let KvChange::Rewrite { path, data } = change {
+                self.rewrite_value(&key_of(&path), data)?;
             }
         }
         Ok(())

@@ -49,7 +49,7 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
             server_stats(ctx, &mut s);
         }
         "cons" => {
-            let conns: Vec<_> = ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            let conns = live_conns(ctx);
             for c in conns {
                 let (min, avg, max) = c.latency.get();
                 let _ = writeln!(
@@ -177,6 +177,11 @@ fn watch_summary(ctx: &ZkCtx) -> (usize, usize, usize) {
         paths.extend(p.iter().cloned());
     }
     (by_conn.len(), paths.len(), total)
+}
+
+/// The open connections' stats, copied out so no lock is held while a reply is written.
+fn live_conns(ctx: &ZkCtx) -> Vec<std::sync::Arc<super::server::ConnStats>> {
+    ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
 }
 
 fn conn_list(ctx: &ZkCtx) -> Vec<(std::net::SocketAddr, usize, u64, u64)> {
@@ -312,7 +317,7 @@ fn dump(ctx: &ZkCtx, s: &mut String) {
         }
     }
     s.push_str("Connections dump:\n");
-    let conns: Vec<_> = ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let conns = live_conns(ctx);
     let conns = conns.iter().map(|c| {
         let session = c.session_id.load(Ordering::Relaxed);
         // NIOServerCnxnFactory.touchCnxn: the session timeout, or sessionlessCnxnTimeout.

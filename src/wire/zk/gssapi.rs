@@ -133,7 +133,7 @@ pub fn available() -> bool {
 }
 
 fn load() -> Result<(*mut c_void, Lib), String> {
-    let name = CString::new(LIBRARY).expect("constant without NUL");
+    let name = CString::new(LIBRARY).map_err(|_| format!("{LIBRARY}: NUL in the library name"))?;
     // SAFETY: dlopen with a NUL-terminated name; the handle is never closed, so the function
     // pointers taken from it stay valid for the life of the process.
     let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
@@ -166,7 +166,7 @@ fn dl_error() -> String {
 /// A function pointer of type `F` for `name` in the library.
 fn symbol<F: Copy>(handle: *mut c_void, name: &str) -> Result<F, String> {
     assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>(), "F must be a function pointer");
-    let cname = CString::new(name).expect("symbol names have no NUL");
+    let cname = CString::new(name).map_err(|_| format!("{name}: NUL in a symbol name"))?;
     // SAFETY: a valid handle from dlopen and a NUL-terminated name.
     let p = unsafe { libc::dlsym(handle, cname.as_ptr()) };
     if p.is_null() {
