@@ -22,7 +22,7 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 
-use super::{ApplySink, TypeConfig};
+use super::{Ahead, ApplySink, TypeConfig};
 use crate::command::Applied;
 use crate::store::{ReadView, Store, StoreError};
 
@@ -37,13 +37,15 @@ const DURABLE_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_s
 pub struct StateMachine {
     store: Store,
     sink: Arc<dyn ApplySink>,
+    /// Told of every applied batch, so the next proposed one can be run ahead.
+    ahead: Arc<Ahead>,
     applies_since_durable: u32,
     last_durable: std::time::Instant,
 }
 
 impl StateMachine {
-    pub fn new(store: Store, sink: Arc<dyn ApplySink>) -> StateMachine {
-        StateMachine { store, sink, applies_since_durable: 0, last_durable: std::time::Instant::now() }
+    pub(crate) fn new(store: Store, sink: Arc<dyn ApplySink>, ahead: Arc<Ahead>) -> StateMachine {
+        StateMachine { store, sink, ahead, applies_since_durable: 0, last_durable: std::time::Instant::now() }
     }
 }
 
@@ -141,8 +143,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .increment(1);
             if let Some((results, effects)) = prepared {
                 metrics::histogram!("conclave_apply_seconds").record(t0.elapsed().as_secs_f64());
+                // Events first: no answer may overtake the event its write caused.
                 self.sink.applied(&effects);
-                return Ok(vec![results]);
+                return Ok(vec![self.ahead.applied(last.leader_id.term, &batch.commands, results)]);
             }
         }
         let (responses, effects) = self
@@ -172,6 +175,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageError::from(StorageIOError::apply(last, &e)))?;
         metrics::histogram!("conclave_apply_seconds").record(t0.elapsed().as_secs_f64());
         self.sink.applied(&effects);
+        let responses = entries
+            .iter()
+            .zip(responses)
+            .map(|(e, results)| match &e.payload {
+                EntryPayload::Normal(batch) => self.ahead.applied(e.log_id.leader_id.term, &batch.commands, results),
+                _ => results,
+            })
+            .collect();
         Ok(responses)
     }
 

@@ -15,7 +15,8 @@ pub mod znode;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -116,6 +117,12 @@ pub struct Store {
     /// frees redb's write lock), so nothing ever waits for a prepared transaction that nobody
     /// will commit.
     prepared: Arc<Mutex<Option<Prepared>>>,
+    /// Signalled whenever `prepared` is emptied (used by its apply, or aborted), for a
+    /// [`Store::prepare`] waiting to run the next batch on the state after it.
+    prepared_taken: Arc<Condvar>,
+    /// Counts commits (bumped under the write lock, right after each one): a prepare names
+    /// the commit it expects to build on, so it never runs on a later state than intended.
+    commits: Arc<AtomicU64>,
     /// The view of the last commit, shared by the reads until the next commit: a read
     /// transaction and its table handles cost about as much as a small read itself. Dropped
     /// at every commit, so no old snapshot is kept alive (redb cannot reuse the pages a
@@ -175,6 +182,8 @@ impl Store {
             prev_value_watchers: Arc::new(AtomicUsize::new(0)),
             file_bytes: Arc::new(AtomicU64::new(0)),
             prepared: Arc::new(Mutex::new(None)),
+            prepared_taken: Arc::new(Condvar::new()),
+            commits: Arc::new(AtomicU64::new(0)),
             view: Arc::new(Mutex::new(None)),
         };
         store.committed();
@@ -238,7 +247,9 @@ impl Store {
     /// The right to begin a write transaction: aborts a prepared one (see `prepared`).
     fn exclusive(&self) -> MutexGuard<'_, Option<Prepared>> {
         let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        drop(slot.take());
+        if slot.take().is_some() {
+            self.prepared_taken.notify_all();
+        }
         slot
     }
 
@@ -248,8 +259,29 @@ impl Store {
     /// the log's fsync is under way takes the apply (B-tree work) off the write's critical
     /// path. Nothing of it is visible to readers before that commit, and any other write
     /// aborts it, so a prepared transaction is only ever used on the state it ran on.
-    pub fn prepare(&self, commands: Arc<Vec<Command>>) -> Result<(), StoreError> {
-        let mut slot = self.exclusive();
+    ///
+    /// Only one transaction can be prepared at a time (it holds redb's write lock). If an
+    /// earlier one is still waiting for its apply, this waits up to `wait` for that apply to
+    /// commit it, and then runs on the state after it. Returns false, having done nothing, if
+    /// the earlier one is still there after `wait`: the apply then runs the commands itself.
+    ///
+    /// `after` is the [`Store::commits`] count the commands are meant to follow (the one
+    /// right after their predecessor's apply); if anything else has committed since, they
+    /// would run on the wrong state (typically: their own apply got there first), and nothing
+    /// is done either.
+    pub fn prepare(&self, commands: Arc<Vec<Command>>, wait: Duration, after: u64) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + wait;
+        let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        while slot.is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            slot = self.prepared_taken.wait_timeout(slot, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        if self.commits() != after {
+            return Ok(false);
+        }
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::None)?;
         let (results, effects) = {
@@ -262,7 +294,7 @@ impl Store {
             (results, w.finish()?)
         };
         *slot = Some(Prepared { tx, commands, results, effects });
-        Ok(())
+        Ok(true)
     }
 
     /// Applies `commands` by committing the transaction [`Store::prepare`] ran them in, after
@@ -278,6 +310,7 @@ impl Store {
     ) -> Result<Option<(Vec<Applied>, Effects)>, StoreError> {
         let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         let Some(prepared) = slot.take() else { return Ok(None) };
+        self.prepared_taken.notify_all();
         if prepared.commands.as_slice() != commands {
             return Ok(None);
         }
@@ -305,8 +338,14 @@ impl Store {
         self.file_bytes.load(Ordering::Relaxed)
     }
 
-    /// Called after every commit: the file may have grown.
+    /// How many transactions have committed since open (see [`Store::prepare`]).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// Called after every commit, still holding the write lock: the file may have grown.
     fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::SeqCst);
         drop(self.view.lock().unwrap_or_else(|p| p.into_inner()).take());
         let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         self.file_bytes.store(len, Ordering::Relaxed);

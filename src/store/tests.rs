@@ -729,7 +729,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
             Ok(r)
         })
         .unwrap();
-    ahead.prepare(Arc::new(batch.clone())).unwrap();
+    assert!(ahead.prepare(Arc::new(batch.clone()), Duration::ZERO, ahead.commits()).unwrap());
     assert_eq!(values(&get_at(&ahead, "a", "", 0).unwrap()), ["0"], "not visible before commit");
     let (got, got_fx) = ahead.write_prepared(false, &batch, bookkeeping).unwrap().expect("prepared");
     assert_eq!(format!("{got:?}"), format!("{want:?}"));
@@ -740,7 +740,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     assert!(ahead.write_prepared(false, &batch, bookkeeping).unwrap().is_none(), "used once");
 
     // Another write aborts it (it would otherwise wait forever for redb's write lock).
-    ahead.prepare(Arc::new(vec![put("x", "1")])).unwrap();
+    assert!(ahead.prepare(Arc::new(vec![put("x", "1")]), Duration::ZERO, ahead.commits()).unwrap());
     apply(&ahead, put("y", "1"));
     ahead.sync().unwrap();
     ahead.raft_meta_put("vote", b"v").unwrap();
@@ -748,8 +748,32 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     assert!(get_at(&ahead, "x", "", 0).unwrap().kvs.is_empty(), "aborted, not committed");
 
     // Other commands: no match, aborted, and the next write goes through.
-    ahead.prepare(Arc::new(vec![put("x", "1")])).unwrap();
+    assert!(ahead.prepare(Arc::new(vec![put("x", "1")]), Duration::ZERO, ahead.commits()).unwrap());
     assert!(ahead.write_prepared(false, &[put("x", "2")], bookkeeping).unwrap().is_none());
     assert_eq!(apply(&ahead, put("z", "1")).revision, 8);
     assert!(get_at(&ahead, "x", "", 0).unwrap().kvs.is_empty());
+
+    // One prepared at a time: the next one waits for the first to be used, then runs on the
+    // state after it; if the first is not used in time, the next is not prepared at all.
+    let first = vec![put("p", "1")];
+    let second = vec![put("p", "2")];
+    assert!(ahead.prepare(Arc::new(first.clone()), Duration::ZERO, ahead.commits()).unwrap());
+    assert!(
+        !ahead.prepare(Arc::new(second.clone()), Duration::from_millis(10), ahead.commits()).unwrap(),
+        "first still pending"
+    );
+    std::thread::scope(|scope| {
+        let (store, after_first, commands) = (ahead.clone(), ahead.commits() + 1, Arc::new(second.clone()));
+        let next = scope.spawn(move || store.prepare(commands, Duration::from_secs(30), after_first).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(ahead.write_prepared(false, &first, bookkeeping).unwrap().is_some());
+        assert!(next.join().unwrap(), "prepared once the first was committed");
+    });
+    let (_, fx) = ahead.write_prepared(false, &second, bookkeeping).unwrap().expect("second prepared");
+    assert_eq!(fx.revision, 10, "ran on the state after the first");
+    // Meant to follow a commit that is not the last one: it would run on the wrong state.
+    let stale = ahead.commits() - 1;
+    assert!(!ahead.prepare(Arc::new(vec![put("q", "1")]), Duration::ZERO, stale).unwrap());
+    assert!(ahead.write_prepared(false, &[put("q", "1")], bookkeeping).unwrap().is_none());
+    assert_eq!(values(&get_at(&ahead, "p", "", 0).unwrap()), ["2"]);
 }
