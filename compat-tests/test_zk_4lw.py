@@ -7,12 +7,14 @@ STRUCTURE: their lines and keys in ZooKeeper 3.8.0's format, numbers as
 numbers, and values by relation to the test's own actions (a node created
 -> the node count grows by one, a client connected -> one more connection,
 Zxid == the last write's zxid, the listed session == the kazoo client's).
-Absolute counts that depend on ZooKeeper's bookkeeping are not asserted
-(ZooKeeper 3.8.0 counts the root twice in "Node count" / zk_znode_count,
-so a fresh server says 5; it counts the 4lw connection itself in
-"Connections" and lists it in stat/cons as `(queued=0,recved=1,sent=0)`;
-wchs/wchc/wchp leave child watches out -- the watch tests here set data and
-exist watches only).
+ZooKeeper 3.8.0's own bookkeeping is asserted too: "Node count" /
+zk_znode_count count the root twice (a fresh server says 5), and the 4lw
+connection itself is one of the "Connections", listed in stat/cons as
+`[0](queued=0,recved=1,sent=0)`.  wchs/wchc/wchp leave child watches out --
+test_watch_words asserts that, and that a connection whose watches all fired
+stays counted.  After `crst` a connection shows `lop=NA`, no lcxid and
+`lzxid=0xffffffffffffffff`; gtmk/stmk read and set the trace mask (306 at
+start).
 
 Settings: the fixture's servers run with every word enabled (ZooKeeper:
 `4lw.commands.whitelist=*`); test_whitelist starts one with
@@ -23,6 +25,7 @@ length: the connection is closed without an answer.
 """
 
 import re
+import time
 
 import pytest
 
@@ -62,6 +65,11 @@ def test_ruok(zk):
     assert zk.four("ruok") == "imok"
 
 
+def tree_size(c, path="/"):
+    """The znodes at and under path, as a client sees them."""
+    return 1 + sum(tree_size(c, path.rstrip("/") + "/" + k) for k in c.get_children(path))
+
+
 def test_srvr(zk):
     d0 = srvr_fields(zk.four("srvr"))
     assert (d0["Mode"], d0["Outstanding"]) == ("standalone", "0")
@@ -75,7 +83,11 @@ def test_srvr(zk):
     # the zxid of the last committed transaction
     assert int(d["Zxid"], 16) == c.exists("/e").czxid
     c.delete("/a")
-    assert int(srvr_fields(zk.four("srvr"))["Node count"]) == int(d0["Node count"]) + 1
+    d = srvr_fields(zk.four("srvr"))
+    assert int(d["Node count"]) == int(d0["Node count"]) + 1
+    # the root counts twice; the word's own connection is one of the connections
+    assert int(d["Node count"]) == tree_size(c) + 1
+    assert int(d["Connections"]) == 2
 
 
 def test_stat(zk):
@@ -90,8 +102,10 @@ def test_stat(zk):
     clients = lines[2:]
     assert all(CLIENT_LINE.match(l) for l in clients), clients
     d = srvr_fields(lines[0] + "\n" + tail)
-    # one line per connection: the kazoo client (+ this one, on ZooKeeper)
-    assert len(clients) == int(d["Connections"]) >= 1
+    # one line per connection: the kazoo client and this one
+    assert len(clients) == int(d["Connections"]) == 2
+    assert sum(bool(re.fullmatch(r" /127\.0\.0\.1:\d+\[0\]\(queued=0,recved=1,sent=0\)", l))
+               for l in clients) == 1, clients
     assert (d["Mode"], int(d["Node count"])) == ("standalone", before + 1)
 
 
@@ -185,6 +199,10 @@ def test_cons(zk):
     assert all(re.fullmatch(r" /127\.0\.0\.1:\d+\[\d\]\(.*\)", l) for l in lines), lines
     mine = [l for l in lines if "sid=" in l]
     assert len(mine) == 1, lines
+    # the other one is this word's own connection, sessionless
+    assert re.fullmatch(r" /127\.0\.0\.1:\d+\[0\]\(queued=0,recved=1,sent=0\)",
+                        [l for l in lines if l != mine[0]][0]), lines
+    assert len(lines) == 2, lines
     m = re.fullmatch(r" /127\.0\.0\.1:\d+\[\d\]\((.*)\)", mine[0])
     fields = dict(f.split("=", 1) for f in m.group(1).split(","))
     assert list(fields) == ["queued", "recved", "sent", "sid", "lop", "est", "to", "lcxid", "lzxid",
@@ -204,15 +222,30 @@ def test_watch_words(zk):
     a.get("/a", watch=lambda e: None)
     a.exists("/missing", watch=lambda e: None)
     b.get("/a", watch=lambda e: None)
+    # child watches are left out of all three words
+    b.get_children("/a", watch=lambda e: None)
     sa, sb = f"0x{a.client_id[0]:x}", f"0x{b.client_id[0]:x}"
     assert zk.four("wchs") == "2 connections watching 2 paths\nTotal watches:3\n"
     assert parse_watch_listing(zk.four("wchc")) == {sa: ["/a", "/missing"], sb: ["/a"]}
     assert parse_watch_listing(zk.four("wchp")) == {"/a": sorted([sa, sb]), "/missing": [sa]}
-    # fired watches are gone (ZooKeeper still counts b's connection in wchs's
-    # first line, with no paths left)
+    # fired watches are gone, but a connection that had one stays listed,
+    # with no paths, until it closes
     b.set("/a", b"x")
-    assert zk.four("wchs").endswith(" paths\nTotal watches:1\n")
+    assert zk.four("wchs") == "2 connections watching 1 paths\nTotal watches:1\n"
+    assert parse_watch_listing(zk.four("wchc")) == {sa: ["/missing"], sb: []}
     assert parse_watch_listing(zk.four("wchp")) == {"/missing": [sa]}
+    a.create("/missing")
+    assert zk.four("wchs") == "2 connections watching 0 paths\nTotal watches:0\n"
+    assert zk.four("wchp") == "\n"
+    b.stop()
+    b.close()
+    # the server drops b's connection as it closes (after its closeSession reply)
+    want = "1 connections watching 0 paths\nTotal watches:0\n"
+    deadline = time.monotonic() + 5
+    while zk.four("wchs") != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert zk.four("wchs") == want
+    assert zk.four("wchc") == f"{sa}\n\n"
 
 
 def parse_watch_listing(text):
@@ -251,7 +284,25 @@ def test_resets(zk):
     assert lat == [0, 0, 0] and int(d["Received"]) <= 1 and int(d["Sent"]) <= 1, d
     assert zk.four("crst") == "Connection stats reset.\n"
     line = [l for l in zk.four("cons").splitlines() if "sid=" in l][0]
-    assert "(queued=0,recved=0,sent=0,sid=" in line
+    # the last operation is forgotten too: no lcxid, lzxid -1, lresp 0
+    assert re.fullmatch(
+        r" /127\.0\.0\.1:\d+\[1\]\(queued=0,recved=0,sent=0,sid=0x[0-9a-f]+,lop=NA,est=\d+,to=10000,"
+        r"lzxid=0xffffffffffffffff,lresp=0,llat=0,minlat=0,avglat=0,maxlat=0\)", line), line
+    c.create("/after")
+    line = [l for l in zk.four("cons").splitlines() if "sid=" in l][0]
+    assert ",lop=CREA," in line and ",lcxid=0x" in line, line
+
+
+def test_trace_mask_words(zk):
+    assert zk.four("gtmk") == "306"  # ZooTrace's default text trace level
+    assert zk.four(b"stmk" + (123).to_bytes(8, "big")) == "123"
+    assert zk.four("gtmk") == "123"
+    # without its 8-byte mask, stmk is closed without an answer
+    assert zk.four("stmk") == ""
+    assert zk.four("gtmk") == "123"
+    # nothing queued, no digests kept: both answer nothing
+    assert zk.four("reqs") == ""
+    assert zk.four("hash") == ""
 
 
 DATE = r"\w{3} \w{3} \d{2} \d{2}:\d{2}:\d{2} \w+ \d{4}"

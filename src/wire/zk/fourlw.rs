@@ -42,8 +42,8 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
         "stat" => {
             let _ = writeln!(s, "Zookeeper version: {ZK_VERSION}");
             s.push_str("Clients:\n");
-            for (peer, queued, recved, sent) in conn_list(ctx) {
-                let _ = writeln!(s, " /{peer}[1](queued={queued},recved={recved},sent={sent})");
+            for (peer, ops, queued, recved, sent) in conn_list(ctx) {
+                let _ = writeln!(s, " /{peer}[{ops}](queued={queued},recved={recved},sent={sent})");
             }
             s.push('\n');
             server_stats(ctx, &mut s);
@@ -51,10 +51,22 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
         "cons" => {
             let conns = live_conns(ctx);
             for c in conns {
+                if c.four_letter {
+                    // No session: ZooKeeper prints only the counters.
+                    let _ = writeln!(
+                        s,
+                        " /{}[0](queued={},recved={},sent={})",
+                        c.peer,
+                        c.outstanding.load(Ordering::Relaxed),
+                        c.received.load(Ordering::Relaxed),
+                        c.sent.load(Ordering::Relaxed),
+                    );
+                    continue;
+                }
                 let (min, avg, max) = c.latency.get();
                 let _ = writeln!(
                     s,
-                    " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={min},avglat={},maxlat={max})",
+                    " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est={},to={}{},lzxid=0x{:x},lresp={},llat={},minlat={min},avglat={},maxlat={max})",
                     c.peer,
                     c.outstanding.load(Ordering::Relaxed),
                     c.received.load(Ordering::Relaxed),
@@ -63,7 +75,7 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
                     c.last_op.lock().unwrap_or_else(|p| p.into_inner()),
                     c.established_ms,
                     c.timeout_ms.load(Ordering::Relaxed),
-                    c.last_cxid.load(Ordering::Relaxed).max(0),
+                    lcxid(c.last_cxid.load(Ordering::Relaxed)),
                     c.last_zxid.load(Ordering::Relaxed),
                     c.last_response_ms.load(Ordering::Relaxed),
                     c.last_latency_ms.load(Ordering::Relaxed),
@@ -140,8 +152,7 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
         }
         "crst" => {
             for c in ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
-                c.received.store(0, Ordering::Relaxed);
-                c.sent.store(0, Ordering::Relaxed);
+                c.reset();
             }
             s.push_str("Connection stats reset.\n");
         }
@@ -150,12 +161,37 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
             s.push_str("Server stats reset.\n");
         }
         "mntr" => mntr(ctx, &mut s),
-        // Words ZooKeeper knows that we do not answer with content.
+        "gtmk" => {
+            let _ = write!(s, "{}", ctx.trace_mask.load(Ordering::Relaxed));
+        }
+        // Standalone ZooKeeper 3.8 answers both with nothing: no request is queued between
+        // its processors when a word is answered, and it keeps no digest history.
+        "reqs" | "hash" => {}
+        // stmk comes with its mask: see `answer_stmk`.
         _ => {
             let _ = writeln!(s, "{word} is not executed because it is not in the whitelist.");
         }
     }
     s
+}
+
+/// cons's ",lcxid=0x.." field, left out after `crst` (ServerCnxn prints it only when known).
+fn lcxid(cxid: i64) -> String {
+    if cxid >= 0 {
+        format!(",lcxid=0x{cxid:x}")
+    } else {
+        String::new()
+    }
+}
+
+/// `stmk` and the 8-byte big-endian mask that follows it: sets ZooKeeper's trace mask and
+/// answers it in decimal.
+pub fn answer_stmk(ctx: &ZkCtx, mask: i64) -> String {
+    if !enabled(ctx, "stmk") {
+        return "stmk is not executed because it is not in the whitelist.\n".to_string();
+    }
+    ctx.trace_mask.store(mask, Ordering::Relaxed);
+    mask.to_string()
 }
 
 fn session_of(ctx: &ZkCtx, conn: u64) -> i64 {
@@ -184,7 +220,7 @@ fn live_conns(ctx: &ZkCtx) -> Vec<std::sync::Arc<super::server::ConnStats>> {
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
 }
 
-fn conn_list(ctx: &ZkCtx) -> Vec<(std::net::SocketAddr, usize, u64, u64)> {
+fn conn_list(ctx: &ZkCtx) -> Vec<(std::net::SocketAddr, u8, usize, u64, u64)> {
     ctx.conns
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -192,12 +228,24 @@ fn conn_list(ctx: &ZkCtx) -> Vec<(std::net::SocketAddr, usize, u64, u64)> {
         .map(|c| {
             (
                 c.peer,
+                interest_ops(c),
                 c.outstanding.load(Ordering::Relaxed),
                 c.received.load(Ordering::Relaxed),
                 c.sent.load(Ordering::Relaxed),
             )
         })
         .collect()
+}
+
+/// The "[N]" ZooKeeper prints after a connection's address: its selector interest set,
+/// OP_READ (1) for a session's connection, none (0) for the four-letter word's own, which
+/// ZooKeeper stops reading while it answers.
+fn interest_ops(c: &super::server::ConnStats) -> u8 {
+    if c.four_letter {
+        0
+    } else {
+        1
+    }
 }
 
 /// Java's Double.toString for the averages ZooKeeper prints: "0.0", "1.25".
@@ -209,8 +257,10 @@ fn java_double(v: f64) -> String {
     }
 }
 
+/// ZooKeeper's "Node count" / zk_znode_count: its DataTree keeps the root under both "" and
+/// "/", and counts the map's entries, so the root counts twice (a fresh server says 5).
 fn node_count(ctx: &ZkCtx) -> u64 {
-    ctx.store.read().and_then(|v| v.zk_node_count()).unwrap_or(0)
+    ctx.store.read().and_then(|v| v.zk_node_count()).map(|n| n + 1).unwrap_or(0)
 }
 
 fn dir_size(ctx: &ZkCtx) -> u64 {

@@ -111,8 +111,57 @@ pub struct ConnStats {
     pub last_latency_ms: AtomicU64,
     pub latency: Latency,
     pub established_ms: i64,
+    /// A connection that sent a four-letter word: listed (sessionless) while it is answered.
+    pub four_letter: bool,
     close: Notify,
     closed: AtomicBool,
+}
+
+impl ConnStats {
+    /// `crst`: ServerCnxn.resetStats — counters to zero, and the last operation forgotten
+    /// (cons then prints lop=NA, no lcxid, lzxid=0xffffffffffffffff, lresp=0).
+    pub fn reset(&self) {
+        self.received.store(0, Ordering::Relaxed);
+        self.sent.store(0, Ordering::Relaxed);
+        self.latency.reset();
+        *self.last_op.lock().unwrap_or_else(|p| p.into_inner()) = "NA";
+        self.last_cxid.store(-1, Ordering::Relaxed);
+        self.last_zxid.store(-1, Ordering::Relaxed);
+        self.last_response_ms.store(0, Ordering::Relaxed);
+        self.last_latency_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// A connection's counters as it starts: the connect request (or the four-letter word)
+    /// received, `sent` answers so far, the last zxid and operation it saw.
+    fn new(
+        peer: SocketAddr,
+        four_letter: bool,
+        session_id: i64,
+        timeout_ms: i64,
+        sent: u64,
+        last_zxid: i64,
+        last_op: &'static str,
+    ) -> ConnStats {
+        ConnStats {
+            peer,
+            session_id: AtomicI64::new(session_id),
+            timeout_ms: AtomicI64::new(timeout_ms),
+            received: AtomicU64::new(1),
+            sent: AtomicU64::new(sent),
+            outstanding: AtomicUsize::new(0),
+            last_zxid: AtomicI64::new(last_zxid),
+            last_op: Mutex::new(last_op),
+            // Java's default for a new ServerCnxn's lastCxid: cons prints lcxid=0x0.
+            last_cxid: AtomicI64::new(0),
+            last_response_ms: AtomicI64::new(now_ms()),
+            last_latency_ms: AtomicU64::new(0),
+            latency: Latency::default(),
+            established_ms: now_ms(),
+            four_letter,
+            close: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Request latencies in ms: min/avg/max as the four-letter words report them.
@@ -210,6 +259,9 @@ pub struct ZkCtx {
     /// session id -> the connection that holds it.
     sessions: Mutex<HashMap<i64, ConnId>>,
     next_conn: AtomicU64,
+    /// ZooKeeper's ZooTrace text trace level, read by `gtmk` and set by `stmk` (it changes
+    /// nothing else here; ZooKeeper's default is 306).
+    pub trace_mask: AtomicI64,
     session_ids: AtomicU64,
     secret: u64,
     pub started: Instant,
@@ -241,6 +293,7 @@ impl ZkCtx {
             conns: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            trace_mask: AtomicI64::new(306),
             session_ids: AtomicU64::new(seed),
             secret,
             started: Instant::now(),
@@ -418,8 +471,34 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
     }
     if let Ok(word) = std::str::from_utf8(&buf[..4]) {
         if fourlw::is_word(word) {
-            let text = fourlw::answer(&ctx, word);
-            let _ = wr.write_all(text.as_bytes()).await;
+            // As ZooKeeper: the word counts as a received packet, its connection is one of the
+            // server's connections (listed in cons/stat/dump, counted in Connections) while it
+            // is answered, and the answer counts as sent once written.
+            let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+            let stats = Arc::new(ConnStats::new(peer, true, 0, 0, 0, 0, "NA"));
+            ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, stats);
+            ctx.stats.received.fetch_add(1, Ordering::Relaxed);
+            let text = if word == "stmk" {
+                // The mask follows as 8 bytes; without them ZooKeeper closes without an answer.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                while buf.len() < 12 {
+                    let mut chunk = [0u8; 16];
+                    match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+                        Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                }
+                match buf.get(4..12).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    Some(mask) => fourlw::answer_stmk(&ctx, i64::from_be_bytes(mask)),
+                    None => String::new(),
+                }
+            } else {
+                fourlw::answer(&ctx, word)
+            };
+            ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
+            if wr.write_all(text.as_bytes()).await.is_ok() {
+                ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = wr.shutdown().await;
             return;
         }
@@ -433,23 +512,7 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
     let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let Some((session_id, timeout_ms)) = handshake(&ctx, &req, &mut wr).await else { return };
 
-    let stats = Arc::new(ConnStats {
-        peer,
-        session_id: AtomicI64::new(session_id),
-        timeout_ms: AtomicI64::new(timeout_ms as i64),
-        received: AtomicU64::new(1),
-        sent: AtomicU64::new(1),
-        outstanding: AtomicUsize::new(0),
-        last_zxid: AtomicI64::new(ctx.revision()),
-        last_op: Mutex::new("SESS"),
-        last_cxid: AtomicI64::new(-1),
-        last_response_ms: AtomicI64::new(now_ms()),
-        last_latency_ms: AtomicU64::new(0),
-        latency: Latency::default(),
-        established_ms: now_ms(),
-        close: Notify::new(),
-        closed: AtomicBool::new(false),
-    });
+    let stats = Arc::new(ConnStats::new(peer, false, session_id, timeout_ms as i64, 1, ctx.revision(), "SESS"));
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, stats.clone());
     // A session reconnecting here leaves its old connection: close that one.
     let previous = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session_id, conn_id);
@@ -958,7 +1021,11 @@ async fn respond(
         }
         if op != op::AUTH && op != op::SASL {
             *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = op_name(op);
-            stats.last_cxid.store(xid as i64, Ordering::Relaxed);
+            // As ServerCnxn.updateStatsForResponse: special xids (ping, notifications) keep
+            // the client's last real request.
+            if xid >= 0 {
+                stats.last_cxid.store(xid as i64, Ordering::Relaxed);
+            }
             stats.last_response_ms.store(now_ms(), Ordering::Relaxed);
         }
         if let Some(t) = started {

@@ -59,6 +59,10 @@ struct Inner {
     recursive_count: usize,
     conns: HashMap<ConnId, Conn>,
     watch_count: usize,
+    /// Connections that have armed a data-table watch, kept after their last one fired or
+    /// went: ZooKeeper's WatchManager keeps a watcher's (then empty) path set until its
+    /// connection closes, and wchs/wchc list such a connection with no paths.
+    data_watchers: HashSet<ConnId>,
 }
 
 pub struct WatchTable {
@@ -99,6 +103,7 @@ impl WatchTable {
         let mut g = self.lock();
         let inner = &mut *g.inner;
         inner.conns.remove(&id);
+        inner.data_watchers.remove(&id);
         for table in [&mut inner.data, &mut inner.child] {
             table.retain(|_, m| {
                 if let Some(mode) = m.remove(&id) {
@@ -148,15 +153,16 @@ impl WatchTable {
         (g.inner.conns.len(), g.inner.data.len() + g.inner.child.len(), g.inner.watch_count)
     }
 
-    /// (connection, paths) and (path, connections) views for the wchc / wchp words.
+    /// (connection, paths) for the wchs / wchc / wchp words: as ZooKeeper 3.8 prints them,
+    /// the data table only (data, exist, persistent and persistent recursive watches; child
+    /// watches are left out), with every connection that has had one (see `data_watchers`).
     pub fn by_conn(&self) -> Vec<(ConnId, Vec<String>)> {
         let g = self.lock();
-        let mut m: HashMap<ConnId, HashSet<String>> = HashMap::new();
-        for table in [&g.inner.data, &g.inner.child] {
-            for (path, conns) in table {
-                for c in conns.keys() {
-                    m.entry(*c).or_default().insert(path.clone());
-                }
+        let mut m: HashMap<ConnId, HashSet<String>> =
+            g.inner.data_watchers.iter().map(|c| (*c, HashSet::new())).collect();
+        for (path, conns) in &g.inner.data {
+            for c in conns.keys() {
+                m.entry(*c).or_default().insert(path.clone());
             }
         }
         let mut out: Vec<(ConnId, Vec<String>)> = m
@@ -283,6 +289,9 @@ impl Guard<'_> {
             inner.recursive_count += 1;
         }
         entry.insert(conn, mode);
+        if kind == Kind::Data {
+            inner.data_watchers.insert(conn);
+        }
         true
     }
 
