@@ -42,45 +42,15 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
         "stat" => {
             let _ = writeln!(s, "Zookeeper version: {ZK_VERSION}");
             s.push_str("Clients:\n");
-            for (peer, ops, queued, recved, sent) in conn_list(ctx) {
-                let _ = writeln!(s, " /{peer}[{ops}](queued={queued},recved={recved},sent={sent})");
+            for c in live_conns(ctx) {
+                conn_info(&mut s, &c, true);
             }
             s.push('\n');
             server_stats(ctx, &mut s);
         }
         "cons" => {
-            let conns = live_conns(ctx);
-            for c in conns {
-                if c.four_letter {
-                    // No session: ZooKeeper prints only the counters.
-                    let _ = writeln!(
-                        s,
-                        " /{}[0](queued={},recved={},sent={})",
-                        c.peer,
-                        c.outstanding.load(Ordering::Relaxed),
-                        c.received.load(Ordering::Relaxed),
-                        c.sent.load(Ordering::Relaxed),
-                    );
-                    continue;
-                }
-                let (min, avg, max) = c.latency.get();
-                let _ = writeln!(
-                    s,
-                    " /{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est={},to={}{},lzxid=0x{:x},lresp={},llat={},minlat={min},avglat={},maxlat={max})",
-                    c.peer,
-                    c.outstanding.load(Ordering::Relaxed),
-                    c.received.load(Ordering::Relaxed),
-                    c.sent.load(Ordering::Relaxed),
-                    c.session_id.load(Ordering::Relaxed),
-                    c.last_op.lock().unwrap_or_else(|p| p.into_inner()),
-                    c.established_ms,
-                    c.timeout_ms.load(Ordering::Relaxed),
-                    lcxid(c.last_cxid.load(Ordering::Relaxed)),
-                    c.last_zxid.load(Ordering::Relaxed),
-                    c.last_response_ms.load(Ordering::Relaxed),
-                    c.last_latency_ms.load(Ordering::Relaxed),
-                    avg as u64,
-                );
+            for c in live_conns(ctx) {
+                conn_info(&mut s, &c, false);
             }
             s.push('\n');
         }
@@ -220,32 +190,37 @@ fn live_conns(ctx: &ZkCtx) -> Vec<std::sync::Arc<super::server::ConnStats>> {
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
 }
 
-fn conn_list(ctx: &ZkCtx) -> Vec<(std::net::SocketAddr, u8, usize, u64, u64)> {
-    ctx.conns
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .map(|c| {
-            (
-                c.peer,
-                interest_ops(c),
-                c.outstanding.load(Ordering::Relaxed),
-                c.received.load(Ordering::Relaxed),
-                c.sent.load(Ordering::Relaxed),
-            )
-        })
-        .collect()
-}
-
-/// The "[N]" ZooKeeper prints after a connection's address: its selector interest set,
-/// OP_READ (1) for a session's connection, none (0) for the four-letter word's own, which
-/// ZooKeeper stops reading while it answers.
-fn interest_ops(c: &super::server::ConnStats) -> u8 {
-    if c.four_letter {
-        0
-    } else {
-        1
+/// One connection's line in stat (`brief`) and cons, as ServerCnxn.dumpConnectionInfo prints
+/// it: address, selector interest set, counters, and for a session's connection in cons its
+/// session fields. The interest set is OP_READ (1) for a session's connection and none (0) for
+/// a four-letter word's own, which ZooKeeper stops reading while it answers.
+fn conn_info(s: &mut String, c: &super::server::ConnStats, brief: bool) {
+    let _ = write!(
+        s,
+        " /{}[{}](queued={},recved={},sent={}",
+        c.peer,
+        if c.four_letter { 0 } else { 1 },
+        c.outstanding.load(Ordering::Relaxed),
+        c.received.load(Ordering::Relaxed),
+        c.sent.load(Ordering::Relaxed),
+    );
+    let session = c.session_id.load(Ordering::Relaxed);
+    if !brief && session != 0 {
+        let (min, avg, max) = c.latency.get();
+        let _ = write!(
+            s,
+            ",sid=0x{session:x},lop={},est={},to={}{},lzxid=0x{:x},lresp={},llat={},minlat={min},avglat={},maxlat={max}",
+            c.last_op.lock().unwrap_or_else(|p| p.into_inner()),
+            c.established_ms,
+            c.timeout_ms.load(Ordering::Relaxed),
+            lcxid(c.last_cxid.load(Ordering::Relaxed)),
+            c.last_zxid.load(Ordering::Relaxed),
+            c.last_response_ms.load(Ordering::Relaxed),
+            c.last_latency_ms.load(Ordering::Relaxed),
+            avg as u64,
+        );
     }
+    s.push_str(")\n");
 }
 
 /// Java's Double.toString for the averages ZooKeeper prints: "0.0", "1.25".
