@@ -18,7 +18,9 @@ struct Lease {
     ttl_s: i64,
     /// When the lease expires.
     deadline: Instant,
-    /// When it is next offered for revocation: the deadline, then every retry period after.
+    /// Its place in the expiry queue: never after the deadline while the lease is alive (a
+    /// keep-alive moves only the deadline; the queue entry catches up when it comes due), then
+    /// every retry period once the deadline has passed.
     offer_at: Instant,
 }
 
@@ -64,15 +66,22 @@ impl Lessor {
 
     /// Keep-alive: pushes the deadline to now + TTL. Returns the TTL, or None for an unknown
     /// lease (etcd then answers TTL 0).
+    ///
+    /// Every ZooKeeper request renews its session, so this is on every request's path: it
+    /// only moves the deadline, and leaves the lease's entry in the expiry queue where it is
+    /// (earlier than the deadline); [`Lessor::take_expired`] moves it when it comes due. Moving
+    /// it here cost a B-tree removal and insertion per request.
     pub fn renew(&self, id: i64) -> Option<i64> {
-        let (ttl, deadline) = self.lock().leases.get(&id).map(|l| (l.ttl_s, l.deadline))?;
+        let now = Instant::now();
+        let mut s = self.lock();
+        let l = s.leases.get_mut(&id)?;
         // Like etcd: a lease past its deadline is as good as gone, even if its revoke has not
         // been applied yet; it cannot be revived.
-        if deadline <= Instant::now() {
+        if l.deadline <= now {
             return None;
         }
-        self.granted(id, ttl);
-        Some(ttl)
+        l.deadline = now + Duration::from_secs(l.ttl_s.max(0) as u64);
+        Some(l.ttl_s)
     }
 
     /// (granted TTL, remaining time) of a live lease.
@@ -91,19 +100,30 @@ impl Lessor {
 
     /// Leases whose deadline has passed. Each is pushed back by [`REVOKE_RETRY`] so it is
     /// offered once per retry period while its revoke is in flight.
+    /// A due entry of a lease that was kept alive since it was queued is moved to the
+    /// lease's deadline instead.
     pub fn take_expired(&self, max: usize) -> Vec<i64> {
         let now = Instant::now();
-        let mut s = self.lock();
-        let due: Vec<(Instant, i64)> = s.by_offer.iter().take_while(|(t, _)| *t <= now).take(max).copied().collect();
         let retry = now + REVOKE_RETRY;
-        for (t, id) in &due {
-            s.by_offer.remove(&(*t, *id));
-            if let Some(l) = s.leases.get_mut(id) {
-                l.offer_at = retry;
+        let mut s = self.lock();
+        let State { leases, by_offer } = &mut *s;
+        let mut expired = Vec::new();
+        while expired.len() < max {
+            let Some(&(t, id)) = by_offer.first() else { break };
+            if t > now {
+                break;
             }
-            s.by_offer.insert((retry, *id));
+            by_offer.remove(&(t, id));
+            let Some(l) = leases.get_mut(&id) else { continue };
+            if l.deadline > now {
+                l.offer_at = l.deadline;
+            } else {
+                l.offer_at = retry;
+                expired.push(id);
+            }
+            by_offer.insert((l.offer_at, id));
         }
-        due.into_iter().map(|(_, id)| id).collect()
+        expired
     }
 
     pub fn len(&self) -> usize {
@@ -140,6 +160,30 @@ mod tests {
         l.revoked(2);
         assert!(l.is_empty());
         assert_eq!(l.renew(1), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_kept_alive_are_requeued_not_expired_and_do_not_count_against_max() {
+        let l = Lessor::new();
+        for id in 1..=5 {
+            l.granted(id, 2);
+        }
+        // Leases 1-4 are kept alive every second; lease 5 is not.
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            for id in 1..=4 {
+                assert_eq!(l.renew(id), Some(2));
+            }
+            let expired = l.take_expired(1);
+            assert!(expired.iter().all(|id| *id == 5), "a kept-alive lease expired: {expired:?}");
+        }
+        assert_eq!(l.remaining(1), Some((2, Duration::from_secs(2))));
+        assert_eq!(l.renew(5), None);
+        // Silence: all four expire two seconds after their last keep-alive, not before.
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(l.take_expired(10).is_empty());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(l.take_expired(10), vec![1, 2, 3, 4]);
     }
 
     #[tokio::test(start_paused = true)]
