@@ -35,11 +35,21 @@ pub fn check(buf: &[u8], max_len: usize) -> Result<Frame, FrameError> {
     Ok(Frame::Packet { len })
 }
 
+/// Appends to `out` one packet whose payload is `parts`, one after the other: no copy of the
+/// payload is made first (a reply's header and body are separate).
+pub fn append(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(4 + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+}
+
 /// Prefixes `payload` with its length.
 pub fn encode(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
+    let mut out = Vec::new();
+    append(&mut out, &[payload]);
     out
 }
 
@@ -57,6 +67,13 @@ mod tests {
         let mut two = pkt.clone();
         two.extend_from_slice(&encode(b"x"));
         assert_eq!(check(&two, 100), Ok(Frame::Packet { len: 5 }));
+    }
+
+    #[test]
+    fn append_frames_its_parts_as_one_packet() {
+        let mut out = encode(b"first");
+        append(&mut out, &[b"ab", b"", b"cde"]);
+        assert_eq!(out, [&encode(b"first")[..], &[0, 0, 0, 5], b"abcde"].concat());
     }
 
     #[test]

@@ -184,6 +184,15 @@ impl ReplyHeader {
     pub fn write(&self, w: &mut Writer) {
         w.int(self.xid).long(self.zxid).int(self.err);
     }
+
+    /// The 16 bytes [`ReplyHeader::write`] writes, without a buffer to write them to.
+    pub fn bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&self.xid.to_be_bytes());
+        b[4..12].copy_from_slice(&self.zxid.to_be_bytes());
+        b[12..].copy_from_slice(&self.err.to_be_bytes());
+        b
+    }
 }
 
 /// One request after the connect handshake: the header's xid and the typed body.
@@ -411,6 +420,15 @@ pub fn notification(zxid: i64, event_type: i32, state: i32, path: &str) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_header_bytes_are_what_write_writes() {
+        let h = ReplyHeader { xid: -2, zxid: 0x0102_0304_0506_0708, err: ErrorCode::NoNode as i32 };
+        let mut w = Writer::new();
+        h.write(&mut w);
+        assert_eq!(h.bytes().as_slice(), w.buf.as_slice());
+        assert_eq!(h.bytes(), [0xff, 0xff, 0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0xff, 0x9b]);
+    }
 
     /// The bytes kazoo sends for `create("/a", b"x", ephemeral=True)` with the open ACL,
     /// xid 1: header, path, data, one ACL (perms 31, world:anyone), flags 1.

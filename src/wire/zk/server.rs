@@ -1004,7 +1004,7 @@ async fn respond(
             biased;
             n = notifications.recv() => {
                 let Some(n) = n else { break };
-                out.extend_from_slice(&frame::encode(&n));
+                frame::append(&mut out, &[&n]);
                 if flush_if_idle(&mut wr, &mut out, &queue, &notifications).await.is_err() { break }
                 continue;
             }
@@ -1027,13 +1027,9 @@ async fn respond(
         // ZooKeeper's ordering guarantee: every event up to this reply's zxid goes first.
         ctx.watches.wait_published(zxid).await;
         while let Ok(n) = notifications.try_recv() {
-            out.extend_from_slice(&frame::encode(&n));
+            frame::append(&mut out, &[&n]);
         }
-        let mut w = Writer::new();
-        w.buf.reserve(16 + body.len());
-        ReplyHeader { xid, zxid, err }.write(&mut w);
-        w.buf.extend_from_slice(&body);
-        out.extend_from_slice(&frame::encode(&w.buf));
+        frame::append(&mut out, &[&ReplyHeader { xid, zxid, err }.bytes(), &body]);
         stats.outstanding.fetch_sub(1, Ordering::Relaxed);
         ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
         stats.sent.fetch_add(1, Ordering::Relaxed);
