@@ -137,7 +137,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let [Entry { payload: EntryPayload::Normal(batch), .. }] = entries.as_slice() {
             let prepared = self
                 .store
-                .write_prepared(durable, &batch.commands, |tx| tx.set_meta(META_APPLIED, &encode(&Some(last))))
+                .write_prepared(durable, &batch.commands, &[(META_APPLIED, &encode(&Some(last)))])
                 .map_err(|e| StorageError::from(StorageIOError::apply(last, &e)))?;
             metrics::counter!("conclave_apply_batches_total", "prepared" => if prepared.is_some() { "yes" } else { "no" })
                 .increment(1);

@@ -717,7 +717,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     let (_d1, plain) = open();
     let (_d2, ahead) = open();
     let batch = vec![put("a", "1"), put("b", "2"), del("a", ""), put("c", "3")];
-    let bookkeeping = |tx: &mut WriteTx<'_>| tx.set_meta("applied", b"7");
+    let bookkeeping: &[(&str, &[u8])] = &[("applied", b"7")];
     for s in [&plain, &ahead] {
         apply(s, put("a", "0"));
     }
@@ -725,7 +725,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     let (want, want_fx) = plain
         .write(false, |tx| {
             let r = batch.iter().map(|c| tx.apply(c)).collect::<Result<Vec<_>, _>>()?;
-            bookkeeping(tx)?;
+            tx.set_meta(bookkeeping[0].0, bookkeeping[0].1)?;
             Ok(r)
         })
         .unwrap();
