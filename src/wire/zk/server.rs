@@ -701,7 +701,6 @@ async fn read_loop(
             Ok(Some(len)) => len,
             _ => return,
         };
-        last_packet = tokio::time::Instant::now();
         let Ok(req) = Request::read(&buf[4..4 + len]) else {
             tracing::debug!("closing a ZooKeeper connection: malformed packet");
             return;
@@ -721,6 +720,9 @@ async fn read_loop(
         if queue.send(item).await.is_err() || close {
             return;
         }
+        // Silence counts from here, not from the read: a client whose requests wait for room
+        // in the outstanding queue (the server is slow, not the client) is not silent.
+        last_packet = tokio::time::Instant::now();
     }
 }
 
