@@ -323,7 +323,7 @@ impl Store {
         {
             let mut table = tx.open_table(META)?;
             for (key, value) in meta {
-                assert!(*key != META_REVISION && *key != META_COMPACT_REVISION, "bookkeeping may not set revisions");
+                assert!(mvcc::is_bookkeeping_key(key), "bookkeeping may not set revisions");
                 table.insert(*key, *value)?;
             }
         }

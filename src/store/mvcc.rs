@@ -47,6 +47,12 @@ impl Rev {
     }
 }
 
+/// A `meta` row that callers may write as bookkeeping (applied log id, membership): anything
+/// but the revisions, which only the store's own writes move.
+pub(super) fn is_bookkeeping_key(key: &str) -> bool {
+    key != META_REVISION && key != META_COMPACT_REVISION
+}
+
 pub(crate) type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 
 pub struct WriteTx<'t> {
@@ -94,7 +100,7 @@ impl<'t> WriteTx<'t> {
 
     /// Records bookkeeping (applied log id, membership) in the same transaction as the data.
     pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        assert!(key != META_REVISION && key != META_COMPACT_REVISION);
+        assert!(is_bookkeeping_key(key), "bookkeeping may not set revisions");
         self.meta.insert(key, value)?;
         Ok(())
     }

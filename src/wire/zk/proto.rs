@@ -182,10 +182,10 @@ pub struct ReplyHeader {
 
 impl ReplyHeader {
     pub fn write(&self, w: &mut Writer) {
-        w.int(self.xid).long(self.zxid).int(self.err);
+        w.buf.extend_from_slice(&self.bytes());
     }
 
-    /// The 16 bytes [`ReplyHeader::write`] writes, without a buffer to write them to.
+    /// The header's 16 bytes (xid, zxid, err, big-endian), without a buffer to write them to.
     pub fn bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&self.xid.to_be_bytes());
