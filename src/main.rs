@@ -1,5 +1,11 @@
 //! The conclave binary: parse etcd-style flags, start the node, serve until SIGINT/SIGTERM.
 
+/// mimalloc instead of glibc's malloc: glibc's malloc/free were ~14 % of the server's CPU under
+/// 100 concurrent etcd puts (perf), mimalloc cuts server CPU per put by ~10 % there. Built with
+/// `no_thp`: with transparent huge pages allowed its arenas made idle RSS 17 MiB instead of 10.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use conclave::config::Config;
 use tracing_subscriber::EnvFilter;
 
