@@ -45,7 +45,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------- system packages
-PKGS=(etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv
+# gcc + libc6-dev: the C compiler that builds mimalloc (the server's allocator) and links Rust.
+PKGS=(gcc libc6-dev etcd-server etcd-client protobuf-compiler libprotobuf-dev python3-venv
       zookeeper zookeeper-bin default-jre-headless
       default-jdk-headless libcurator-framework-java libcurator-recipes-java libcurator-client-java
       krb5-kdc krb5-admin-server krb5-user libkrb5-dev python3-dev)

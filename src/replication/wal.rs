@@ -120,8 +120,17 @@ const SPARE_START_DELAY: std::time::Duration = std::time::Duration::from_millis(
 
 /// The zero-filled next segment, made by the `wal-spare` thread (see the module docs).
 struct Spare {
+    /// `wal/spare.tmp`: the one place the spare is made and renamed from.
+    path: PathBuf,
     state: Mutex<SpareState>,
     changed: Condvar,
+}
+
+impl Spare {
+    /// The state, also after a panic elsewhere: it is two plain fields, always consistent.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpareState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Default)]
@@ -138,12 +147,15 @@ struct SpareMaker {
 
 impl SpareMaker {
     fn start(dir: &Path) -> Option<SpareMaker> {
-        let shared = Arc::new(Spare { state: Mutex::new(SpareState::default()), changed: Condvar::new() });
-        let path = dir.join(SPARE_NAME);
+        let shared = Arc::new(Spare {
+            path: dir.join(SPARE_NAME),
+            state: Mutex::new(SpareState::default()),
+            changed: Condvar::new(),
+        });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("wal-spare".into())
-            .spawn(move || spare_loop(&worker, &path))
+            .spawn(move || spare_loop(&worker))
             .map_err(|e| tracing::warn!("wal: no spare-segment thread ({e}); segments are only preallocated"))
             .ok()?;
         Some(SpareMaker { shared, thread: Some(thread) })
@@ -151,10 +163,10 @@ impl SpareMaker {
 
     /// Takes the ready spare, if any, renaming it to `path` while the maker cannot touch it.
     fn take_as(&self, path: &Path) -> Option<File> {
-        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.shared.lock();
         let file = st.ready.take()?;
-        let from = path.with_file_name(SPARE_NAME);
-        match std::fs::rename(&from, path) {
+        let from = &self.shared.path;
+        match std::fs::rename(from, path) {
             Ok(()) => {
                 self.shared.changed.notify_all();
                 Some(file)
@@ -169,13 +181,13 @@ impl SpareMaker {
     }
 
     fn is_ready(&self) -> bool {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).ready.is_some()
+        self.shared.lock().ready.is_some()
     }
 }
 
 impl Drop for SpareMaker {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        self.shared.lock().stop = true;
         self.shared.changed.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -186,14 +198,15 @@ impl Drop for SpareMaker {
 /// Makes `spare.tmp` whenever none is ready: preallocated, written full of zeros in 64 KiB
 /// pieces (checking for stop between them) and fsynced. Gives up after a failure (disk full,
 /// say): the log then goes on with preallocated segments, which are only slower to append to.
-fn spare_loop(shared: &Spare, path: &Path) {
+fn spare_loop(shared: &Spare) {
+    let path = &shared.path;
     // Untouched zero pages: reading them for write() costs no memory.
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     // Not while the node starts: 8 MiB written and flushed then doubled start-to-serving
     // (8 -> 15-20 ms), the first appends' fsyncs queueing behind it on the device.
     {
         let deadline = std::time::Instant::now() + SPARE_START_DELAY;
-        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = shared.lock();
         while !st.stop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
@@ -204,7 +217,7 @@ fn spare_loop(shared: &Spare, path: &Path) {
     }
     loop {
         {
-            let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = shared.lock();
             while st.ready.is_some() && !st.stop {
                 st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
             }
@@ -217,7 +230,7 @@ fn spare_loop(shared: &Spare, path: &Path) {
             preallocate(&file);
             let mut at = 0u64;
             while at < SEGMENT_BYTES_MAX {
-                if shared.state.lock().unwrap_or_else(|p| p.into_inner()).stop {
+                if shared.lock().stop {
                     return Ok(None);
                 }
                 file.write_all_at(&ZEROS, at)?;
@@ -227,7 +240,7 @@ fn spare_loop(shared: &Spare, path: &Path) {
             Ok(Some(file))
         })();
         match made {
-            Ok(Some(file)) => shared.state.lock().unwrap_or_else(|p| p.into_inner()).ready = Some(file),
+            Ok(Some(file)) => shared.lock().ready = Some(file),
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!("wal: making {}: {e}; segments are only preallocated from now on", path.display());
@@ -243,8 +256,9 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<Wal, WalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         // A spare left by the last run may not be complete: make it again.
-        match std::fs::remove_file(dir.join(SPARE_NAME)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(dir)(e)),
+        let stale_spare = dir.join(SPARE_NAME);
+        match std::fs::remove_file(&stale_spare) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&stale_spare)(e)),
             _ => {}
         }
         let mut firsts = Vec::new();
