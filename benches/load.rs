@@ -35,6 +35,7 @@ macro_rules! say {
     }};
 }
 
+mod grpc;
 mod zk;
 
 #[derive(Parser, Debug)]
@@ -108,6 +109,18 @@ struct Common {
     /// Tokio worker threads for the load generator (0 = one per core).
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+
+    /// gRPC client of put / range / txn: `lean` (one HTTP/2 stream per call straight on h2,
+    /// see benches/grpc.rs) or `tonic` (tonic's generated client over a Channel; costs the
+    /// load generator about twice the CPU per call).
+    #[arg(long, global = true, value_enum, default_value_t = GrpcClient::Lean)]
+    grpc_client: GrpcClient,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GrpcClient {
+    Lean,
+    Tonic,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -263,41 +276,41 @@ async fn run(cli: Cli) -> Result<i32, String> {
         }
         Cmd::Put { sequential } => {
             check_common(&c)?;
-            let chans = connect_all(&c).await?;
+            let conns = connect_kv(&c).await?;
             let op = Op::Put { sequential, space: c.key_space };
-            let r = run_closed(&c, &chans, op, c.clients, total(&c), deadline(&c)).await;
+            let r = run_closed(&c, &conns, op, c.clients, total(&c), deadline(&c)).await;
             let extra = if sequential { vec![("sequential", json!(true))] } else { vec![] };
             Ok(report("put", &c, &r, "", extra))
         }
         Cmd::Range { consistency, prefill } => {
             check_common(&c)?;
-            let chans = connect_all(&c).await?;
+            let conns = connect_kv(&c).await?;
             let space = match prefill {
                 Some(n) => {
-                    do_prefill(&c, &chans, n).await?;
+                    do_prefill(&c, &conns, n).await?;
                     n
                 }
                 None => c.key_space,
             };
             let serializable = matches!(consistency, Consistency::S);
             let op = Op::Range { serializable, space };
-            let r = run_closed(&c, &chans, op, c.clients, total(&c), deadline(&c)).await;
+            let r = run_closed(&c, &conns, op, c.clients, total(&c), deadline(&c)).await;
             let name = if serializable { "range-s" } else { "range-l" };
             let note = format!(", {} misses (key not found)", r.flagged);
             Ok(report(name, &c, &r, &note, vec![("misses", json!(r.flagged))]))
         }
         Cmd::Txn { prefill } => {
             check_common(&c)?;
-            let chans = connect_all(&c).await?;
+            let conns = connect_kv(&c).await?;
             let space = match prefill {
                 Some(n) => {
-                    do_prefill(&c, &chans, n).await?;
+                    do_prefill(&c, &conns, n).await?;
                     n
                 }
                 None => c.key_space,
             };
             let op = Op::Txn { space };
-            let r = run_closed(&c, &chans, op, c.clients, total(&c), deadline(&c)).await;
+            let r = run_closed(&c, &conns, op, c.clients, total(&c), deadline(&c)).await;
             let note = format!(", {} compares failed (key created)", r.flagged);
             Ok(report("txn", &c, &r, &note, vec![("compare_failed", json!(r.flagged))]))
         }
@@ -421,6 +434,69 @@ async fn connect_all(c: &Common) -> Result<Vec<Channel>, String> {
     Ok(chans)
 }
 
+/// The closed-loop workloads' connections, --conns of them, in the client --grpc-client names.
+enum Conns {
+    Tonic(Vec<Channel>),
+    Lean(Vec<grpc::Conn>),
+}
+
+async fn connect_kv(c: &Common) -> Result<Conns, String> {
+    match c.grpc_client {
+        GrpcClient::Tonic => Ok(Conns::Tonic(connect_all(c).await?)),
+        GrpcClient::Lean => {
+            let mut conns = Vec::with_capacity(c.conns);
+            for i in 0..c.conns {
+                conns.push(grpc::connect(&c.endpoints[i % c.endpoints.len()]).await?);
+            }
+            Ok(Conns::Lean(conns))
+        }
+    }
+}
+
+/// One worker's KV client: the same three calls over either gRPC client.
+enum KvCall {
+    Tonic(KvClient<Channel>),
+    Lean { conn: grpc::Conn, put: http::Uri, range: http::Uri, txn: http::Uri },
+}
+
+impl KvCall {
+    fn new(conns: &Conns, w: usize) -> Result<Self, String> {
+        Ok(match conns {
+            Conns::Tonic(chans) => KvCall::Tonic(KvClient::new(chans[w % chans.len()].clone())),
+            Conns::Lean(conns) => {
+                let conn = conns[w % conns.len()].clone();
+                KvCall::Lean {
+                    put: grpc::method_uri(&conn, "/etcdserverpb.KV/Put")?,
+                    range: grpc::method_uri(&conn, "/etcdserverpb.KV/Range")?,
+                    txn: grpc::method_uri(&conn, "/etcdserverpb.KV/Txn")?,
+                    conn,
+                }
+            }
+        })
+    }
+
+    async fn put(&mut self, req: pb::PutRequest) -> Result<pb::PutResponse, String> {
+        match self {
+            KvCall::Tonic(kv) => kv.put(req).await.map(|r| r.into_inner()).map_err(|e| e.to_string()),
+            KvCall::Lean { conn, put, .. } => conn.unary(put, &req).await,
+        }
+    }
+
+    async fn range(&mut self, req: pb::RangeRequest) -> Result<pb::RangeResponse, String> {
+        match self {
+            KvCall::Tonic(kv) => kv.range(req).await.map(|r| r.into_inner()).map_err(|e| e.to_string()),
+            KvCall::Lean { conn, range, .. } => conn.unary(range, &req).await,
+        }
+    }
+
+    async fn txn(&mut self, req: pb::TxnRequest) -> Result<pb::TxnResponse, String> {
+        match self {
+            KvCall::Tonic(kv) => kv.txn(req).await.map(|r| r.into_inner()).map_err(|e| e.to_string()),
+            KvCall::Lean { conn, txn, .. } => conn.unary(txn, &req).await,
+        }
+    }
+}
+
 fn key(n: u64, size: usize) -> Vec<u8> {
     format!("{n:0size$}").into_bytes()
 }
@@ -507,7 +583,7 @@ struct RunResult {
 
 async fn run_closed(
     c: &Common,
-    chans: &[Channel],
+    conns: &Conns,
     op: Op,
     workers: usize,
     total: u64,
@@ -526,7 +602,13 @@ async fn run_closed(
     let start = Instant::now();
     let mut handles = Vec::with_capacity(workers);
     for w in 0..workers {
-        let kv = KvClient::new(chans[w % chans.len()].clone());
+        let kv = match KvCall::new(conns, w) {
+            Ok(kv) => kv,
+            Err(e) => {
+                note_error(&e);
+                continue;
+            }
+        };
         let shared = shared.clone();
         let rng = Rng::new(seed.wrapping_add(w as u64 * 7919));
         handles.push(tokio::spawn(worker(kv, op, shared, rng)));
@@ -549,7 +631,7 @@ async fn run_closed(
     out
 }
 
-async fn worker(mut kv: KvClient<Channel>, op: Op, s: Arc<Shared>, mut rng: Rng) -> RunResult {
+async fn worker(mut kv: KvCall, op: Op, s: Arc<Shared>, mut rng: Rng) -> RunResult {
     let mut r = RunResult { lat_us: Vec::with_capacity(1024), ..Default::default() };
     loop {
         if let Some(d) = s.deadline {
@@ -576,7 +658,7 @@ async fn worker(mut kv: KvClient<Channel>, op: Op, s: Arc<Shared>, mut rng: Rng)
                 let req =
                     pb::RangeRequest { key: key(rng.below(space), s.key_size), serializable, ..Default::default() };
                 match tokio::time::timeout(s.timeout, kv.range(req)).await {
-                    Ok(Ok(resp)) => Ok(!resp.into_inner().kvs.is_empty()),
+                    Ok(Ok(resp)) => Ok(!resp.kvs.is_empty()),
                     Ok(Err(e)) => Err(format!("range: {e}")),
                     Err(_) => Err("range: timed out".into()),
                 }
@@ -602,7 +684,7 @@ async fn worker(mut kv: KvClient<Channel>, op: Op, s: Arc<Shared>, mut rng: Rng)
                     failure: vec![put],
                 };
                 match tokio::time::timeout(s.timeout, kv.txn(req)).await {
-                    Ok(Ok(resp)) => Ok(resp.into_inner().succeeded),
+                    Ok(Ok(resp)) => Ok(resp.succeeded),
                     Ok(Err(e)) => Err(format!("txn: {e}")),
                     Err(_) => Err("txn: timed out".into()),
                 }
@@ -625,7 +707,7 @@ async fn worker(mut kv: KvClient<Channel>, op: Op, s: Arc<Shared>, mut rng: Rng)
 }
 
 /// Writes keys 0..n once each (sequentially numbered, --clients workers), not measured.
-async fn do_prefill(c: &Common, chans: &[Channel], n: u64) -> Result<(), String> {
+async fn do_prefill(c: &Common, conns: &Conns, n: u64) -> Result<(), String> {
     if n == 0 {
         return Err("--prefill must be >= 1".into());
     }
@@ -634,7 +716,7 @@ async fn do_prefill(c: &Common, chans: &[Channel], n: u64) -> Result<(), String>
         return Err(format!("--prefill {n} does not fit in --key-size {}", c.key_size));
     }
     let op = Op::Put { sequential: true, space: n };
-    let r = run_closed(c, chans, op, c.clients, n, None).await;
+    let r = run_closed(c, conns, op, c.clients, n, None).await;
     eprintln!(
         "prefill: {} keys in {:.2} s ({:.0} puts/s), {} errors",
         r.lat_us.len(),
