@@ -140,7 +140,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
         let t0 = std::time::Instant::now();
-        let result = self.wal_lock().append(&rows);
+        let result = self.wal_lock().append(rows);
         metrics::histogram!("conclave_raft_log_append_seconds").record(t0.elapsed().as_secs_f64());
         match result {
             Ok(()) => {

@@ -375,8 +375,9 @@ impl Wal {
         self.locs.is_empty()
     }
 
-    /// Appends entries (consecutive indexes continuing the log) and fsyncs once for all.
-    pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(), WalError> {
+    /// Appends entries (consecutive indexes continuing the log) and fsyncs once for all. Takes
+    /// the payloads: they move into the read cache after being written (no copy).
+    pub fn append(&mut self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), WalError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -387,8 +388,8 @@ impl Wal {
         let mut created = false;
         let mut touched: Vec<u64> = Vec::new();
         for (index, payload) in entries {
-            if *index != self.next_index() {
-                return Err(WalError::Gap { want: self.next_index(), got: *index });
+            if index != self.next_index() {
+                return Err(WalError::Gap { want: self.next_index(), got: index });
             }
             if payload.len() > RECORD_BYTES_MAX {
                 return Err(WalError::Corrupt(format!("entry {index} of {} bytes is too large", payload.len())));
@@ -399,7 +400,7 @@ impl Wal {
                 Some((_, s)) => s.len >= SEGMENT_BYTES_MAX || (!s.zero_filled && s.len > 0 && spare_ready()),
             };
             if need_new {
-                let path = self.dir.join(segment_name(*index));
+                let path = self.dir.join(segment_name(index));
                 let seg = match self.spare.as_ref().and_then(|m| m.take_as(&path)) {
                     Some(file) => Segment { path, file, len: 0, zero_filled: true },
                     None => {
@@ -414,15 +415,15 @@ impl Wal {
                         Segment { path, file, len: 0, zero_filled: false }
                     }
                 };
-                self.segments.insert(*index, seg);
+                self.segments.insert(index, seg);
                 created = true;
             }
             let seg_first = *self.segments.last_key_value().expect("a segment exists").0;
             let mut rec = Vec::with_capacity(HEADER_BYTES + payload.len());
             rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            rec.extend_from_slice(&checksum(*index, payload).to_le_bytes());
+            rec.extend_from_slice(&checksum(index, &payload).to_le_bytes());
             rec.extend_from_slice(&index.to_le_bytes());
-            rec.extend_from_slice(payload);
+            rec.extend_from_slice(&payload);
             let seg = self.segments.get_mut(&seg_first).expect("exists");
             seg.file.write_all_at(&rec, seg.len).map_err(io(&seg.path))?;
             let offset = seg.len;
@@ -431,7 +432,7 @@ impl Wal {
                 touched.push(seg_first);
             }
             self.locs.push_back(Loc { segment: seg_first, offset, len: payload.len() as u32 });
-            self.cache_push(payload.clone());
+            self.cache_push(payload);
         }
         for s in touched {
             let seg = &self.segments[&s];
@@ -575,7 +576,7 @@ mod tests {
         {
             let mut w = Wal::open(d.path()).unwrap();
             assert!(w.is_empty());
-            w.append(&entries(1, 50)).unwrap();
+            w.append(entries(1, 50)).unwrap();
             assert_eq!(w.read(10, 12).unwrap(), entries(10, 12));
         }
         let w = Wal::open(d.path()).unwrap();
@@ -600,16 +601,16 @@ mod tests {
     fn segments_come_zero_filled_from_the_spare() {
         let d = tempfile::tempdir().unwrap();
         let mut w = Wal::open(d.path()).unwrap();
-        w.append(&entries(1, 3)).unwrap();
+        w.append(entries(1, 3)).unwrap();
         assert!(!w.segments[&1].zero_filled, "no spare can be ready at the very first append");
         wait_for_spare(&w);
-        w.append(&entries(3, 5)).unwrap();
+        w.append(entries(3, 5)).unwrap();
         assert_eq!(w.segments.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
         assert!(w.segments[&3].zero_filled);
         let seg = d.path().join(segment_name(3));
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), SEGMENT_BYTES_MAX);
         // Appends stay in the zero-filled segment, and a new spare is made for the next one.
-        w.append(&entries(5, 6)).unwrap();
+        w.append(entries(5, 6)).unwrap();
         assert_eq!(w.segments.len(), 2);
         wait_for_spare(&w);
         assert_eq!(std::fs::metadata(d.path().join(SPARE_NAME)).unwrap().len(), SEGMENT_BYTES_MAX);
@@ -620,7 +621,7 @@ mod tests {
         assert_eq!(w.read(0, 100).unwrap(), entries(1, 6));
         // The reopened last segment counts as only preallocated: the log moves to a new spare.
         wait_for_spare(&w);
-        w.append(&entries(6, 7)).unwrap();
+        w.append(entries(6, 7)).unwrap();
         assert!(w.segments[&6].zero_filled);
         drop(w);
         assert_eq!(Wal::open(d.path()).unwrap().read(0, 100).unwrap(), entries(1, 7));
@@ -630,8 +631,8 @@ mod tests {
     fn gaps_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let mut w = Wal::open(d.path()).unwrap();
-        w.append(&entries(1, 3)).unwrap();
-        assert!(matches!(w.append(&entries(5, 6)), Err(WalError::Gap { want: 3, got: 5 })));
+        w.append(entries(1, 3)).unwrap();
+        assert!(matches!(w.append(entries(5, 6)), Err(WalError::Gap { want: 3, got: 5 })));
     }
 
     /// Goal: a torn last write (crash mid-append) loses only that unacknowledged record.
@@ -640,7 +641,7 @@ mod tests {
     fn torn_tail_is_dropped_on_open() {
         let d = tempfile::tempdir().unwrap();
         let mut w = Wal::open(d.path()).unwrap();
-        w.append(&entries(1, 11)).unwrap();
+        w.append(entries(1, 11)).unwrap();
         let data_len = w.size_bytes();
         drop(w);
         let seg = d.path().join(segment_name(1));
@@ -653,7 +654,7 @@ mod tests {
         // Stay in this segment: no move to a zero-filled spare.
         w.spare = None;
         assert_eq!(w.next_index(), 10);
-        w.append(&entries(10, 12)).unwrap();
+        w.append(entries(10, 12)).unwrap();
         let data_len = w.size_bytes() as usize;
         drop(w);
         // A flipped byte in the last record (followed by the zeros of the preallocation).
@@ -671,11 +672,11 @@ mod tests {
         let mut w = Wal::open(d.path()).unwrap();
         // Big records force several segments.
         let big = |i: u64| (i, vec![i as u8; (SEGMENT_BYTES_MAX / 3) as usize]);
-        w.append(&(1..=7).map(big).collect::<Vec<_>>()).unwrap();
+        w.append((1..=7).map(big).collect()).unwrap();
         assert!(w.segments.len() >= 2);
         w.truncate(6).unwrap();
         assert_eq!(w.next_index(), 6);
-        w.append(&[(6, b"six".to_vec())]).unwrap();
+        w.append(vec![(6, b"six".to_vec())]).unwrap();
         w.purge(4).unwrap();
         assert_eq!(w.first_index(), 5);
         assert_eq!(w.read(0, 10).unwrap().iter().map(|e| e.0).collect::<Vec<_>>(), vec![5, 6]);
@@ -712,7 +713,7 @@ mod tests {
                     let size = if rand(4) == 0 { 1 + rand(3 << 20) as usize } else { 1 + rand(200) as usize };
                     let batch: Vec<(u64, Vec<u8>)> =
                         (next..next + n).map(|i| (i, vec![(i % 251) as u8; size])).collect();
-                    w.append(&batch).unwrap();
+                    w.append(batch.clone()).unwrap();
                     for (i, v) in batch {
                         model.insert(i, v);
                     }

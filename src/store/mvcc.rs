@@ -318,33 +318,37 @@ impl<'t> WriteTx<'t> {
     /// A put that also records a znode's mtime (see [`CurrentKv::mtime_ms`]).
     pub(super) fn put_at(&mut self, rev: &mut Rev, op: &PutOp, mtime_ms: i64) -> Result<PutResult, Error> {
         // The replaced value only if someone reads it: the reply, the kept value, a watcher.
-        let old = if op.prev_kv || op.ignore_value || self.effects.prev_values {
-            self.current(&op.key)?
-        } else {
-            self.current_state(&op.key)?
+        let need_value = op.prev_kv || op.ignore_value || self.effects.prev_values;
+        // A live key's row is rewritten where it lies (`get_mut`): one descent that copies the
+        // path's pages once and overwrites the 52 bytes, where a lookup and then an insert
+        // descended twice and rebuilt the whole leaf page entry by entry (measured in
+        // benches/apply_cost). The row keeps its size, so redb replaces it in place.
+        let mut old = None;
+        let mut written = None;
+        if let Some(mut row) = self.kv.get_mut(op.key.as_slice())? {
+            let mut o = CurrentKv::decode(row.value())?;
+            if need_value {
+                fill_value(&self.hist, &mut o)?;
+            }
+            let cur = next_state(Some(&o), op, rev, mtime_ms)?;
+            row.insert(cur.encode().as_slice())?;
+            old = Some(o);
+            written = Some(cur);
+        }
+        let cur = match written {
+            Some(cur) => cur,
+            None => {
+                let cur = next_state(None, op, rev, mtime_ms)?;
+                self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?;
+                cur
+            }
         };
-        let (create_revision, version) = match &old {
-            Some(o) => (o.create_revision, o.version + 1),
-            None => (rev.main, 1),
-        };
-        let value = match (&old, op.ignore_value) {
-            (Some(o), true) => o.value.clone(),
-            _ => op.value.clone(),
-        };
-        let lease = match (&old, op.ignore_lease) {
-            (Some(o), true) => o.lease,
-            _ => op.lease,
-        };
+        let (create_revision, version, lease, sub) = (cur.create_revision, cur.version, cur.lease, cur.mod_sub);
         // The key's previous change: its live state, or the deletion that ended it.
         let prev = match &old {
             Some(o) => o.hist_key(),
             None => self.dead.remove(op.key.as_slice())?.map(|g| g.value()).unwrap_or(0),
         };
-        let sub = rev.take();
-        let value_len = u32::try_from(value.len()).map_err(|_| StoreError::Corrupt("value over 4 GiB".into()))?;
-        let cur =
-            CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, mtime_ms, value_len, value };
-        self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?;
         let rk = rev_key(rev.main, sub);
         let h = HistEntry {
             tombstone: false,
@@ -695,6 +699,26 @@ pub(crate) fn change_at<H: ReadableTable<u128, &'static [u8]>>(
     }
     // `at` may still be a compacted (removed) change: then the key has no state there.
     Ok(if hist.get(at)?.is_some() { Some(at) } else { None })
+}
+
+/// A put's new state of its key, given the state it replaces (with its value if the put keeps
+/// it: `ignore_value`); takes the put's sub-revision.
+fn next_state(old: Option<&CurrentKv>, op: &PutOp, rev: &mut Rev, mtime_ms: i64) -> Result<CurrentKv, Error> {
+    let (create_revision, version) = match old {
+        Some(o) => (o.create_revision, o.version + 1),
+        None => (rev.main, 1),
+    };
+    let value = match (old, op.ignore_value) {
+        (Some(o), true) => o.value.clone(),
+        _ => op.value.clone(),
+    };
+    let lease = match (old, op.ignore_lease) {
+        (Some(o), true) => o.lease,
+        _ => op.lease,
+    };
+    let value_len = u32::try_from(value.len()).map_err(|_| StoreError::Corrupt("value over 4 GiB".into()))?;
+    let sub = rev.take();
+    Ok(CurrentKv { create_revision, mod_main: rev.main, mod_sub: sub, version, lease, mtime_ms, value_len, value })
 }
 
 pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mut CurrentKv) -> Result<(), Error> {
