@@ -113,7 +113,8 @@ pub struct Store {
     /// and the size only changes when a transaction commits.
     file_bytes: Arc<AtomicU64>,
     /// The database file, open for `fstat` only: the size after each commit without resolving
-    /// the path again (`stat` by path was 2 % of a commit's CPU).
+    /// the path again (`stat` by path was ~6 % of the apply's commit in a profile of puts at
+    /// 100 clients).
     file: Arc<std::fs::File>,
     /// The transaction [`Store::prepare`] ran ahead of its commit, if any. Every write takes
     /// this lock first and aborts a transaction it finds here (dropping it rolls it back and
