@@ -129,7 +129,10 @@ if [ "${SKIP_CARGO:-}" != 1 ]; then
     log "cargo build"
     cargo build
     log "cargo test"
-    cargo test
+    # A bound, so a test that hangs fails this run in minutes instead of eating CI's whole
+    # limit (Rust's test harness has no per-test timeout; the compat suite has pytest-timeout).
+    # timeout signals its whole process group: cargo and the test binary it runs.
+    timeout -k 30 "${CARGO_TEST_TIMEOUT_S:-1200}" cargo test
 fi
 
 # ---------------------------------------------------------------- compat suite

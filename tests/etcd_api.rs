@@ -263,10 +263,25 @@ async fn watch_filters_progress_cancel_and_fragments() {
     }))
     .await
     .unwrap();
-    let created = next(&mut stream).await;
+    // Watcher "p" gets a progress notification every 300 ms, and one can come before this
+    // watcher's created reply: skip them (taking one for the reply made this loop wait for
+    // events of "p" forever — a CI hang). A deadline turns any other stall into a failure.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let r = next(&mut stream).await;
+        if r.created {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no created reply for the fragmenting watcher");
+    };
+    assert_ne!(created.watch_id, n.watch_id);
     let mut parts = 0;
     let mut events = 0;
     loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replay did not end in time: {parts} parts, {events} events"
+        );
         let r = next(&mut stream).await;
         if r.watch_id != created.watch_id || r.events.is_empty() {
             continue; // progress notifications of the other watcher
