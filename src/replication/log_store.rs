@@ -18,11 +18,61 @@ use crate::store::{Store, StoreError};
 
 const META_VOTE: &str = "vote";
 const META_PURGED: &str = "last_purged";
+/// Newest appended entries kept as they were handed to `append` (see [`Recent`]). The state
+/// machine reads each entry right after its append, so a few are enough; the bound keeps
+/// what they pin (their commands, already held by the proposer until applied) small.
+const RECENT_ENTRIES_MAX: usize = 16;
 
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
     wal: Arc<Mutex<Wal>>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The newest appended entries, undecoded: reading an entry back (the state machine does, for
+/// every entry, right after its append) then costs an `Arc` clone of its commands instead of
+/// a bincode decode of every command, and the state machine gets the very batch the proposer
+/// made, which `store::same_commands` recognises without comparing it byte by byte.
+/// Invariant: `entries` are consecutive log indexes and a suffix of what the WAL holds.
+#[derive(Default)]
+struct Recent {
+    entries: std::collections::VecDeque<Entry<TypeConfig>>,
+}
+
+impl Recent {
+    /// The entries `start..end` if every one of them is here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.entries.front()?.log_id.index;
+        let next = first + self.entries.len() as u64;
+        if start < first || end > next || start >= end {
+            return None;
+        }
+        Some(self.entries.range((start - first) as usize..(end - first) as usize).cloned().collect())
+    }
+
+    fn push(&mut self, entries: &[Entry<TypeConfig>]) {
+        for e in entries {
+            let follows = self.entries.back().is_none_or(|b| b.log_id.index + 1 == e.log_id.index);
+            if !follows {
+                self.entries.clear();
+            }
+            self.entries.push_back(e.clone());
+            if self.entries.len() > RECENT_ENTRIES_MAX {
+                self.entries.pop_front();
+            }
+        }
+    }
+
+    /// Entries at `index` and after are gone from the log.
+    fn truncate(&mut self, index: u64) {
+        self.entries.retain(|e| e.log_id.index < index);
+    }
+
+    /// Entries up to `index` are gone from the log.
+    fn purge(&mut self, index: u64) {
+        self.entries.retain(|e| e.log_id.index > index);
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -49,11 +99,15 @@ impl LogStore {
         if let Some(Some(purged)) = purged {
             wal.purge(purged.index)?;
         }
-        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)) })
+        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)), recent: Arc::default() })
     }
 
     fn wal_lock(&self) -> std::sync::MutexGuard<'_, Wal> {
         self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recent_lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -84,6 +138,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(e) => *e,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(entries) = self.recent_lock().get(start, end) {
+            return Ok(entries);
+        }
         let rows = self.wal_lock().read(start, end).map_err(read_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for (_, b) in &rows {
@@ -138,9 +195,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let rows: Vec<(u64, Vec<u8>)> = entries.iter().map(|e| (e.log_id.index, encode(e))).collect();
         let t0 = std::time::Instant::now();
-        let result = self.wal_lock().append(rows);
+        let result = {
+            // The WAL lock is held while `recent` changes, so a reader never sees an entry
+            // there that the WAL does not hold (or the other way round for the same index).
+            let mut wal = self.wal_lock();
+            let result = wal.append(rows);
+            if result.is_ok() {
+                self.recent_lock().push(&entries);
+            }
+            result
+        };
         metrics::histogram!("conclave_raft_log_append_seconds").record(t0.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
@@ -155,13 +222,65 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.wal_lock().truncate(log_id.index).map_err(write_err)
+        let mut wal = self.wal_lock();
+        self.recent_lock().truncate(log_id.index);
+        wal.truncate(log_id.index).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         // Record the purge point durably first: a crash in between leaves entries that are
         // hidden on the next open, never a hole.
         self.store.raft_meta_put(META_PURGED, &encode(&Some(log_id))).map_err(write_err)?;
-        self.wal_lock().purge(log_id.index).map_err(write_err)
+        let mut wal = self.wal_lock();
+        self.recent_lock().purge(log_id.index);
+        wal.purge(log_id.index).map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 0), index), payload: EntryPayload::Blank }
+    }
+
+    fn indexes(entries: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {
+        entries.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    /// Goal: `Recent` serves exactly the ranges it wholly holds, stays a run of consecutive
+    /// indexes through pushes, truncation and purges, and keeps only the newest entries.
+    #[test]
+    fn recent_serves_only_whole_consecutive_ranges() {
+        let mut r = Recent::default();
+        assert_eq!(indexes(r.get(1, 2)), None);
+        r.push(&(1..=5).map(entry).collect::<Vec<_>>());
+        assert_eq!(indexes(r.get(2, 4)), Some(vec![2, 3]));
+        assert_eq!(indexes(r.get(1, 6)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(indexes(r.get(0, 3)), None, "index 0 is not here");
+        assert_eq!(indexes(r.get(4, 7)), None, "index 6 is not here");
+        assert_eq!(indexes(r.get(3, 3)), None, "an empty range is read from the log");
+
+        r.truncate(4);
+        assert_eq!(indexes(r.get(1, 4)), Some(vec![1, 2, 3]));
+        assert_eq!(indexes(r.get(3, 5)), None);
+        r.push(&[entry(4)]);
+        assert_eq!(indexes(r.get(3, 5)), Some(vec![3, 4]));
+
+        // A gap (after a snapshot, say) starts the run again.
+        r.push(&[entry(9)]);
+        assert_eq!(indexes(r.get(4, 5)), None);
+        assert_eq!(indexes(r.get(9, 10)), Some(vec![9]));
+
+        r.purge(9);
+        assert_eq!(indexes(r.get(9, 10)), None);
+
+        r.push(&(10..10 + 3 * RECENT_ENTRIES_MAX as u64).map(entry).collect::<Vec<_>>());
+        let next = 10 + 3 * RECENT_ENTRIES_MAX as u64;
+        let first = next - RECENT_ENTRIES_MAX as u64;
+        assert_eq!(indexes(r.get(first, next)).map(|v| v.len()), Some(RECENT_ENTRIES_MAX));
+        assert_eq!(indexes(r.get(first - 1, next)), None, "only the newest are kept");
     }
 }

@@ -321,7 +321,9 @@ impl Ahead {
     pub(crate) fn applied(&self, term: u64, commands: &[Command], results: Vec<Applied>) -> Vec<Applied> {
         let mut guard = self.lock();
         let q = &mut guard.0;
-        let Some(pos) = q.iter().position(|j| j.term == term && j.commands.as_slice() == commands) else {
+        let Some(pos) =
+            q.iter().position(|j| j.term == term && crate::store::same_commands(j.commands.as_slice(), commands))
+        else {
             return results;
         };
         let job = q.drain(..=pos).next_back();

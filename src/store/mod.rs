@@ -325,7 +325,7 @@ impl Store {
         let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         let Some(prepared) = slot.take() else { return Ok(None) };
         self.prepared_taken.notify_all();
-        if prepared.commands.as_slice() != commands {
+        if !same_commands(prepared.commands.as_slice(), commands) {
             return Ok(None);
         }
         let Prepared { tx, results, effects, .. } = prepared;
@@ -491,3 +491,10 @@ pub fn key_in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether two batches are the same commands. Usually they are literally the same slice (the
+/// log store hands the state machine the proposer's own `Arc`), which is answered without
+/// comparing every command's bytes; a batch read back from disk is compared in full.
+pub fn same_commands(a: &[Command], b: &[Command]) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
