@@ -280,7 +280,7 @@ struct AheadJob {
     commands: Arc<Vec<Command>>,
     waiters: Arc<Waiters>,
     started: bool,
-    /// The store's commit count when every batch before this one had been applied: the
+    /// The store's applies count when every batch before this one had been applied: the
     /// state this one must be run on. Known once it is the oldest in the queue.
     after: Option<u64>,
 }
@@ -306,7 +306,7 @@ impl Ahead {
         }
         // An empty queue: everything this node proposed is applied, the store is at the
         // state this batch follows.
-        let after = q.is_empty().then(|| self.store.commits());
+        let after = q.is_empty().then(|| self.store.applies());
         q.push_back(AheadJob { term, commands, waiters, started: false, after });
         self.changed.notify_all();
     }
@@ -328,7 +328,7 @@ impl Ahead {
         };
         let job = q.drain(..=pos).next_back();
         if let Some(front) = q.front_mut() {
-            front.after = Some(self.store.commits());
+            front.after = Some(self.store.applies());
         }
         self.changed.notify_all();
         drop(guard);
@@ -342,7 +342,7 @@ impl Ahead {
     }
 
     /// Waits for the oldest proposal to be one that has not been started yet, and starts it:
-    /// its commands and the commit count they must follow. None once the proposer stopped.
+    /// its commands and the applies count they must follow. None once the proposer stopped.
     fn next(&self) -> Option<(Arc<Vec<Command>>, u64)> {
         let mut guard = self.lock();
         loop {
@@ -386,9 +386,9 @@ fn spawn_preparer(store: Store, ahead: Arc<Ahead>) -> Result<(), ProposeError> {
 /// and let at most `in_flight_max` entries be outstanding.
 ///
 /// While the raft core makes an entry durable, the store runs its commands in a transaction
-/// it keeps open (`Store::prepare`, on the preparer thread), and the state machine commits that
+/// it keeps open (`Store::prepare`, on the preparer thread), and the state machine applies that
 /// transaction when raft applies the entry: the apply's work overlaps the log's fsync instead
-/// of following it. A prepared transaction is used only if nothing else wrote in between and
+/// of following it (and its commit overlaps the next entry's fsync). A prepared transaction is used only if nothing else wrote in between and
 /// it ran exactly the entry's commands; otherwise the entry is applied as usual.
 async fn proposer(
     raft: Raft<TypeConfig>,

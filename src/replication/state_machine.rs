@@ -3,8 +3,9 @@
 //! Each `apply` call runs ALL its entries in one redb write transaction that also records the
 //! last applied log id (and membership), so after a crash the store is exactly at some applied
 //! log id and raft replays from there: no entry is ever applied twice or half. The commit is
-//! usually not fsynced: the entries are already durable in the write-ahead log, so an apply lost
-//! in a crash is replayed from there. A durable commit every second (or every
+//! usually not fsynced (and for a prepared batch not even done before the answers: the store
+//! commits it when it is next used, see `Store::write_prepared`): the entries are already
+//! durable in the write-ahead log, so an apply lost in a crash is replayed from there. A durable commit every second (or every
 //! [`APPLIES_PER_DURABLE_COMMIT_MAX`] applies) bounds that replay, and one before every
 //! snapshot makes sure the log is never purged past what is on disk.
 //!

@@ -14,7 +14,7 @@ pub mod sha256;
 pub mod znode;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -124,9 +124,21 @@ pub struct Store {
     /// Signalled whenever `prepared` is emptied (used by its apply, or aborted), for a
     /// [`Store::prepare`] waiting to run the next batch on the state after it.
     prepared_taken: Arc<Condvar>,
-    /// Counts commits (bumped under the write lock, right after each one): a prepare names
-    /// the commit it expects to build on, so it never runs on a later state than intended.
-    commits: Arc<AtomicU64>,
+    /// Counts the writes that changed the state (bumped under the write lock, by every write
+    /// and every applied prepared batch, committed yet or not): a prepare names the state it
+    /// expects to build on, so it never runs on a later state than intended.
+    applies: Arc<AtomicU64>,
+    /// An applied prepared batch whose transaction is not committed yet (see
+    /// [`Store::write_prepared`]). Whoever needs the store next commits it: the preparer before
+    /// it runs the next batch, a reader, any other write. Why: the commit (redb's checksums and
+    /// page bookkeeping, 20–80 µs per entry) then runs while the next entry is fsynced, or on
+    /// a reader's thread, instead of between a write's fsync and its answer.
+    applied: Arc<Mutex<Option<redb::WriteTransaction>>>,
+    /// Whether `applied` holds a transaction: looked at by every read, without the lock.
+    uncommitted: Arc<AtomicBool>,
+    /// Set when committing an applied transaction failed: those writes were answered and are
+    /// lost from the store (not from the raft log), so nothing may read or write it any more.
+    failed: Arc<AtomicBool>,
     /// The view of the last commit, shared by the reads until the next commit: a read
     /// transaction and its table handles cost about as much as a small read itself. Dropped
     /// at every commit, so no old snapshot is kept alive (redb cannot reuse the pages a
@@ -192,7 +204,10 @@ impl Store {
             file_bytes: Arc::new(AtomicU64::new(0)),
             prepared: Arc::new(Mutex::new(None)),
             prepared_taken: Arc::new(Condvar::new()),
-            commits: Arc::new(AtomicU64::new(0)),
+            applies: Arc::new(AtomicU64::new(0)),
+            applied: Arc::new(Mutex::new(None)),
+            uncommitted: Arc::new(AtomicBool::new(false)),
+            failed: Arc::new(AtomicBool::new(false)),
             view: Arc::new(Mutex::new(None)),
         };
         store.committed();
@@ -215,8 +230,12 @@ impl Store {
         }
     }
 
-    /// A consistent snapshot of the whole store.
+    /// A consistent snapshot of the whole store, with every applied write in it.
     pub fn read(&self) -> Result<Arc<ReadView>, StoreError> {
+        if self.uncommitted.load(Ordering::SeqCst) {
+            self.settle()?;
+        }
+        self.check_failed()?;
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = view.as_ref() {
             return Ok(v.clone());
@@ -224,6 +243,29 @@ impl Store {
         let v = Arc::new(ReadView::new(self.db.begin_read()?)?);
         *view = Some(v.clone());
         Ok(v)
+    }
+
+    fn check_failed(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("an applied write could not be committed; restart to replay it".into()));
+        }
+        Ok(())
+    }
+
+    /// Commits the transaction [`Store::write_prepared`] left open, if any: every applied
+    /// write is visible to the reads that begin after this returns.
+    fn settle(&self) -> Result<(), StoreError> {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = applied.take() {
+            let r = tx.commit();
+            if r.is_err() {
+                self.failed.store(true, Ordering::SeqCst);
+            }
+            self.committed();
+            self.uncommitted.store(false, Ordering::SeqCst);
+            r?;
+        }
+        Ok(())
     }
 
     /// Runs `f` in one write transaction and commits it. With `durable == false` the commit is
@@ -236,7 +278,7 @@ impl Store {
         durable: bool,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<R, StoreError>,
     ) -> Result<(R, Effects), StoreError> {
-        let _writing = self.exclusive();
+        let _writing = self.exclusive()?;
         let mut tx = self.db.begin_write()?;
         if !durable {
             tx.set_durability(Durability::None)?;
@@ -249,17 +291,21 @@ impl Store {
             (r, effects)
         };
         tx.commit()?;
+        self.applies.fetch_add(1, Ordering::SeqCst);
         self.committed();
         Ok((r, effects))
     }
 
-    /// The right to begin a write transaction: aborts a prepared one (see `prepared`).
-    fn exclusive(&self) -> MutexGuard<'_, Option<Prepared>> {
+    /// The right to begin a write transaction: aborts a prepared one (see `prepared`) and
+    /// commits an applied one (see `applied`).
+    fn exclusive(&self) -> Result<MutexGuard<'_, Option<Prepared>>, StoreError> {
         let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if slot.take().is_some() {
             self.prepared_taken.notify_all();
         }
-        slot
+        self.settle()?;
+        self.check_failed()?;
+        Ok(slot)
     }
 
     /// Runs `commands` now, in a write transaction that stays open, so that applying them
@@ -271,11 +317,12 @@ impl Store {
     ///
     /// Only one transaction can be prepared at a time (it holds redb's write lock). If an
     /// earlier one is still waiting for its apply, this waits up to `wait` for that apply to
-    /// commit it, and then runs on the state after it. Returns false, having done nothing, if
-    /// the earlier one is still there after `wait`: the apply then runs the commands itself.
+    /// take it, and then runs on the state after it (first committing it, if nobody did yet).
+    /// Returns false, having done nothing, if the earlier one is still there after `wait`: the
+    /// apply then runs the commands itself.
     ///
-    /// `after` is the [`Store::commits`] count the commands are meant to follow (the one
-    /// right after their predecessor's apply); if anything else has committed since, they
+    /// `after` is the [`Store::applies`] count the commands are meant to follow (the one
+    /// right after their predecessor's apply); if anything else has been applied since, they
     /// would run on the wrong state (typically: their own apply got there first), and nothing
     /// is done either.
     pub fn prepare(&self, commands: Arc<Vec<Command>>, wait: Duration, after: u64) -> Result<bool, StoreError> {
@@ -288,9 +335,11 @@ impl Store {
             }
             slot = self.prepared_taken.wait_timeout(slot, left).unwrap_or_else(|p| p.into_inner()).0;
         }
-        if self.commits() != after {
+        if self.applies() != after {
             return Ok(false);
         }
+        self.settle()?;
+        self.check_failed()?;
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::None)?;
         let (results, effects) = {
@@ -306,12 +355,17 @@ impl Store {
         Ok(true)
     }
 
-    /// Applies `commands` by committing the transaction [`Store::prepare`] ran them in, after
-    /// adding the bookkeeping rows `meta` (the applied log id) to its `meta` table: the same
-    /// results and effects as running them in [`Store::write`] and then [`WriteTx::set_meta`].
+    /// Applies `commands` with the transaction [`Store::prepare`] ran them in, after adding
+    /// the bookkeeping rows `meta` (the applied log id) to its `meta` table: the same results
+    /// and effects as running them in [`Store::write`] and then [`WriteTx::set_meta`].
     /// None, and nothing written, when there is no such transaction (another write aborted it,
     /// or it ran other commands: it is aborted now); the caller then writes as usual.
-    /// `durable` costs one more (empty, durable) commit.
+    ///
+    /// The transaction is not committed here unless `durable` (which also costs one more,
+    /// empty and durable, commit): it is left for whoever needs the store next (see
+    /// `applied`), and every read commits it before it looks. Crash safety is that of a
+    /// non-durable commit: the entry is in the raft log, the applied log id is in the same
+    /// transaction, and a restart replays it.
     ///
     /// Only the `meta` table is opened here, not every table as [`WriteTx`] does: this runs
     /// between the entry's fsync and its answers, and opening nine tables a second time was a
@@ -336,11 +390,19 @@ impl Store {
                 table.insert(*key, *value)?;
             }
         }
-        tx.commit()?;
-        self.committed();
-        drop(slot);
         if durable {
+            tx.commit()?;
+            self.applies.fetch_add(1, Ordering::SeqCst);
+            self.committed();
+            drop(slot);
             self.sync()?;
+        } else {
+            let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+            // A prepared transaction holds redb's write lock, and prepare settles first.
+            assert!(applied.is_none(), "an applied transaction next to a prepared one");
+            *applied = Some(tx);
+            self.applies.fetch_add(1, Ordering::SeqCst);
+            self.uncommitted.store(true, Ordering::SeqCst);
         }
         Ok(Some((results, effects)))
     }
@@ -350,22 +412,23 @@ impl Store {
         self.file_bytes.load(Ordering::Relaxed)
     }
 
-    /// How many transactions have committed since open (see [`Store::prepare`]).
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::SeqCst)
+    /// How many writes have changed the state since open (see [`Store::prepare`]).
+    pub fn applies(&self) -> u64 {
+        self.applies.load(Ordering::SeqCst)
     }
 
-    /// Called after every commit, still holding the write lock: the file may have grown.
+    /// Called after every commit, still holding the write lock: no cached view may outlive
+    /// it, and the file may have grown.
     fn committed(&self) {
-        self.commits.fetch_add(1, Ordering::SeqCst);
         drop(self.view.lock().unwrap_or_else(|p| p.into_inner()).take());
         let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
         self.file_bytes.store(len, Ordering::Relaxed);
     }
 
-    /// Makes every earlier (non-durable) commit durable with one durable empty commit.
+    /// Makes every earlier write durable: commits an applied transaction, then one durable
+    /// empty commit.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let _writing = self.exclusive();
+        let _writing = self.exclusive()?;
         let tx = self.db.begin_write()?;
         tx.commit()?;
         self.committed();
@@ -382,7 +445,7 @@ impl Store {
 
     /// Durable: used for the vote, which raft requires on disk before answering.
     pub fn raft_meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let _writing = self.exclusive();
+        let _writing = self.exclusive()?;
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(RAFT_META)?;
@@ -395,6 +458,7 @@ impl Store {
 
     /// State-machine bookkeeping written by apply through [`WriteTx::set_meta`].
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.settle()?;
         let tx = self.db.begin_read()?;
         let t = tx.open_table(META)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
@@ -408,7 +472,7 @@ impl Store {
     /// Replaces every state-machine table with `rows` (from [`Store::dump`]) in one durable
     /// transaction: installing a snapshot is all or nothing.
     pub fn restore(&self, rows: &[DumpRow]) -> Result<(), StoreError> {
-        let _writing = self.exclusive();
+        let _writing = self.exclusive()?;
         let tx = self.db.begin_write()?;
         {
             tx.delete_table(KV)?;
@@ -479,6 +543,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.applies.fetch_add(1, Ordering::SeqCst);
         self.committed();
         Ok(())
     }

@@ -709,6 +709,47 @@ fn znode_mtime_moves_with_data_only() {
     assert_eq!(at(6001, vec![ZkOp::Reap { path: "/t".into() }]), [ZkOpResult::Deleted]);
 }
 
+/// An applied prepared batch is left uncommitted (its commit is off the write's critical
+/// path) but is never invisible: the next read, prepare or write commits it first. Dropped
+/// uncommitted (a crash), it is gone from the store and the applied log id is the one before
+/// it: what the raft log replays.
+#[test]
+fn applied_batches_are_committed_by_whoever_comes_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let s = Store::open(&path, StoreConfig::default()).unwrap();
+    let prepare_and_apply = |cmds: Vec<Command>, id: &[u8]| {
+        assert!(s.prepare(Arc::new(cmds.clone()), Duration::ZERO, s.applies()).unwrap());
+        s.write_prepared(false, &cmds, &[("applied", id)]).unwrap().expect("prepared");
+    };
+    s.write(true, |tx| tx.set_meta("applied", b"1")).unwrap();
+
+    // A reader commits it.
+    prepare_and_apply(vec![put("a", "1")], b"2");
+    assert!(s.uncommitted.load(Ordering::SeqCst));
+    assert_eq!(values(&get_at(&s, "a", "", 0).unwrap()), ["1"]);
+    assert!(!s.uncommitted.load(Ordering::SeqCst));
+
+    // The next prepare commits it and runs on the state after it; so does a plain write.
+    prepare_and_apply(vec![put("a", "2")], b"3");
+    prepare_and_apply(vec![put("a", "3")], b"4");
+    assert_eq!(get_at(&s, "a", "", 0).unwrap().kvs[0].version, 3);
+    prepare_and_apply(vec![put("b", "1")], b"5");
+    assert_eq!(apply(&s, put("c", "1")).revision, 6, "the write ran after the applied batch");
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"5"[..]));
+
+    // sync makes it durable.
+    prepare_and_apply(vec![put("d", "1")], b"7");
+    s.sync().unwrap();
+    // A crash: the last applied batch is lost with its applied log id, nothing else.
+    prepare_and_apply(vec![put("e", "1")], b"8");
+    assert!(s.uncommitted.load(Ordering::SeqCst));
+    drop(s);
+    let s = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"7"[..]));
+    assert_eq!(keys(&get_at(&s, "", "\0", 0).unwrap()), ["a", "b", "c", "d"]);
+}
+
 /// Store::prepare runs commands ahead of their commit: readers do not see them, committing
 /// with write_prepared gives exactly what Store::write gives, and any other write, or a
 /// write_prepared of other commands, aborts the prepared transaction instead of waiting for it.
@@ -729,7 +770,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
             Ok(r)
         })
         .unwrap();
-    assert!(ahead.prepare(Arc::new(batch.clone()), Duration::ZERO, ahead.commits()).unwrap());
+    assert!(ahead.prepare(Arc::new(batch.clone()), Duration::ZERO, ahead.applies()).unwrap());
     assert_eq!(values(&get_at(&ahead, "a", "", 0).unwrap()), ["0"], "not visible before commit");
     let (got, got_fx) = ahead.write_prepared(false, &batch, bookkeeping).unwrap().expect("prepared");
     assert_eq!(format!("{got:?}"), format!("{want:?}"));
@@ -740,7 +781,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     assert!(ahead.write_prepared(false, &batch, bookkeeping).unwrap().is_none(), "used once");
 
     // Another write aborts it (it would otherwise wait forever for redb's write lock).
-    assert!(ahead.prepare(Arc::new(vec![put("x", "1")]), Duration::ZERO, ahead.commits()).unwrap());
+    assert!(ahead.prepare(Arc::new(vec![put("x", "1")]), Duration::ZERO, ahead.applies()).unwrap());
     apply(&ahead, put("y", "1"));
     ahead.sync().unwrap();
     ahead.raft_meta_put("vote", b"v").unwrap();
@@ -748,7 +789,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     assert!(get_at(&ahead, "x", "", 0).unwrap().kvs.is_empty(), "aborted, not committed");
 
     // Other commands: no match, aborted, and the next write goes through.
-    assert!(ahead.prepare(Arc::new(vec![put("x", "1")]), Duration::ZERO, ahead.commits()).unwrap());
+    assert!(ahead.prepare(Arc::new(vec![put("x", "1")]), Duration::ZERO, ahead.applies()).unwrap());
     assert!(ahead.write_prepared(false, &[put("x", "2")], bookkeeping).unwrap().is_none());
     assert_eq!(apply(&ahead, put("z", "1")).revision, 8);
     assert!(get_at(&ahead, "x", "", 0).unwrap().kvs.is_empty());
@@ -757,13 +798,13 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     // state after it; if the first is not used in time, the next is not prepared at all.
     let first = vec![put("p", "1")];
     let second = vec![put("p", "2")];
-    assert!(ahead.prepare(Arc::new(first.clone()), Duration::ZERO, ahead.commits()).unwrap());
+    assert!(ahead.prepare(Arc::new(first.clone()), Duration::ZERO, ahead.applies()).unwrap());
     assert!(
-        !ahead.prepare(Arc::new(second.clone()), Duration::from_millis(10), ahead.commits()).unwrap(),
+        !ahead.prepare(Arc::new(second.clone()), Duration::from_millis(10), ahead.applies()).unwrap(),
         "first still pending"
     );
     std::thread::scope(|scope| {
-        let (store, after_first, commands) = (ahead.clone(), ahead.commits() + 1, Arc::new(second.clone()));
+        let (store, after_first, commands) = (ahead.clone(), ahead.applies() + 1, Arc::new(second.clone()));
         let next = scope.spawn(move || store.prepare(commands, Duration::from_secs(30), after_first).unwrap());
         std::thread::sleep(Duration::from_millis(20));
         assert!(ahead.write_prepared(false, &first, bookkeeping).unwrap().is_some());
@@ -772,7 +813,7 @@ fn prepared_writes_match_plain_writes_and_never_block_others() {
     let (_, fx) = ahead.write_prepared(false, &second, bookkeeping).unwrap().expect("second prepared");
     assert_eq!(fx.revision, 10, "ran on the state after the first");
     // Meant to follow a commit that is not the last one: it would run on the wrong state.
-    let stale = ahead.commits() - 1;
+    let stale = ahead.applies() - 1;
     assert!(!ahead.prepare(Arc::new(vec![put("q", "1")]), Duration::ZERO, stale).unwrap());
     assert!(ahead.write_prepared(false, &[put("q", "1")], bookkeeping).unwrap().is_none());
     assert_eq!(values(&get_at(&ahead, "p", "", 0).unwrap()), ["2"]);
