@@ -116,28 +116,27 @@ pub struct Store {
     /// the path again (`stat` by path was ~6 % of the apply's commit in a profile of puts at
     /// 100 clients).
     file: Arc<std::fs::File>,
-    /// The transaction [`Store::prepare`] ran ahead of its commit, if any. Every write takes
-    /// this lock first and aborts a transaction it finds here (dropping it rolls it back and
-    /// frees redb's write lock), so nothing ever waits for a prepared transaction that nobody
-    /// will commit.
-    prepared: Arc<Mutex<Option<Prepared>>>,
-    /// Signalled whenever `prepared` is emptied (used by its apply, or aborted), for a
-    /// [`Store::prepare`] waiting to run the next batch on the state after it.
+    /// What holds redb's write lock between writes, if anything: a batch run ahead of its
+    /// apply ([`Store::prepare`]) or applied batches not committed yet
+    /// ([`Store::write_prepared`]). Every other write takes this lock first, aborts a prepared
+    /// transaction and commits applied ones (dropping a transaction rolls it back and frees
+    /// redb's write lock), so nothing ever waits for a transaction nobody will finish.
+    pending: Arc<Mutex<Pending>>,
+    /// Signalled whenever a prepared transaction leaves `pending` (used by its apply, or
+    /// aborted), for a [`Store::prepare`] waiting to run the next batch on the state after it.
     prepared_taken: Arc<Condvar>,
     /// Counts the writes that changed the state (bumped under the write lock, by every write
     /// and every applied prepared batch, committed yet or not): a prepare names the state it
     /// expects to build on, so it never runs on a later state than intended.
     applies: Arc<AtomicU64>,
-    /// An applied prepared batch whose transaction is not committed yet (see
-    /// [`Store::write_prepared`]). Whoever needs the store next commits it: the preparer before
-    /// it runs the next batch, a reader, any other write. Why: the commit (redb's checksums and
-    /// page bookkeeping, 20–80 µs per entry) then runs while the next entry is fsynced, or on
-    /// a reader's thread, instead of between a write's fsync and its answer.
-    applied: Arc<Mutex<Option<redb::WriteTransaction>>>,
-    /// Whether `applied` holds a transaction: looked at by every read, without the lock.
+    /// Whether applied batches are not committed yet (in `pending`): looked at by every read,
+    /// without the lock, so that a read commits them before it looks.
     uncommitted: Arc<AtomicBool>,
-    /// Set when committing an applied transaction failed: those writes were answered and are
-    /// lost from the store (not from the raft log), so nothing may read or write it any more.
+    /// Whether anything read the store since its last commit: while nothing does, a prepare
+    /// runs its batch in the applied batches' transaction instead of committing them first.
+    read_seen: Arc<AtomicBool>,
+    /// Set when committing applied batches failed: those writes were answered and are lost
+    /// from the store (not from the raft log), so nothing may read or write it any more.
     failed: Arc<AtomicBool>,
     /// The view of the last commit, shared by the reads until the next commit: a read
     /// transaction and its table handles cost about as much as a small read itself. Dropped
@@ -146,14 +145,44 @@ pub struct Store {
     view: Arc<Mutex<Option<Arc<ReadView>>>>,
 }
 
-/// Commands already run in an open write transaction on the state as it is now committed:
-/// the results of running exactly these commands next, as long as nothing else commits (and
+/// Applied batches share one redb transaction at most this many at a time (and with at most
+/// `UNSAVED_COMMANDS_MAX` commands): bounds the memory of its dirty pages and the work of a
+/// replay (see [`Store::settle`]).
+const UNSAVED_BATCHES_MAX: usize = 16;
+const UNSAVED_COMMANDS_MAX: usize = 1024;
+
+/// See `Store::pending`.
+enum Pending {
+    Idle,
+    Prepared(Prepared),
+    Applied(Open),
+}
+
+/// Commands already run in an open write transaction on the state as it is now applied:
+/// the results of running exactly these commands next, as long as nothing else writes (and
 /// nothing can while the transaction is open: it holds redb's write lock).
 struct Prepared {
     tx: redb::WriteTransaction,
     commands: Arc<Vec<Command>>,
     results: Vec<Applied>,
     effects: Effects,
+    /// Applied batches this transaction continues (not committed yet).
+    unsaved: Unsaved,
+}
+
+/// A transaction holding applied batches, not committed yet.
+struct Open {
+    tx: redb::WriteTransaction,
+    unsaved: Unsaved,
+}
+
+/// Applied batches not committed yet, in apply order, with the last one's bookkeeping rows:
+/// what a new transaction must run again if the one holding them has to be dropped.
+#[derive(Default)]
+struct Unsaved {
+    batches: Vec<Arc<Vec<Command>>>,
+    commands: usize,
+    meta: Vec<(String, Vec<u8>)>,
 }
 
 impl Store {
@@ -202,11 +231,11 @@ impl Store {
             file: Arc::new(file),
             prev_value_watchers: Arc::new(AtomicUsize::new(0)),
             file_bytes: Arc::new(AtomicU64::new(0)),
-            prepared: Arc::new(Mutex::new(None)),
+            pending: Arc::new(Mutex::new(Pending::Idle)),
             prepared_taken: Arc::new(Condvar::new()),
             applies: Arc::new(AtomicU64::new(0)),
-            applied: Arc::new(Mutex::new(None)),
             uncommitted: Arc::new(AtomicBool::new(false)),
+            read_seen: Arc::new(AtomicBool::new(false)),
             failed: Arc::new(AtomicBool::new(false)),
             view: Arc::new(Mutex::new(None)),
         };
@@ -235,6 +264,11 @@ impl Store {
         if self.uncommitted.load(Ordering::SeqCst) {
             self.settle()?;
         }
+        // After the settle (its commit clears the flag). A load first: the flag's cache line
+        // stays shared while it is already set.
+        if !self.read_seen.load(Ordering::Relaxed) {
+            self.read_seen.store(true, Ordering::Relaxed);
+        }
         self.check_failed()?;
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = view.as_ref() {
@@ -252,19 +286,64 @@ impl Store {
         Ok(())
     }
 
-    /// Commits the transaction [`Store::write_prepared`] left open, if any: every applied
-    /// write is visible to the reads that begin after this returns.
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits every applied batch: every applied write is visible to the reads that begin
+    /// after this returns.
     fn settle(&self) -> Result<(), StoreError> {
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = applied.take() {
-            let r = tx.commit();
-            if r.is_err() {
-                self.failed.store(true, Ordering::SeqCst);
+        let mut pending = self.lock_pending();
+        self.settle_locked(&mut pending)
+    }
+
+    /// [`Store::settle`] under the lock. Applied batches are either in a transaction of their
+    /// own, which is committed, or in a prepared transaction that continues theirs and also
+    /// holds commands not applied yet: that one is dropped (aborted), and the applied batches
+    /// are run again in a new transaction and committed (apply is deterministic, so this is
+    /// the same state). A prepared transaction on committed state is left as it is.
+    fn settle_locked(&self, pending: &mut Pending) -> Result<(), StoreError> {
+        let result = match std::mem::replace(pending, Pending::Idle) {
+            Pending::Idle => return Ok(()),
+            Pending::Prepared(p) if p.unsaved.batches.is_empty() => {
+                *pending = Pending::Prepared(p);
+                return Ok(());
             }
-            self.committed();
-            self.uncommitted.store(false, Ordering::SeqCst);
-            r?;
+            Pending::Prepared(p) => {
+                self.prepared_taken.notify_all();
+                drop(p.tx);
+                metrics::counter!("conclave_store_replays_total").increment(1);
+                self.replay(&p.unsaved)
+            }
+            Pending::Applied(open) => open.tx.commit().map_err(StoreError::from),
+        };
+        if result.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
         }
+        self.committed();
+        self.uncommitted.store(false, Ordering::SeqCst);
+        result
+    }
+
+    /// Runs applied batches again in a new transaction, with their bookkeeping, and commits
+    /// it (non-durable, as their apply would have).
+    fn replay(&self, unsaved: &Unsaved) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::None)?;
+        {
+            let mut w = WriteTx::new(&tx, false)?;
+            for batch in &unsaved.batches {
+                for cmd in batch.iter() {
+                    w.apply(cmd)?;
+                }
+            }
+            w.finish()?;
+            let mut table = tx.open_table(META)?;
+            for (key, value) in &unsaved.meta {
+                table.insert(key.as_str(), value.as_slice())?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -296,30 +375,34 @@ impl Store {
         Ok((r, effects))
     }
 
-    /// The right to begin a write transaction: aborts a prepared one (see `prepared`) and
-    /// commits an applied one (see `applied`).
-    fn exclusive(&self) -> Result<MutexGuard<'_, Option<Prepared>>, StoreError> {
-        let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.take().is_some() {
+    /// The right to begin a write transaction: commits applied batches and aborts a prepared
+    /// transaction (see `pending`).
+    fn exclusive(&self) -> Result<MutexGuard<'_, Pending>, StoreError> {
+        let mut pending = self.lock_pending();
+        self.settle_locked(&mut pending)?;
+        if let Pending::Prepared(_) = std::mem::replace(&mut *pending, Pending::Idle) {
             self.prepared_taken.notify_all();
         }
-        self.settle()?;
         self.check_failed()?;
-        Ok(slot)
+        Ok(pending)
     }
 
     /// Runs `commands` now, in a write transaction that stays open, so that applying them
-    /// later ([`Store::write_prepared`]) only has to record the applied position and commit.
+    /// later ([`Store::write_prepared`]) only has to record the applied position.
     /// Why: a raft entry's commands are known before the entry is durable; running them while
     /// the log's fsync is under way takes the apply (B-tree work) off the write's critical
-    /// path. Nothing of it is visible to readers before that commit, and any other write
-    /// aborts it, so a prepared transaction is only ever used on the state it ran on.
+    /// path. Nothing of it is visible to readers before it is applied and committed, and any
+    /// other write aborts it, so a prepared transaction is only ever used on the state it ran on.
     ///
     /// Only one transaction can be prepared at a time (it holds redb's write lock). If an
     /// earlier one is still waiting for its apply, this waits up to `wait` for that apply to
-    /// take it, and then runs on the state after it (first committing it, if nobody did yet).
-    /// Returns false, having done nothing, if the earlier one is still there after `wait`: the
-    /// apply then runs the commands itself.
+    /// take it, and then runs on the state after it. Returns false, having done nothing, if the
+    /// earlier one is still there after `wait`: the apply then runs the commands itself.
+    ///
+    /// Applied batches not committed yet are committed first, unless nothing has read the
+    /// store since its last commit and they are few (`UNSAVED_*_MAX`): then the commands run
+    /// in their transaction, so consecutive entries share one redb commit and the B-tree pages
+    /// they dirty are copied once. A read arriving meanwhile settles them (see `settle_locked`).
     ///
     /// `after` is the [`Store::applies`] count the commands are meant to follow (the one
     /// right after their predecessor's apply); if anything else has been applied since, they
@@ -327,32 +410,66 @@ impl Store {
     /// is done either.
     pub fn prepare(&self, commands: Arc<Vec<Command>>, wait: Duration, after: u64) -> Result<bool, StoreError> {
         let deadline = Instant::now() + wait;
-        let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        while slot.is_some() {
+        let mut pending = self.lock_pending();
+        while let Pending::Prepared(_) = *pending {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(false);
             }
-            slot = self.prepared_taken.wait_timeout(slot, left).unwrap_or_else(|p| p.into_inner()).0;
+            pending = self.prepared_taken.wait_timeout(pending, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         if self.applies() != after {
             return Ok(false);
         }
-        self.settle()?;
+        let continues = match &*pending {
+            Pending::Applied(open) => {
+                !self.read_seen.load(Ordering::Relaxed)
+                    && open.unsaved.batches.len() < UNSAVED_BATCHES_MAX
+                    && open.unsaved.commands + commands.len() <= UNSAVED_COMMANDS_MAX
+            }
+            _ => false,
+        };
+        if !continues {
+            self.settle_locked(&mut pending)?;
+        }
         self.check_failed()?;
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::None)?;
-        let (results, effects) = {
+        let (tx, unsaved) = match std::mem::replace(&mut *pending, Pending::Idle) {
+            Pending::Applied(open) => (open.tx, open.unsaved),
+            _ => {
+                let mut tx = self.db.begin_write()?;
+                tx.set_durability(Durability::None)?;
+                (tx, Unsaved::default())
+            }
+        };
+        let run = (|| {
             let prev_values = self.prev_value_watchers.load(Ordering::SeqCst) > 0;
             let mut w = WriteTx::new(&tx, prev_values)?;
             let mut results = Vec::with_capacity(commands.len());
             for cmd in commands.iter() {
                 results.push(w.apply(cmd)?);
             }
-            (results, w.finish()?)
-        };
-        *slot = Some(Prepared { tx, commands, results, effects });
-        Ok(true)
+            Ok::<_, StoreError>((results, w.finish()?))
+        })();
+        match run {
+            Ok((results, effects)) => {
+                *pending = Pending::Prepared(Prepared { tx, commands, results, effects, unsaved });
+                Ok(true)
+            }
+            Err(e) => {
+                // The transaction holds a part of the batch: drop it, and keep what was applied.
+                drop(tx);
+                if !unsaved.batches.is_empty() {
+                    let r = self.replay(&unsaved);
+                    if r.is_err() {
+                        self.failed.store(true, Ordering::SeqCst);
+                    }
+                    self.committed();
+                    self.uncommitted.store(false, Ordering::SeqCst);
+                    r?;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Applies `commands` with the transaction [`Store::prepare`] ran them in, after adding
@@ -363,7 +480,7 @@ impl Store {
     ///
     /// The transaction is not committed here unless `durable` (which also costs one more,
     /// empty and durable, commit): it is left for whoever needs the store next (see
-    /// `applied`), and every read commits it before it looks. Crash safety is that of a
+    /// `pending`), and every read commits it before it looks. Crash safety is that of a
     /// non-durable commit: the entry is in the raft log, the applied log id is in the same
     /// transaction, and a restart replays it.
     ///
@@ -376,13 +493,21 @@ impl Store {
         commands: &[Command],
         meta: &[(&str, &[u8])],
     ) -> Result<Option<(Vec<Applied>, Effects)>, StoreError> {
-        let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(prepared) = slot.take() else { return Ok(None) };
+        let mut pending = self.lock_pending();
+        let prepared = match std::mem::replace(&mut *pending, Pending::Idle) {
+            Pending::Prepared(p) if same_commands(p.commands.as_slice(), commands) => p,
+            other => {
+                // Not these commands: settle keeps what is applied and drops the rest.
+                *pending = other;
+                self.settle_locked(&mut pending)?;
+                if let Pending::Prepared(_) = std::mem::replace(&mut *pending, Pending::Idle) {
+                    self.prepared_taken.notify_all();
+                }
+                return Ok(None);
+            }
+        };
         self.prepared_taken.notify_all();
-        if !same_commands(prepared.commands.as_slice(), commands) {
-            return Ok(None);
-        }
-        let Prepared { tx, results, effects, .. } = prepared;
+        let Prepared { tx, commands: batch, results, effects, mut unsaved } = prepared;
         {
             let mut table = tx.open_table(META)?;
             for (key, value) in meta {
@@ -390,18 +515,18 @@ impl Store {
                 table.insert(*key, *value)?;
             }
         }
+        self.applies.fetch_add(1, Ordering::SeqCst);
         if durable {
             tx.commit()?;
-            self.applies.fetch_add(1, Ordering::SeqCst);
             self.committed();
-            drop(slot);
+            self.uncommitted.store(false, Ordering::SeqCst);
+            drop(pending);
             self.sync()?;
         } else {
-            let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-            // A prepared transaction holds redb's write lock, and prepare settles first.
-            assert!(applied.is_none(), "an applied transaction next to a prepared one");
-            *applied = Some(tx);
-            self.applies.fetch_add(1, Ordering::SeqCst);
+            unsaved.commands += batch.len();
+            unsaved.batches.push(batch);
+            unsaved.meta = meta.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+            *pending = Pending::Applied(Open { tx, unsaved });
             self.uncommitted.store(true, Ordering::SeqCst);
         }
         Ok(Some((results, effects)))
@@ -420,6 +545,7 @@ impl Store {
     /// Called after every commit, still holding the write lock: no cached view may outlive
     /// it, and the file may have grown.
     fn committed(&self) {
+        self.read_seen.store(false, Ordering::Relaxed);
         drop(self.view.lock().unwrap_or_else(|p| p.into_inner()).take());
         let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
         self.file_bytes.store(len, Ordering::Relaxed);

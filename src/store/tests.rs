@@ -750,6 +750,75 @@ fn applied_batches_are_committed_by_whoever_comes_next() {
     assert_eq!(keys(&get_at(&s, "", "\0", 0).unwrap()), ["a", "b", "c", "d"]);
 }
 
+/// While nothing reads, consecutive prepared batches continue the applied ones' transaction
+/// (one commit for several entries). A read arriving while such a transaction also holds a
+/// batch not applied yet drops it and runs the applied ones again: the read sees exactly the
+/// applied batches, and the dropped one is applied as usual later.
+#[test]
+fn prepared_batches_continue_unread_applied_ones_and_a_read_replays_them() {
+    let (_d1, plain) = open();
+    let (_d2, s) = open();
+    let batches: Vec<Vec<Command>> =
+        vec![vec![put("a", "1"), put("b", "1")], vec![put("a", "2"), del("b", "")], vec![put("c", "1")]];
+    let mut want = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        let id = format!("{i}");
+        want.push(
+            plain
+                .write(false, |tx| {
+                    let r = b.iter().map(|c| tx.apply(c)).collect::<Result<Vec<_>, _>>()?;
+                    tx.set_meta("applied", id.as_bytes())?;
+                    Ok(r)
+                })
+                .unwrap()
+                .0,
+        );
+    }
+    let prepare = |b: &Vec<Command>| assert!(s.prepare(Arc::new(b.clone()), Duration::ZERO, s.applies()).unwrap());
+    let applied = |b: &Vec<Command>, id: &str| s.write_prepared(false, b, &[("applied", id.as_bytes())]).unwrap();
+
+    prepare(&batches[0]);
+    let got0 = applied(&batches[0], "0").expect("prepared").0;
+    prepare(&batches[1]);
+    assert!(
+        matches!(&*s.lock_pending(), Pending::Prepared(p) if p.unsaved.batches.len() == 1),
+        "continues the applied batch's transaction"
+    );
+    // A read now: the applied batch is replayed and committed, the prepared one dropped.
+    assert_eq!(values(&get_at(&s, "a", "", 0).unwrap()), ["1"]);
+    assert_eq!(keys(&get_at(&s, "", "\0", 0).unwrap()), ["a", "b"]);
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"0"[..]));
+    assert!(applied(&batches[1], "1").is_none(), "dropped by the read");
+    let got1 = s
+        .write(false, |tx| {
+            let r = batches[1].iter().map(|c| tx.apply(c)).collect::<Result<Vec<_>, _>>()?;
+            tx.set_meta("applied", b"1")?;
+            Ok(r)
+        })
+        .unwrap()
+        .0;
+
+    // Batch 2 after a plain write: prepared on committed state, as usual.
+    prepare(&batches[2]);
+    let got2 = applied(&batches[2], "2").expect("prepared").0;
+    assert_eq!(format!("{:?}", [got0, got1, got2]), format!("{want:?}"));
+    assert_eq!(keys(&get_at(&s, "", "\0", 0).unwrap()), ["a", "c"]);
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(s.read().unwrap().revision, plain.read().unwrap().revision);
+
+    // Many batches with no read share one transaction, up to the bound.
+    s.sync().unwrap();
+    let before = s.applies();
+    for i in 0..UNSAVED_BATCHES_MAX + 2 {
+        let b = vec![put("n", &i.to_string())];
+        prepare(&b);
+        applied(&b, "x").expect("prepared");
+    }
+    assert_eq!(s.applies(), before + UNSAVED_BATCHES_MAX as u64 + 2);
+    assert!(matches!(&*s.lock_pending(), Pending::Applied(o) if o.unsaved.batches.len() == 2), "bounded");
+    assert_eq!(get_at(&s, "n", "", 0).unwrap().kvs[0].version, UNSAVED_BATCHES_MAX as i64 + 2);
+}
+
 /// Store::prepare runs commands ahead of their commit: readers do not see them, committing
 /// with write_prepared gives exactly what Store::write gives, and any other write, or a
 /// write_prepared of other commands, aborts the prepared transaction instead of waiting for it.
