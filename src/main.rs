@@ -7,7 +7,8 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use conclave::config::Config;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 fn main() {
     let threads = std::env::var("CONCLAVE_WORKER_THREADS").ok().and_then(|v| v.parse().ok());
@@ -27,9 +28,10 @@ fn main() {
 
 async fn serve() {
     let config = Config::parse_etcd_style(std::env::args());
-    let filter = EnvFilter::try_from_env("CONCLAVE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(log_filter(&config.log_level))
+        .init();
 
     let node = match conclave::node::start(config).await {
         Ok(n) => n,
@@ -51,4 +53,21 @@ async fn serve() {
     }
     tracing::info!("shutting down");
     node.shutdown().await;
+}
+
+/// What to log: `CONCLAVE_LOG` if set (`target=level` directives, as in `RUST_LOG`), else the
+/// etcd-style `--log-level` (etcd's `dpanic`, `panic` and `fatal` log errors only). A filter by
+/// target, not tracing's regex-based `EnvFilter`: the regex engine was ~260 KB of code, much of
+/// it paged in at start, and idle RSS is a goal.
+fn log_filter(log_level: &str) -> Targets {
+    let level = match log_level {
+        "dpanic" | "panic" | "fatal" => "error",
+        other => other,
+    };
+    let default = format!("{level},openraft=warn");
+    let spec = std::env::var("CONCLAVE_LOG").unwrap_or(default);
+    spec.parse().unwrap_or_else(|e| {
+        eprintln!("conclave: ignoring log filter {spec:?} ({e}); logging at info");
+        Targets::new().with_default(tracing::Level::INFO).with_target("openraft", tracing::Level::WARN)
+    })
 }
