@@ -325,6 +325,16 @@ impl Store {
         result
     }
 
+    /// A transaction holding applied batches (already answered) was lost to a storage fault:
+    /// the store is behind what raft applied, so it must not be read or written any more
+    /// (the raft log still has them; a restart replays them).
+    fn lost_unsaved(&self, unsaved: &Unsaved) {
+        if !unsaved.batches.is_empty() {
+            self.failed.store(true, Ordering::SeqCst);
+            self.uncommitted.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// Runs applied batches again in a new transaction, with their bookkeeping, and commits
     /// it (non-durable, as their apply would have).
     fn replay(&self, unsaved: &Unsaved) -> Result<(), StoreError> {
@@ -508,18 +518,28 @@ impl Store {
         };
         self.prepared_taken.notify_all();
         let Prepared { tx, commands: batch, results, effects, mut unsaved } = prepared;
-        {
+        let recorded = (|| {
             let mut table = tx.open_table(META)?;
             for (key, value) in meta {
                 assert!(mvcc::is_bookkeeping_key(key), "bookkeeping may not set revisions");
                 table.insert(*key, *value)?;
             }
+            Ok::<_, StoreError>(())
+        })();
+        if let Err(e) = recorded {
+            // The transaction is dropped, and with it any applied batches it continued.
+            self.lost_unsaved(&unsaved);
+            return Err(e);
         }
         self.applies.fetch_add(1, Ordering::SeqCst);
         if durable {
-            tx.commit()?;
+            let r = tx.commit();
+            if r.is_err() {
+                self.lost_unsaved(&unsaved);
+            }
             self.committed();
             self.uncommitted.store(false, Ordering::SeqCst);
+            r?;
             drop(pending);
             self.sync()?;
         } else {
