@@ -317,22 +317,18 @@ impl Store {
             }
             Pending::Applied(open) => open.tx.commit().map_err(StoreError::from),
         };
+        self.saved(result)
+    }
+
+    /// After committing the applied batches (`result`): nothing is left uncommitted, or, if
+    /// that failed, they are lost from the store and it must not be used any more.
+    fn saved(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         if result.is_err() {
             self.failed.store(true, Ordering::SeqCst);
         }
         self.committed();
         self.uncommitted.store(false, Ordering::SeqCst);
         result
-    }
-
-    /// A transaction holding applied batches (already answered) was lost to a storage fault:
-    /// the store is behind what raft applied, so it must not be read or written any more
-    /// (the raft log still has them; a restart replays them).
-    fn lost_unsaved(&self, unsaved: &Unsaved) {
-        if !unsaved.batches.is_empty() {
-            self.failed.store(true, Ordering::SeqCst);
-            self.uncommitted.store(false, Ordering::SeqCst);
-        }
     }
 
     /// Runs applied batches again in a new transaction, with their bookkeeping, and commits
@@ -469,13 +465,7 @@ impl Store {
                 // The transaction holds a part of the batch: drop it, and keep what was applied.
                 drop(tx);
                 if !unsaved.batches.is_empty() {
-                    let r = self.replay(&unsaved);
-                    if r.is_err() {
-                        self.failed.store(true, Ordering::SeqCst);
-                    }
-                    self.committed();
-                    self.uncommitted.store(false, Ordering::SeqCst);
-                    r?;
+                    self.saved(self.replay(&unsaved))?;
                 }
                 Err(e)
             }
@@ -528,18 +518,12 @@ impl Store {
         })();
         if let Err(e) = recorded {
             // The transaction is dropped, and with it any applied batches it continued.
-            self.lost_unsaved(&unsaved);
-            return Err(e);
+            drop(tx);
+            return if unsaved.batches.is_empty() { Err(e) } else { self.saved(Err(e)) }.map(|()| None);
         }
         self.applies.fetch_add(1, Ordering::SeqCst);
         if durable {
-            let r = tx.commit();
-            if r.is_err() {
-                self.lost_unsaved(&unsaved);
-            }
-            self.committed();
-            self.uncommitted.store(false, Ordering::SeqCst);
-            r?;
+            self.saved(tx.commit().map_err(StoreError::from))?;
             drop(pending);
             self.sync()?;
         } else {
