@@ -112,6 +112,14 @@ pub struct Config {
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
 
+    /// Group commit: the longest a forming log entry waits, in milliseconds, for the writers
+    /// the previous entry just answered to send their next command (they usually do within a
+    /// client round trip, and then share one fsync instead of splitting into groups that
+    /// alternate between entries). Reached only when a writer does not come back; where that
+    /// is the rule, the wait turns itself off. 0 turns it off.
+    #[arg(long, env = "CONCLAVE_GROUP_COMMIT_LINGER_MS", default_value_t = 1)]
+    pub group_commit_linger_ms: u64,
+
     /// Most client connections served at once; more wait in the listen backlog.
     #[arg(long, env = "CONCLAVE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,

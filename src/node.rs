@@ -18,7 +18,7 @@ use crate::command::Command;
 use crate::config::{self, Config};
 use crate::lessor::Lessor;
 use crate::pb::etcdserverpb as pb;
-use crate::replication::{ApplySink, Replica, ReplicaConfig};
+use crate::replication::{ApplySink, Linger, Replica, ReplicaConfig};
 use crate::store::{Effects, Store, StoreConfig};
 use crate::watch::{Hub, HubConfig};
 use crate::wire::etcd::{self as etcd_wire, Ctx, Limits, Member};
@@ -143,6 +143,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
         heartbeat_interval_ms: config.heartbeat_interval,
         election_timeout_ms: config.election_timeout,
         snapshot_logs_since_last: config.snapshot_count.max(1),
+        linger: Linger { max: Duration::from_millis(config.group_commit_linger_ms) },
         ..Default::default()
     };
     let replica = Replica::start(replica_config, store.clone(), sink.clone()).await.map_err(|e| e.to_string())?;
