@@ -181,8 +181,14 @@ struct Open {
 #[derive(Default)]
 struct Unsaved {
     batches: Vec<Arc<Vec<Command>>>,
-    commands: usize,
     meta: Vec<(String, Vec<u8>)>,
+}
+
+impl Unsaved {
+    /// Commands in the batches (at most UNSAVED_BATCHES_MAX of them to add up).
+    fn commands(&self) -> usize {
+        self.batches.iter().map(|b| b.len()).sum()
+    }
 }
 
 impl Store {
@@ -431,7 +437,7 @@ impl Store {
             Pending::Applied(open) => {
                 !self.read_seen.load(Ordering::Relaxed)
                     && open.unsaved.batches.len() < UNSAVED_BATCHES_MAX
-                    && open.unsaved.commands + commands.len() <= UNSAVED_COMMANDS_MAX
+                    && open.unsaved.commands() + commands.len() <= UNSAVED_COMMANDS_MAX
             }
             _ => false,
         };
@@ -527,7 +533,6 @@ impl Store {
             drop(pending);
             self.sync()?;
         } else {
-            unsaved.commands += batch.len();
             unsaved.batches.push(batch);
             unsaved.meta = meta.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
             *pending = Pending::Applied(Open { tx, unsaved });
