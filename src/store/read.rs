@@ -346,21 +346,45 @@ impl ReadView {
         }))
     }
 
+    /// A znode's Stat and ACL without its data (`data` is None): what exists, getChildren and
+    /// getACL answer with. One B-tree lookup fewer than [`ReadView::zk_node`] (the value in
+    /// `hist`), and no copy of the data.
+    pub fn zk_node_stat(&self, path: &str) -> Result<Option<ZkNode>, StoreError> {
+        let found = znode::read_node(self.t_znodes()?, |key| self.zk_key_state(key), path)?;
+        Ok(found.map(|(meta, kv, _)| ZkNode { stat: meta.stat(kv.as_ref()), data: None, acl: meta.acl }))
+    }
+
     fn zk_key(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
         Ok(self.current(key)?.map(|c| (KvState::of(&c), c.value)))
+    }
+
+    /// As `zk_key` without the value (the row keeps its length, which is all a Stat needs).
+    fn zk_key_state(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
+        let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
+        Ok(Some((KvState::of(&CurrentKv::decode(row.value())?), Vec::new())))
+    }
+
+    /// Calls `f` with the names of a znode's children, in byte order, at most `max` of them;
+    /// returns how many. Without collecting them: a getChildren writes them straight into its
+    /// reply.
+    pub fn zk_each_child(&self, path: &str, max: usize, mut f: impl FnMut(&str)) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for row in self.t_zk_children()?.range::<(&str, &str)>((path, "")..)? {
+            let (k, _) = row?;
+            let (parent, name) = k.value();
+            if parent != path || n >= max {
+                break;
+            }
+            f(name);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The names of a znode's children, in byte order, at most `max` of them.
     pub fn zk_children(&self, path: &str, max: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        for row in self.t_zk_children()?.range::<(&str, &str)>((path, "")..)? {
-            let (k, _) = row?;
-            let (parent, name) = k.value();
-            if parent != path || out.len() >= max {
-                break;
-            }
-            out.push(name.to_string());
-        }
+        self.zk_each_child(path, max, |name| out.push(name.to_string()))?;
         Ok(out)
     }
 

@@ -1132,8 +1132,9 @@ impl<'a> Watching<'a> {
     }
 }
 
+/// A znode's Stat and ACL, without its data (which only getData returns).
 fn node(view: &ReadView, path: &str) -> Result<Option<crate::store::ZkNode>, i32> {
-    view.zk_node(path).map_err(|e| {
+    view.zk_node_stat(path).map_err(|e| {
         tracing::error!("zookeeper read of {path}: {e}");
         ErrorCode::SystemError as i32
     })
@@ -1195,14 +1196,18 @@ fn read_op(
         RequestBody::GetChildren { path, watch } => {
             let n = node(view, path)?.ok_or(no_node)?;
             readable(&n, auth)?;
-            let children =
-                view.zk_children(path, ctx.config.children_max).map_err(|_| ErrorCode::SystemError as i32)?;
             if *watch {
                 g.get()?.add_standard(conn, Kind::Child, path, rev, max);
             }
-            w.vector(&children, |w, c| {
-                w.ustring(c);
-            });
+            // The names go straight into the reply; the count in front is filled in after.
+            let count_at = w.buf.len();
+            w.int(0);
+            let count = view
+                .zk_each_child(path, ctx.config.children_max, |name| {
+                    w.ustring(name);
+                })
+                .map_err(|_| ErrorCode::SystemError as i32)?;
+            w.buf[count_at..count_at + 4].copy_from_slice(&(count as i32).to_be_bytes());
             if req.op == op::GET_CHILDREN2 {
                 write_stat(w, &n.stat);
             }
@@ -1306,7 +1311,13 @@ fn get_data(
     w: &mut Writer,
     max: usize,
 ) -> Result<(), i32> {
-    let n = node(view, path)?.ok_or(ErrorCode::NoNode as i32)?;
+    let n = view
+        .zk_node(path)
+        .map_err(|e| {
+            tracing::error!("zookeeper read of {path}: {e}");
+            ErrorCode::SystemError as i32
+        })?
+        .ok_or(ErrorCode::NoNode as i32)?;
     readable(&n, auth)?;
     if watch {
         g.get()?.add_standard(conn, Kind::Data, path, view.revision, max);
@@ -1333,7 +1344,7 @@ fn set_watches(
 ) {
     let rev = view.revision;
     for p in data {
-        match view.zk_node(p).ok().flatten() {
+        match view.zk_node_stat(p).ok().flatten() {
             None => g.notify_now(conn, event_type::NODE_DELETED, p),
             Some(n) if n.stat.mzxid > rel => g.notify_now(conn, event_type::NODE_DATA_CHANGED, p),
             Some(_) => {
@@ -1342,7 +1353,7 @@ fn set_watches(
         }
     }
     for p in exist {
-        match view.zk_node(p).ok().flatten() {
+        match view.zk_node_stat(p).ok().flatten() {
             Some(_) => g.notify_now(conn, event_type::NODE_CREATED, p),
             None => {
                 g.add_standard(conn, Kind::Data, p, rev, max);
@@ -1350,7 +1361,7 @@ fn set_watches(
         }
     }
     for p in child {
-        match view.zk_node(p).ok().flatten() {
+        match view.zk_node_stat(p).ok().flatten() {
             None => g.notify_now(conn, event_type::NODE_DELETED, p),
             Some(n) if n.stat.pzxid > rel => g.notify_now(conn, event_type::NODE_CHILDREN_CHANGED, p),
             Some(_) => {
