@@ -338,28 +338,31 @@ impl ReadView {
 
     /// A znode: its Stat, data and ACL.
     pub fn zk_node(&self, path: &str) -> Result<Option<ZkNode>, StoreError> {
-        let found = znode::read_node(self.t_znodes()?, |key| self.zk_key(key), path)?;
-        Ok(found.map(|(meta, kv, data)| ZkNode {
-            stat: meta.stat(kv.as_ref()),
-            data: if meta.null_data { None } else { Some(data) },
-            acl: meta.acl,
-        }))
+        self.zk_read(path, true)
     }
 
     /// A znode's Stat and ACL without its data (`data` is None): what exists, getChildren and
     /// getACL answer with. One B-tree lookup fewer than [`ReadView::zk_node`] (the value in
     /// `hist`), and no copy of the data.
     pub fn zk_node_stat(&self, path: &str) -> Result<Option<ZkNode>, StoreError> {
-        let found = znode::read_node(self.t_znodes()?, |key| self.zk_key_state(key), path)?;
-        Ok(found.map(|(meta, kv, _)| ZkNode { stat: meta.stat(kv.as_ref()), data: None, acl: meta.acl }))
+        self.zk_read(path, false)
     }
 
-    fn zk_key(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
-        Ok(self.current(key)?.map(|c| (KvState::of(&c), c.value)))
+    fn zk_read(&self, path: &str, with_data: bool) -> Result<Option<ZkNode>, StoreError> {
+        let found = znode::read_node(self.t_znodes()?, |key| self.zk_key(key, with_data), path)?;
+        Ok(found.map(|(meta, kv, data)| ZkNode {
+            stat: meta.stat(kv.as_ref()),
+            data: if meta.null_data || !with_data { None } else { Some(data) },
+            acl: meta.acl,
+        }))
     }
 
-    /// As `zk_key` without the value (the row keeps its length, which is all a Stat needs).
-    fn zk_key_state(&self, key: &[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
+    /// A znode's kv state, and its value if asked for (the row keeps the value's length, which
+    /// is all a Stat needs; the value itself is one more lookup, in `hist`).
+    fn zk_key(&self, key: &[u8], with_value: bool) -> Result<Option<(KvState, Vec<u8>)>, StoreError> {
+        if with_value {
+            return Ok(self.current(key)?.map(|c| (KvState::of(&c), c.value)));
+        }
         let Some(row) = self.t_kv()?.get(key)? else { return Ok(None) };
         Ok(Some((KvState::of(&CurrentKv::decode(row.value())?), Vec::new())))
     }

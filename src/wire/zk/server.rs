@@ -1134,10 +1134,13 @@ impl<'a> Watching<'a> {
 
 /// A znode's Stat and ACL, without its data (which only getData returns).
 fn node(view: &ReadView, path: &str) -> Result<Option<crate::store::ZkNode>, i32> {
-    view.zk_node_stat(path).map_err(|e| {
-        tracing::error!("zookeeper read of {path}: {e}");
-        ErrorCode::SystemError as i32
-    })
+    view.zk_node_stat(path).map_err(|e| read_fault(path, e))
+}
+
+/// A store fault during a read: logged, and answered as ZooKeeper's SystemError.
+fn read_fault(path: &str, e: crate::store::StoreError) -> i32 {
+    tracing::error!("zookeeper read of {path}: {e}");
+    ErrorCode::SystemError as i32
 }
 
 fn readable(n: &crate::store::ZkNode, auth: &[(String, String)]) -> Result<(), i32> {
@@ -1311,13 +1314,7 @@ fn get_data(
     w: &mut Writer,
     max: usize,
 ) -> Result<(), i32> {
-    let n = view
-        .zk_node(path)
-        .map_err(|e| {
-            tracing::error!("zookeeper read of {path}: {e}");
-            ErrorCode::SystemError as i32
-        })?
-        .ok_or(ErrorCode::NoNode as i32)?;
+    let n = view.zk_node(path).map_err(|e| read_fault(path, e))?.ok_or(ErrorCode::NoNode as i32)?;
     readable(&n, auth)?;
     if watch {
         g.get()?.add_standard(conn, Kind::Data, path, view.revision, max);
