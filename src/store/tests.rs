@@ -379,7 +379,7 @@ fn create(path: &str, data: &str, mode: CreateMode) -> ZkOp {
 }
 
 fn stat(store: &Store, path: &str) -> ZkStat {
-    store.read().unwrap().zk_node(path).unwrap().unwrap().stat
+    store.read().unwrap().zk_node(path).unwrap().unwrap().stat.clone()
 }
 
 /// Goal: a fresh tree looks like a fresh ZooKeeper's, and creates/deletes move the parent's
@@ -967,4 +967,31 @@ fn in_place_overwrites_match_a_model() {
     drop(s);
     let s = Store::open(&path, StoreConfig::default()).unwrap();
     check(&s);
+}
+
+/// Goal: the znodes a view caches answer exactly as uncached reads of the same snapshot, a
+/// Stat-only read never hides the data from a later getData, and a commit's new view shows the
+/// commit (a held view keeps showing its snapshot). Method: reads through a held view around a
+/// write, compared with the reads of a fresh view.
+#[test]
+fn a_views_znode_cache_answers_as_its_snapshot() {
+    let (_d, s) = open();
+    zk(&s, 0, vec![create("/c", "one", CreateMode::Persistent)]);
+    let old = s.read().unwrap();
+    assert!(old.zk_node_stat("/c").unwrap().unwrap().data.is_none(), "a Stat-only read, cached");
+    let n = old.zk_node("/c").unwrap().unwrap();
+    assert_eq!(n.data.as_deref(), Some(&b"one"[..]), "the data after a Stat-only read of the same path");
+    assert!(old.zk_node("/missing").unwrap().is_none());
+    assert!(old.zk_node_stat("/missing").unwrap().is_none(), "a missing node is cached as missing");
+
+    zk(&s, 0, vec![ZkOp::SetData { path: "/c".into(), data: Some(b"two".to_vec()), version: -1 }]);
+    zk(&s, 0, vec![create("/missing", "", CreateMode::Persistent)]);
+    let new = s.read().unwrap();
+    assert!(!Arc::ptr_eq(&old, &new), "a commit drops the shared view");
+    let m = new.zk_node("/c").unwrap().unwrap();
+    assert_eq!((m.data.as_deref(), m.stat.version), (Some(&b"two"[..]), 1));
+    assert!(new.zk_node("/missing").unwrap().is_some());
+    // The held view still answers from its snapshot, cached or not.
+    assert_eq!(old.zk_node("/c").unwrap().unwrap(), n);
+    assert!(old.zk_node("/missing").unwrap().is_none());
 }

@@ -1133,7 +1133,7 @@ impl<'a> Watching<'a> {
 }
 
 /// A znode's Stat and ACL, without its data (which only getData returns).
-fn node(view: &ReadView, path: &str) -> Result<Option<crate::store::ZkNode>, i32> {
+fn node(view: &ReadView, path: &str) -> Result<Option<std::sync::Arc<crate::store::ZkNode>>, i32> {
     view.zk_node_stat(path).map_err(|e| read_fault(path, e))
 }
 
