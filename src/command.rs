@@ -24,6 +24,28 @@ pub struct Batch {
     /// instead of copied; serde writes an `Arc<T>` exactly as `T`, so the log format is the
     /// same as with a plain Vec.
     pub commands: std::sync::Arc<Vec<Command>>,
+    /// Who to tell when this entry fails to commit: set by the proposer for the replication
+    /// layer, opaque here; never written to the log, never compared.
+    #[serde(skip)]
+    pub hook: ProposerHook,
+}
+
+/// An opaque handle the replication layer attaches to a [`Batch`] it proposes (its proposers'
+/// reply channels), so that raft's response reaches them without a task waiting for it.
+#[derive(Clone, Default)]
+pub struct ProposerHook(pub Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl std::fmt::Debug for ProposerHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ProposerHook(set)" } else { "ProposerHook(none)" })
+    }
+}
+
+impl PartialEq for ProposerHook {
+    /// Not part of the entry's value: two batches of the same commands are equal.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
