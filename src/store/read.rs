@@ -54,7 +54,7 @@ struct ZkViewCache {
 }
 
 pub const ZK_VIEW_CACHE_NODES_MAX: usize = 1 << 16;
-pub const ZK_VIEW_CACHE_BYTES_MAX: usize = 32 << 20;
+pub const ZK_VIEW_CACHE_BYTES_MAX: usize = 16 << 20;
 const ZK_VIEW_CACHE_SHARDS: usize = 8;
 /// What an entry costs beyond its path and data: the map slot, the `Arc` and the `ZkNode`.
 const ZK_VIEW_CACHE_ENTRY_BYTES: usize = 160;
