@@ -604,3 +604,57 @@ fn store_fault(e: Error) -> StoreError {
         Error::Apply(a) => StoreError::Corrupt(a.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(data_len: usize) -> Option<Arc<ZkNode>> {
+        let stat = ZkStat {
+            czxid: 1,
+            mzxid: 1,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            data_length: data_len as i32,
+            num_children: 0,
+            pzxid: 1,
+        };
+        Some(Arc::new(ZkNode { stat, data: Some(vec![7; data_len]), acl: Vec::new() }))
+    }
+
+    /// Goal: a view's znode cache never holds more than its node and byte bounds, answers a
+    /// read with data only from an entry that has the data, and upgrades a Stat-only entry.
+    /// Method: fill it past each bound and look at what it answers.
+    #[test]
+    fn the_view_cache_keeps_to_its_bounds() {
+        let c = ZkViewCache::new();
+        c.put("/s", node(3).map(|n| Arc::new(ZkNode { data: None, ..(*n).clone() })), false);
+        assert!(c.get("/s", false).is_some());
+        assert!(c.get("/s", true).is_none(), "a Stat-only entry does not answer getData");
+        c.put("/s", node(3), true);
+        assert_eq!(c.get("/s", true).flatten().and_then(|n| n.data.clone()), Some(vec![7; 3]));
+        c.put("/gone", None, false);
+        assert_eq!(c.get("/gone", true), Some(None), "a missing node is missing with or without data");
+
+        // Bytes: 1 MiB values stop fitting at the byte bound.
+        let big = 1 << 20;
+        for i in 0..2 * ZK_VIEW_CACHE_BYTES_MAX / big {
+            c.put(&format!("/big{i}"), node(big), true);
+        }
+        assert!(c.bytes.load(Ordering::Relaxed) <= ZK_VIEW_CACHE_BYTES_MAX);
+        assert!(c.get(&format!("/big{}", ZK_VIEW_CACHE_BYTES_MAX / big), true).is_none());
+
+        // Nodes: small entries stop at the node bound.
+        let c = ZkViewCache::new();
+        for i in 0..ZK_VIEW_CACHE_NODES_MAX + 100 {
+            c.put(&format!("/n{i}"), node(0), true);
+        }
+        assert_eq!(c.nodes.load(Ordering::Relaxed), ZK_VIEW_CACHE_NODES_MAX);
+        assert!(c.get(&format!("/n{}", ZK_VIEW_CACHE_NODES_MAX + 50), true).is_none());
+        assert!(c.get("/n0", true).is_some());
+    }
+}
