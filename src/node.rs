@@ -429,6 +429,28 @@ fn spawn_auto_compaction(config: &Config, ctx: Arc<Ctx>, mut stop: watch::Receiv
 pub struct LimitedConn {
     inner: TcpStream,
     _slot: OwnedSemaphorePermit,
+    /// Whether the last write yielded first (see [`LimitedConn::yield_before_write`]).
+    write_yielded: bool,
+}
+
+impl LimitedConn {
+    /// Every other write yields to the runtime once before it reaches the socket, so the
+    /// responses of the other requests that one apply answered join it in one `writev`.
+    ///
+    /// Why: an apply answers all of its entry's writers at once, and each answer makes a gRPC
+    /// handler finish and wake its connection's HTTP/2 task. tokio runs a task woken that way
+    /// next (its LIFO slot), so the connection task wrote each response as soon as its handler
+    /// finished: ~0.7 `writev` per put at 100 clients on 10 connections. A task that wakes
+    /// itself and returns Pending goes to the back of the run queue instead, behind the other
+    /// handlers; when it runs again, hyper has their responses too. A lone request pays one
+    /// extra poll of its connection task, no system call.
+    fn yield_before_write(&mut self, cx: &mut Context<'_>) -> bool {
+        self.write_yielded = !self.write_yielded;
+        if self.write_yielded {
+            cx.waker().wake_by_ref();
+        }
+        self.write_yielded
+    }
 }
 
 impl Connected for LimitedConn {
@@ -446,6 +468,9 @@ impl AsyncRead for LimitedConn {
 
 impl AsyncWrite for LimitedConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.yield_before_write(cx) {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -459,6 +484,9 @@ impl AsyncWrite for LimitedConn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.yield_before_write(cx) {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -479,7 +507,10 @@ fn limited_incoming(
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    return Some((Ok(LimitedConn { inner: stream, _slot: slot }), (listener, slots)));
+                    return Some((
+                        Ok(LimitedConn { inner: stream, _slot: slot, write_yielded: false }),
+                        (listener, slots),
+                    ));
                 }
                 Err(e) => {
                     // Out of descriptors or a reset before accept: keep serving.
