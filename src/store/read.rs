@@ -423,8 +423,8 @@ impl ReadView {
 
     /// A znode's Stat and ACL, maybe without its data (`data` may be None; use
     /// [`ReadView::zk_node`] for the data): what exists, getChildren and getACL answer with.
-    /// Uncached, one B-tree lookup fewer than [`ReadView::zk_node`] (the value in `hist`) and
-    /// no copy of the data.
+    /// When the view has not read the node yet, one B-tree lookup fewer than
+    /// [`ReadView::zk_node`] (the value in `hist`) and no copy of the data.
     pub fn zk_node_stat(&self, path: &str) -> Result<Option<Arc<ZkNode>>, StoreError> {
         self.zk_read(path, false)
     }
