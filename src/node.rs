@@ -82,15 +82,9 @@ impl NodeHandle {
     }
 }
 
+/// FNV-1a over the parts, each followed by a 0 byte (so ("ab","c") and ("a","bc") differ).
 fn fnv64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-    }
-    h
+    crate::store::fnv1a64(parts.iter().flat_map(|p| p.bytes().chain(std::iter::once(0))))
 }
 
 fn prometheus() -> &'static PrometheusHandle {

@@ -138,11 +138,7 @@ fn meta_page(page_id: u64, root: u64, hwm: u64, txid: u64) -> Vec<u8> {
     m.extend_from_slice(&hwm.to_le_bytes());
     m.extend_from_slice(&txid.to_le_bytes());
     // FNV-1a 64 over everything before the checksum.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in &m {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = super::fnv1a64(m.iter().copied());
     m.extend_from_slice(&h.to_le_bytes());
     let mut page = vec![0u8; PAGE_BYTES];
     page[0..8].copy_from_slice(&page_id.to_le_bytes());

@@ -685,6 +685,13 @@ impl Store {
 }
 
 /// Whether `k` is in etcd's range (key, range_end): empty end = only `key`, "\0" = from `key`.
+/// FNV-1a, 64 bits: a fixed, unkeyed hash for what needs spread or a stable value (bbolt's
+/// meta checksum, the read cache's shard, the cluster id), never for keys a client chooses to
+/// collide.
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 pub fn key_in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
     mvcc::in_range(k, key, range_end)
 }

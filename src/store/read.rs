@@ -74,8 +74,7 @@ impl ZkViewCache {
     fn shard(&self, path: &str) -> &Mutex<HashMap<Box<str>, CachedZnode>> {
         // FNV-1a: the shard choice needs spread, not resistance to chosen keys (the map inside
         // hashes with std's keyed hasher).
-        let h = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        &self.shards[(h % ZK_VIEW_CACHE_SHARDS as u64) as usize]
+        &self.shards[(super::fnv1a64(path.bytes()) % ZK_VIEW_CACHE_SHARDS as u64) as usize]
     }
 
     /// The cached read of `path`, if there is one that answers a read `with_data` or not.
