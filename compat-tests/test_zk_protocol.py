@@ -112,6 +112,28 @@ def test_reply_zxids(zk):
         s.close_session()
 
 
+def test_pipelined_reads_see_exactly_the_writes_sent_before_them(zk):
+    # A session's requests run strictly in order: a getData pipelined between two setData
+    # shows the first write and not the second, although both were sent before any reply.
+    s = RawSession(zk.host, zk.port, 10000)
+    try:
+        s.request(Create("/pipe", b"", OPEN_ACL_UNSAFE, 0))
+        n = 100
+        for i in range(n):
+            s.send(1000 + 2 * i, SetData.type, SetData("/pipe", b"v%d" % i, i).serialize())
+            s.send(1001 + 2 * i, GetData.type, GetData("/pipe", False).serialize())
+        for i in range(n):
+            xid, set_zxid, err, _ = s.read()
+            assert (xid, err) == (1000 + 2 * i, 0)
+            xid, get_zxid, err, body = s.read()
+            assert (xid, err) == (1001 + 2 * i, 0)
+            data, stat = GetData("/pipe", False).deserialize(body, 0)
+            assert (data, stat.version, stat.mzxid) == (b"v%d" % i, i + 1, set_zxid)
+            assert get_zxid == set_zxid
+    finally:
+        s.close_session()
+
+
 def test_pings_keep_an_idle_session_alive(zk):
     watcher = zk.kazoo()
     s = RawSession(zk.host, zk.port, 4000)

@@ -181,3 +181,48 @@ async fn session_expiry_removes_ephemerals() {
     assert_eq!(&r[4..16], [&be32(0)[..], &be64(0)].concat(), "timeout 0, session 0: expired");
     node.shutdown().await;
 }
+
+/// Goal: a connection answers a long pipeline in request order, each read seeing every write
+/// sent before it, even with packets split across TCP segments; closeSession at the end of the
+/// pipeline is answered after everything before it, and then the connection closes. Method:
+/// 200 setData/getData pairs in one buffer written in uneven pieces, then closeSession.
+#[tokio::test]
+async fn a_pipeline_is_answered_in_order_and_close_session_comes_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path()).await;
+    let addr = node.zk_addr.unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    connect(&mut s, 4000).await;
+    s.write_all(&common::zk::create(1, "/p", "", 0)).await.unwrap();
+    assert_eq!(common::zk::err_of(&read_packet(&mut s).await), 0);
+
+    const PAIRS: i32 = 200;
+    let mut all = Vec::new();
+    for i in 0..PAIRS {
+        let data = format!("v{i}");
+        all.extend(packet(&[&be32(10 + 2 * i), &be32(5), &string("/p"), &string(&data), &be32(i)]));
+        all.extend(packet(&[&be32(11 + 2 * i), &be32(4), &string("/p"), &[0]]));
+    }
+    all.extend(packet(&[&be32(9999), &be32(-11)]));
+    // Uneven pieces, so packets arrive split and several at once.
+    for piece in all.chunks(777) {
+        s.write_all(piece).await.unwrap();
+    }
+    for i in 0..PAIRS {
+        let set = read_packet(&mut s).await;
+        assert_eq!(&set[..4], &be32(10 + 2 * i), "replies in request order");
+        assert_eq!(common::zk::err_of(&set), 0, "setData with version {i}");
+        let get = read_packet(&mut s).await;
+        assert_eq!(&get[..4], &be32(11 + 2 * i));
+        let data = format!("v{i}");
+        assert_eq!(&get[16..16 + 4 + data.len()], &string(&data)[..], "the read sees the write before it");
+        assert_eq!(&set[8..16], &get[8..16], "the read's zxid is the write's");
+    }
+    let close = read_packet(&mut s).await;
+    assert_eq!(&close[..4], &be32(9999));
+    assert_eq!(common::zk::err_of(&close), 0);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "closed after the closeSession reply");
+    node.shutdown().await;
+}

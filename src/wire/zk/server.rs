@@ -1,13 +1,13 @@
 //! The ZooKeeper front end: listener, connections, sessions (= leases), and request execution.
 //!
-//! One connection = two tasks. The reader parses packets in order, renews the session's lease on
-//! each one, turns writes into [`Command::Zk`] and submits them to raft at once (so pipelined
-//! writes share log entries and keep their order), and queues everything in request order. The
-//! responder owns the socket's write half: it takes queued requests in order, waits for a write
-//! to apply or executes a read (after every earlier write of the connection applied: ZooKeeper's
-//! read-your-writes), writes queued watch notifications first, then the reply.
+//! One connection = one task ([`session_loop`]). It parses packets in order, renews the
+//! session's lease on each one, turns writes into [`Command::Zk`] and submits them to raft at
+//! once (so pipelined writes share log entries and keep their order), and queues everything in
+//! request order. It answers the queue in order: it waits for a write to apply or executes a
+//! read (after every earlier request was answered: ZooKeeper's read-your-writes), writes queued
+//! watch notifications first, then the reply.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -529,18 +529,18 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
     let overflowed = ctx.watches.register_conn(conn_id, ntx);
-    let (qtx, qrx) = mpsc::channel(ctx.config.outstanding_per_conn_max);
     let conn = Conn {
         ctx: ctx.clone(),
+        id: conn_id,
         session_id,
         timeout: Duration::from_millis(timeout_ms),
         auth: Arc::new(vec![("ip".to_string(), peer.ip().to_string())]),
         sasl: None,
         stats: stats.clone(),
+        reads_queued: 0,
+        deferred: 0,
     };
-    let responder = tokio::spawn(respond(ctx.clone(), conn_id, stats.clone(), wr, qrx, nrx, overflowed));
-    read_loop(conn, rd, buf, qtx, stop).await;
-    let _ = responder.await;
+    session_loop(conn, rd, wr, buf, nrx, overflowed, stop).await;
 
     ctx.watches.remove_conn(conn_id);
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
@@ -626,6 +626,8 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
 
 struct Conn {
     ctx: Arc<ZkCtx>,
+    /// This connection (stats, the watch table).
+    id: ConnId,
     session_id: i64,
     timeout: Duration,
     /// The identities the connection authenticated as, shared with its queued reads (a copy
@@ -634,6 +636,10 @@ struct Conn {
     /// The connection's DIGEST-MD5 exchange, from its first SASL request on.
     sasl: Option<SaslServer>,
     stats: Arc<ConnStats>,
+    /// Reads queued and not executed yet; while there is one, writes are deferred.
+    reads_queued: usize,
+    /// Writes deferred behind a queued read.
+    deferred: usize,
 }
 
 type WriteFuture = Pin<Box<dyn std::future::Future<Output = Result<Applied, ProposeError>> + Send>>;
@@ -652,6 +658,15 @@ enum Queued {
         auth: Arc<Vec<(String, String)>>,
         started: Instant,
     },
+    /// A write not submitted yet: a read sent before it is still queued, and must not see it
+    /// (ZooKeeper runs a session's requests strictly in order).
+    Deferred {
+        xid: i32,
+        op: i32,
+        ops: Vec<i32>,
+        cmd: Command,
+        started: Instant,
+    },
     /// An answer known at read time (ping, auth, errors found before proposing).
     Ready {
         xid: i32,
@@ -662,15 +677,46 @@ enum Queued {
     },
 }
 
-async fn read_loop(
+/// What woke a connection's task.
+enum Step {
+    Packet(Result<Option<usize>, std::io::Error>),
+    Applied(Result<Applied, ProposeError>),
+    Notification(Option<Vec<u8>>),
+    Silence,
+    Closed,
+    Stopped,
+}
+
+/// A session's connection after the handshake: one task that reads requests, answers them in
+/// request order and writes notifications.
+///
+/// Why one task and not a reader and a responder: a get handed from one task to the other was
+/// a channel send, a wake and a second task poll per request, for nothing the order needed.
+/// Pipelining is kept: a write is submitted to raft as soon as its packet is parsed (so a
+/// client's pipelined writes share log entries), reading goes on while the oldest write
+/// applies, and a read waits in the queue until every earlier request was answered (ZooKeeper's
+/// read-your-writes). The socket is written once nothing more can be answered at once (no whole
+/// packet left in the buffer, the oldest request not answerable yet), so a pipelining client
+/// gets many replies per system call.
+async fn session_loop(
     mut conn: Conn,
     mut rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
     mut buf: Vec<u8>,
-    queue: mpsc::Sender<Queued>,
+    mut notifications: mpsc::Receiver<Vec<u8>>,
+    overflowed: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let max = conn.ctx.config.max_packet_bytes;
+    let ctx = conn.ctx.clone();
     let stats = conn.stats.clone();
+    let conn_id = conn.id;
+    let max_packet = ctx.config.max_packet_bytes;
+    let max_outstanding = ctx.config.outstanding_per_conn_max.max(1);
+    let mut pending: VecDeque<Queued> = VecDeque::new();
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    // False once the client may send nothing more: EOF, a malformed packet, closeSession, an
+    // expired session, a close from elsewhere, server shutdown. What was read is still answered.
+    let mut reading = true;
     // Made once for the connection, not per packet: a timer and two waiter registrations per
     // request were a measurable part of a read's server CPU. The silence timer is only moved
     // when it fires early (a packet came since it was set), so at most once per timeout.
@@ -679,54 +725,234 @@ async fn read_loop(
     let silence = tokio::time::sleep(conn.timeout);
     tokio::pin!(closed, stopped, silence);
     let mut last_packet = tokio::time::Instant::now();
-    loop {
+    'conn: loop {
+        if overflowed.load(Ordering::Acquire) {
+            tracing::info!("closing ZooKeeper connection {conn_id}: its notification queue overflowed");
+            break;
+        }
         if stats.closed.load(Ordering::Acquire) {
-            return;
+            reading = false;
         }
-        // The client pings every third of the timeout; silence for a whole timeout means the
-        // session is gone (ZooKeeper expires it and closes the connection).
-        let packet = tokio::select! {
-            r = read_packet(&mut rd, &mut buf, max) => r,
-            _ = &mut silence => {
-                if last_packet.elapsed() >= conn.timeout {
-                    return;
+        // Every whole packet already in the buffer, while there is room for it.
+        while reading && pending.len() < max_outstanding {
+            match frame::check(&buf, max_packet) {
+                Ok(Frame::Packet { len }) => {
+                    last_packet = tokio::time::Instant::now();
+                    if !conn.take_packet(&mut buf, len, &mut pending) {
+                        reading = false;
+                    }
                 }
-                silence.as_mut().reset(last_packet + conn.timeout);
-                continue;
+                Ok(Frame::Incomplete) => break,
+                Err(_) => {
+                    tracing::debug!("closing a ZooKeeper connection: malformed frame");
+                    reading = false;
+                }
             }
-            _ = &mut closed => return,
-            _ = &mut stopped => return,
-        };
-        let len = match packet {
-            Ok(Some(len)) => len,
-            _ => return,
-        };
-        let Ok(req) = Request::read(&buf[4..4 + len]) else {
-            tracing::debug!("closing a ZooKeeper connection: malformed packet");
-            return;
-        };
-        buf.drain(..4 + len);
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        conn.ctx.stats.received.fetch_add(1, Ordering::Relaxed);
-        if conn.ctx.lessor.renew(conn.session_id).is_none() {
-            // Expired (or revoked through etcd): the client learns it when it reconnects.
-            return;
         }
-        let closing = matches!(req.body, RequestBody::CloseSession);
-        let item = conn.queue_item(req);
-        let close = closing || matches!(item, Queued::Ready { close: true, .. });
-        stats.outstanding.fetch_add(1, Ordering::Relaxed);
-        conn.ctx.stats.outstanding.fetch_add(1, Ordering::Relaxed);
-        if queue.send(item).await.is_err() || close {
-            return;
+        // Silence counts from when there is room to read again, not from the last packet: a
+        // client whose requests wait for room (the server is slow, not the client) is not silent.
+        if pending.len() >= max_outstanding {
+            last_packet = tokio::time::Instant::now();
         }
-        // Silence counts from here, not from the read: a client whose requests wait for room
-        // in the outstanding queue (the server is slow, not the client) is not silent.
-        last_packet = tokio::time::Instant::now();
+        // Every request at the front that can be answered without waiting; each read answered
+        // lets the writes deferred behind it go to raft.
+        loop {
+            conn.start_deferred(&mut pending);
+            if !matches!(pending.front(), Some(Queued::Ready { .. } | Queued::Read { .. })) {
+                break;
+            }
+            let Some(item) = pending.pop_front() else { break };
+            if matches!(item, Queued::Read { .. }) {
+                conn.reads_queued -= 1;
+            }
+            let close = answer(&ctx, conn_id, &stats, item, None, &mut notifications, &mut out).await;
+            if close {
+                let _ = wr.write_all(&out).await;
+                let _ = wr.shutdown().await;
+                break 'conn;
+            }
+        }
+        if !reading && pending.is_empty() {
+            let _ = wr.write_all(&out).await;
+            break;
+        }
+        let more_now = reading
+            && pending.len() < max_outstanding
+            && matches!(frame::check(&buf, max_packet), Ok(Frame::Packet { .. }) | Err(_));
+        if !out.is_empty() && (!more_now || out.len() >= FLUSH_BYTES) {
+            if wr.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if more_now {
+            continue;
+        }
+        let can_read = reading && pending.len() < max_outstanding;
+        let awaiting_write = matches!(pending.front(), Some(Queued::Write { .. }));
+        let applied = std::future::poll_fn(|cx| match pending.front_mut() {
+            Some(Queued::Write { fut, .. }) => fut.as_mut().poll(cx),
+            _ => std::task::Poll::Pending,
+        });
+        let step = tokio::select! {
+            biased;
+            n = notifications.recv() => Step::Notification(n),
+            r = applied, if awaiting_write => Step::Applied(r),
+            p = read_packet(&mut rd, &mut buf, max_packet), if can_read => Step::Packet(p),
+            _ = &mut silence, if reading => Step::Silence,
+            _ = &mut closed, if reading => Step::Closed,
+            _ = &mut stopped, if reading => Step::Stopped,
+        };
+        match step {
+            Step::Notification(Some(n)) => {
+                frame::append(&mut out, &[&n]);
+                while let Ok(n) = notifications.try_recv() {
+                    frame::append(&mut out, &[&n]);
+                }
+            }
+            // The watch table dropped this connection's sender: nothing more can be delivered.
+            Step::Notification(None) => break,
+            Step::Applied(r) => {
+                let Some(item) = pending.pop_front() else { break };
+                let close = answer(&ctx, conn_id, &stats, item, Some(r), &mut notifications, &mut out).await;
+                if close {
+                    let _ = wr.write_all(&out).await;
+                    let _ = wr.shutdown().await;
+                    break;
+                }
+            }
+            // The packet stays in the buffer; the top of the loop takes it.
+            Step::Packet(Ok(Some(_))) => {}
+            Step::Packet(_) => reading = false,
+            Step::Silence => {
+                // The client pings every third of the timeout; silence for a whole timeout means
+                // the session is gone (ZooKeeper expires it and closes the connection).
+                if last_packet.elapsed() >= conn.timeout {
+                    reading = false;
+                } else {
+                    silence.as_mut().reset(last_packet + conn.timeout);
+                }
+            }
+            Step::Closed | Step::Stopped => reading = false,
+        }
     }
+    stats.closed.store(true, Ordering::Release);
+    stats.close.notify_waiters();
+}
+
+/// Replies buffered past this are written even if more could be answered at once.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Answers one request: waits for every watch event up to the reply's zxid (ZooKeeper's
+/// ordering guarantee: a client sees an event before any reply showing newer state), appends
+/// the queued notifications and then the reply to `out`. `applied` is the outcome of a write.
+/// Returns whether the connection closes after this reply.
+async fn answer(
+    ctx: &ZkCtx,
+    conn_id: ConnId,
+    stats: &ConnStats,
+    item: Queued,
+    applied: Option<Result<Applied, ProposeError>>,
+    notifications: &mut mpsc::Receiver<Vec<u8>>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let (xid, op, zxid, err, body, close, started) = match (item, applied) {
+        // ZooKeeper answers SASL outside the request pipeline, with zxid 0.
+        (Queued::Ready { xid, op, err, body, close }, _) => {
+            (xid, op, if op == op::SASL { 0 } else { ctx.revision() }, err, body, close, None)
+        }
+        (Queued::Write { xid, op, ops, fut, started }, applied) => {
+            let applied = match applied {
+                Some(a) => a,
+                None => fut.await,
+            };
+            let (zxid, err, body) = write_reply(op, &ops, applied);
+            (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
+        }
+        // Not reached (a deferred write is submitted before it can be the oldest), but correct:
+        // everything before it was answered.
+        (Queued::Deferred { xid, op, ops, cmd, started }, _) => {
+            let applied = match ctx.replica.submit(cmd) {
+                Ok(fut) => fut.await,
+                Err(e) => Err(e),
+            };
+            let (zxid, err, body) = write_reply(op, &ops, applied);
+            (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
+        }
+        (Queued::Read { req, auth, started }, _) => {
+            let (zxid, err, body) = execute_read(ctx, conn_id, &req, &auth);
+            (req.xid, req.op, zxid, err, body, false, Some(started))
+        }
+    };
+    ctx.watches.wait_published(zxid).await;
+    while let Ok(n) = notifications.try_recv() {
+        frame::append(out, &[&n]);
+    }
+    frame::append(out, &[&ReplyHeader { xid, zxid, err }.bytes(), &body]);
+    stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+    ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+    stats.sent.fetch_add(1, Ordering::Relaxed);
+    ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+    if op != op::SASL {
+        stats.last_zxid.store(zxid, Ordering::Relaxed);
+    }
+    if op != op::AUTH && op != op::SASL {
+        *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = op_name(op);
+        // As ServerCnxn.updateStatsForResponse: special xids (ping, notifications) keep the
+        // client's last real request.
+        if xid >= 0 {
+            stats.last_cxid.store(xid as i64, Ordering::Relaxed);
+        }
+        stats.last_response_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    if let Some(t) = started {
+        let ms = t.elapsed().as_millis() as u64;
+        ctx.stats.latency.record(ms);
+        stats.latency.record(ms);
+        stats.last_latency_ms.store(ms, Ordering::Relaxed);
+    }
+    close
 }
 
 impl Conn {
+    /// Takes the whole packet of `len` bytes at the front of `buf`: renews the session and
+    /// queues the request (a write is submitted to raft now). Returns false when nothing more
+    /// may be read from the client: a malformed packet, an expired session, closeSession, or a
+    /// request whose answer closes the connection.
+    fn take_packet(&mut self, buf: &mut Vec<u8>, len: usize, pending: &mut VecDeque<Queued>) -> bool {
+        let Ok(req) = Request::read(&buf[4..4 + len]) else {
+            tracing::debug!("closing a ZooKeeper connection: malformed packet");
+            return false;
+        };
+        buf.drain(..4 + len);
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.received.fetch_add(1, Ordering::Relaxed);
+        if self.ctx.lessor.renew(self.session_id).is_none() {
+            // Expired (or revoked through etcd): the client learns it when it reconnects.
+            return false;
+        }
+        let closing = matches!(req.body, RequestBody::CloseSession);
+        let item = self.queue_item(req);
+        // A write goes to raft at once (pipelined writes share log entries) unless a read sent
+        // before it is still queued: that read must not see it.
+        let item = match item {
+            Queued::Deferred { .. } if self.reads_queued > 0 => {
+                self.deferred += 1;
+                item
+            }
+            Queued::Read { .. } => {
+                self.reads_queued += 1;
+                item
+            }
+            other => self.start(other),
+        };
+        let close = closing || matches!(item, Queued::Ready { close: true, .. });
+        self.stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        pending.push_back(item);
+        !close
+    }
+
     fn txn(&self, ops: Vec<ZkOp>) -> Command {
         Command::Zk(ZkTxn {
             ops,
@@ -737,10 +963,37 @@ impl Conn {
         })
     }
 
+    /// A write, not submitted yet: see [`Conn::start`].
     fn submit(&self, xid: i32, op: i32, ops: Vec<i32>, cmd: Command) -> Queued {
-        match self.ctx.replica.submit(cmd) {
-            Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started: Instant::now() },
-            Err(e) => Queued::Ready { xid, op, err: propose_error_code(&e), body: Vec::new(), close: false },
+        Queued::Deferred { xid, op, ops, cmd, started: Instant::now() }
+    }
+
+    /// Submits a deferred write to raft; anything else is returned unchanged.
+    fn start(&self, item: Queued) -> Queued {
+        match item {
+            Queued::Deferred { xid, op, ops, cmd, started } => match self.ctx.replica.submit(cmd) {
+                Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started },
+                Err(e) => Queued::Ready { xid, op, err: propose_error_code(&e), body: Vec::new(), close: false },
+            },
+            other => other,
+        }
+    }
+
+    /// Submits the deferred writes that no queued read precedes any more.
+    fn start_deferred(&mut self, pending: &mut VecDeque<Queued>) {
+        if self.deferred == 0 {
+            return;
+        }
+        for item in pending.iter_mut() {
+            match item {
+                Queued::Read { .. } => break,
+                Queued::Deferred { .. } => {
+                    let placeholder = Queued::Ready { xid: 0, op: 0, err: 0, body: Vec::new(), close: false };
+                    *item = self.start(std::mem::replace(item, placeholder));
+                    self.deferred -= 1;
+                }
+                _ => {}
+            }
         }
     }
 
@@ -985,104 +1238,6 @@ fn write_reply(op: i32, codes: &[i32], applied: Result<Applied, ProposeError>) -
         ZkOpResult::Checked => write_stat(&mut w, &ZkStat::default()),
     }
     (zxid, 0, w.buf)
-}
-
-async fn respond(
-    ctx: Arc<ZkCtx>,
-    conn_id: ConnId,
-    stats: Arc<ConnStats>,
-    mut wr: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Queued>,
-    mut notifications: mpsc::Receiver<Vec<u8>>,
-    overflowed: Arc<AtomicBool>,
-) {
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    loop {
-        if overflowed.load(Ordering::Acquire) {
-            tracing::info!("closing ZooKeeper connection {conn_id}: its notification queue overflowed");
-            break;
-        }
-        let item = tokio::select! {
-            biased;
-            n = notifications.recv() => {
-                let Some(n) = n else { break };
-                frame::append(&mut out, &[&n]);
-                if flush_if_idle(&mut wr, &mut out, &queue, &notifications).await.is_err() { break }
-                continue;
-            }
-            q = queue.recv() => match q { Some(q) => q, None => break },
-        };
-        let (xid, op, zxid, err, body, close, started) = match item {
-            // ZooKeeper answers SASL outside the request pipeline, with zxid 0.
-            Queued::Ready { xid, op, err, body, close } => {
-                (xid, op, if op == op::SASL { 0 } else { ctx.revision() }, err, body, close, None)
-            }
-            Queued::Write { xid, op, ops, fut, started } => {
-                let (zxid, err, body) = write_reply(op, &ops, fut.await);
-                (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
-            }
-            Queued::Read { req, auth, started } => {
-                let (zxid, err, body) = execute_read(&ctx, conn_id, &req, &auth);
-                (req.xid, req.op, zxid, err, body, false, Some(started))
-            }
-        };
-        // ZooKeeper's ordering guarantee: every event up to this reply's zxid goes first.
-        ctx.watches.wait_published(zxid).await;
-        while let Ok(n) = notifications.try_recv() {
-            frame::append(&mut out, &[&n]);
-        }
-        frame::append(&mut out, &[&ReplyHeader { xid, zxid, err }.bytes(), &body]);
-        stats.outstanding.fetch_sub(1, Ordering::Relaxed);
-        ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
-        stats.sent.fetch_add(1, Ordering::Relaxed);
-        ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
-        if op != op::SASL {
-            stats.last_zxid.store(zxid, Ordering::Relaxed);
-        }
-        if op != op::AUTH && op != op::SASL {
-            *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = op_name(op);
-            // As ServerCnxn.updateStatsForResponse: special xids (ping, notifications) keep
-            // the client's last real request.
-            if xid >= 0 {
-                stats.last_cxid.store(xid as i64, Ordering::Relaxed);
-            }
-            stats.last_response_ms.store(now_ms(), Ordering::Relaxed);
-        }
-        if let Some(t) = started {
-            let ms = t.elapsed().as_millis() as u64;
-            ctx.stats.latency.record(ms);
-            stats.latency.record(ms);
-            stats.last_latency_ms.store(ms, Ordering::Relaxed);
-        }
-        if close {
-            let _ = wr.write_all(&out).await;
-            let _ = wr.shutdown().await;
-            stats.closed.store(true, Ordering::Release);
-            stats.close.notify_waiters();
-            return;
-        }
-        if flush_if_idle(&mut wr, &mut out, &queue, &notifications).await.is_err() {
-            break;
-        }
-    }
-    stats.closed.store(true, Ordering::Release);
-    stats.close.notify_waiters();
-}
-
-/// Writes the buffered replies once nothing else is ready, so a pipelining client gets many
-/// replies per system call.
-async fn flush_if_idle(
-    wr: &mut OwnedWriteHalf,
-    out: &mut Vec<u8>,
-    queue: &mpsc::Receiver<Queued>,
-    notifications: &mpsc::Receiver<Vec<u8>>,
-) -> std::io::Result<()> {
-    if out.len() < 64 * 1024 && (!queue.is_empty() || !notifications.is_empty()) {
-        return Ok(());
-    }
-    wr.write_all(out).await?;
-    out.clear();
-    Ok(())
 }
 
 /// Executes a read under the watch table's lock (so a watch it arms misses nothing) and
