@@ -115,6 +115,9 @@ KNOWN_GAPS = {
     "conclave": {},
 }
 
+# Extra runs an unexpected failure gets before it counts (see the retry below).
+RETRIES = 2
+
 # passing sets of the kinds that already matched ZooKeeper's record in this session
 _outcomes = {}
 
@@ -223,18 +226,25 @@ def test_upstream_kazoo_suite(kind, tmp_path):
     # A few upstream tests race their own client against the server (e.g.
     # TestConnectionDrop drops the connection while a 1 MB set is in flight and
     # wants ConnectionLoss, which it does not get when the set is already
-    # answered).  Unexpected failures get ONE more run, against a fresh server;
-    # those that pass then are reported as flaky, not failed.
+    # answered; test_sasl's test_invalid_sasl_auth wants AuthFailedError from
+    # start(), and gets kazoo's "Connection time-out" when the AuthFailed reply
+    # is handled before start() looks at `connected`: the faster the server,
+    # the likelier, about 1 run in 6 here, at the old and the new head alike).
+    # Unexpected failures get up to RETRIES more runs, each against a fresh
+    # server; those that pass in one are reported as flaky, not failed.
     unexpected = sorted(failed - expected_failing)
-    if unexpected:
-        retry_dir = os.path.join(str(tmp_path), "retry")
+    for attempt in range(1, RETRIES + 1):
+        if not unexpected:
+            break
+        retry_dir = os.path.join(str(tmp_path), f"retry{attempt}")
         os.makedirs(retry_dir)
         again, _ = _run_upstream(kind, retry_dir, select=unexpected, timeout=600)
         flaky = {t for t in unexpected if again.get(t, {}).get("outcome") == "passed"}
         for t in sorted(flaky):
-            print(f"  FLAKY (passed on its retry) {_short(t)}: {outcomes[t]['message'].splitlines()[:1]}")
+            print(f"  FLAKY (passed on retry {attempt}) {_short(t)}: {outcomes[t]['message'].splitlines()[:1]}")
         failed -= flaky
         passed |= flaky
+        unexpected = sorted(set(unexpected) - flaky)
     assert failed == expected_failing, (
         f"upstream tests that pass on ZooKeeper 3.8.0 but fail on {kind}:\n  "
         + "\n  ".join(f"{_short(t)}\n      {outcomes[t]['message'].replace(chr(10), chr(10) + '      ')}"
