@@ -754,18 +754,25 @@ async fn session_loop(
         if pending.len() >= max_outstanding {
             last_packet = tokio::time::Instant::now();
         }
-        // Every request at the front that can be answered without waiting; each read answered
-        // lets the writes deferred behind it go to raft.
+        // Every request at the front that can be answered without waiting (writes that have
+        // applied too: one apply answers a pipelining client's writes together, and they go
+        // out in one system call); each read answered lets the writes deferred behind it go to
+        // raft.
         loop {
             conn.start_deferred(&mut pending);
-            if !matches!(pending.front(), Some(Queued::Ready { .. } | Queued::Read { .. })) {
-                break;
-            }
+            let applied = match pending.front() {
+                Some(Queued::Ready { .. } | Queued::Read { .. }) => None,
+                Some(Queued::Write { .. }) => match poll_front_write(&mut pending).await {
+                    Some(r) => Some(r),
+                    None => break,
+                },
+                _ => break,
+            };
             let Some(item) = pending.pop_front() else { break };
             if matches!(item, Queued::Read { .. }) {
                 conn.reads_queued -= 1;
             }
-            let close = answer(&ctx, conn_id, &stats, item, None, &mut notifications, &mut out).await;
+            let close = answer(&ctx, conn_id, &stats, item, applied, &mut notifications, &mut out).await;
             if close {
                 let _ = wr.write_all(&out).await;
                 let _ = wr.shutdown().await;
@@ -838,6 +845,23 @@ async fn session_loop(
     }
     stats.closed.store(true, Ordering::Release);
     stats.close.notify_waiters();
+}
+
+/// The outcome of the oldest request if it is a write that has applied; None if it has not
+/// (this task is then woken when it does) or the oldest is not a write. Polled once: the
+/// caller takes the request off the queue when this returns Some, so a finished future is
+/// never polled again.
+async fn poll_front_write(pending: &mut VecDeque<Queued>) -> Option<Result<Applied, ProposeError>> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match pending.front_mut() {
+            Some(Queued::Write { fut, .. }) => match fut.as_mut().poll(cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            },
+            _ => None,
+        })
+    })
+    .await
 }
 
 /// Replies buffered past this are written even if more could be answered at once.
