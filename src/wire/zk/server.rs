@@ -2,10 +2,11 @@
 //!
 //! One connection = one task ([`session_loop`]). It parses packets in order, renews the
 //! session's lease on each one, turns writes into [`Command::Zk`] and submits them to raft at
-//! once (so pipelined writes share log entries and keep their order), and queues everything in
-//! request order. It answers the queue in order: it waits for a write to apply or executes a
-//! read (after every earlier request was answered: ZooKeeper's read-your-writes), writes queued
-//! watch notifications first, then the reply.
+//! once (so pipelined writes share log entries and keep their order; a write behind a queued
+//! read waits for that read, which must not see it), and queues everything in request order. It
+//! answers the queue in order: it waits for a write to apply or executes a read (after every
+//! earlier request was answered: ZooKeeper's read-your-writes), writes queued watch
+//! notifications first, then the reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -940,7 +941,8 @@ async fn answer(
 
 impl Conn {
     /// Takes the whole packet of `len` bytes at the front of `buf`: renews the session and
-    /// queues the request (a write is submitted to raft now). Returns false when nothing more
+    /// queues the request (a write is submitted to raft now, unless a read before it is still
+    /// queued: then when that read is answered). Returns false when nothing more
     /// may be read from the client: a malformed packet, an expired session, closeSession, or a
     /// request whose answer closes the connection.
     fn take_packet(&mut self, buf: &mut Vec<u8>, len: usize, pending: &mut VecDeque<Queued>) -> bool {
