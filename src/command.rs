@@ -196,6 +196,7 @@ pub struct ZkStat {
 /// ZooKeeper error codes that apply can produce (KeeperException.Code values).
 pub mod zk_err {
     pub const OK: i32 = 0;
+    pub const SYSTEM_ERROR: i32 = -1;
     pub const RUNTIME_INCONSISTENCY: i32 = -2;
     pub const UNIMPLEMENTED: i32 = -6;
     pub const BAD_ARGUMENTS: i32 = -8;

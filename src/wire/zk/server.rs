@@ -726,6 +726,9 @@ async fn session_loop(
     let silence = tokio::time::sleep(conn.timeout);
     tokio::pin!(closed, stopped, silence);
     let mut last_packet = tokio::time::Instant::now();
+    // The outcome of the oldest write once its future returned it (a finished future is never
+    // polled again).
+    let mut front_outcome: Option<Result<Applied, ProposeError>> = None;
     'conn: loop {
         if overflowed.load(Ordering::Acquire) {
             tracing::info!("closing ZooKeeper connection {conn_id}: its notification queue overflowed");
@@ -763,9 +766,12 @@ async fn session_loop(
             conn.start_deferred(&mut pending);
             let applied = match pending.front() {
                 Some(Queued::Ready { .. } | Queued::Read { .. }) => None,
-                Some(Queued::Write { .. }) => match poll_front_write(&mut pending).await {
+                Some(Queued::Write { .. }) => match front_outcome.take() {
                     Some(r) => Some(r),
-                    None => break,
+                    None => match poll_front_now(&mut pending).await {
+                        Some(r) => Some(r),
+                        None => break,
+                    },
                 },
                 _ => break,
             };
@@ -773,7 +779,9 @@ async fn session_loop(
             if matches!(item, Queued::Read { .. }) {
                 conn.reads_queued -= 1;
             }
-            let close = answer(&ctx, conn_id, &stats, item, applied, &mut notifications, &mut out).await;
+            let reply = reply(&ctx, conn_id, item, applied);
+            let close = reply.close;
+            send(&ctx, &stats, reply, &mut notifications, &mut out).await;
             if close {
                 let _ = wr.write_all(&out).await;
                 let _ = wr.shutdown().await;
@@ -798,10 +806,7 @@ async fn session_loop(
         }
         let can_read = reading && pending.len() < max_outstanding;
         let awaiting_write = matches!(pending.front(), Some(Queued::Write { .. }));
-        let applied = std::future::poll_fn(|cx| match pending.front_mut() {
-            Some(Queued::Write { fut, .. }) => fut.as_mut().poll(cx),
-            _ => std::task::Poll::Pending,
-        });
+        let applied = std::future::poll_fn(|cx| poll_front(&mut pending, cx));
         let step = tokio::select! {
             biased;
             n = notifications.recv() => Step::Notification(n),
@@ -820,15 +825,8 @@ async fn session_loop(
             }
             // The watch table dropped this connection's sender: nothing more can be delivered.
             Step::Notification(None) => break,
-            Step::Applied(r) => {
-                let Some(item) = pending.pop_front() else { break };
-                let close = answer(&ctx, conn_id, &stats, item, Some(r), &mut notifications, &mut out).await;
-                if close {
-                    let _ = wr.write_all(&out).await;
-                    let _ = wr.shutdown().await;
-                    break;
-                }
-            }
+            // Answered at the top of the loop, with whatever else is answerable then.
+            Step::Applied(r) => front_outcome = Some(r),
             // The packet stays in the buffer; the top of the loop takes it.
             Step::Packet(Ok(Some(_))) => {}
             Step::Packet(_) => reading = false,
@@ -848,19 +846,24 @@ async fn session_loop(
     stats.close.notify_waiters();
 }
 
-/// The outcome of the oldest request if it is a write that has applied; None if it has not
-/// (this task is then woken when it does) or the oldest is not a write. Polled once: the
-/// caller takes the request off the queue when this returns Some, so a finished future is
-/// never polled again.
-async fn poll_front_write(pending: &mut VecDeque<Queued>) -> Option<Result<Applied, ProposeError>> {
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match pending.front_mut() {
-            Some(Queued::Write { fut, .. }) => match fut.as_mut().poll(cx) {
-                std::task::Poll::Ready(r) => Some(r),
-                std::task::Poll::Pending => None,
-            },
-            _ => None,
-        })
+/// Polls the oldest request's write future; Pending if the oldest is not a submitted write.
+fn poll_front(
+    pending: &mut VecDeque<Queued>,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Result<Applied, ProposeError>> {
+    match pending.front_mut() {
+        Some(Queued::Write { fut, .. }) => fut.as_mut().poll(cx),
+        _ => std::task::Poll::Pending,
+    }
+}
+
+/// The outcome of the oldest request if it is a write that has applied, without waiting; None
+/// otherwise (this task is then woken when it applies). The caller takes the request off the
+/// queue when this returns Some, so a finished future is never polled again.
+async fn poll_front_now(pending: &mut VecDeque<Queued>) -> Option<Result<Applied, ProposeError>> {
+    std::future::poll_fn(|cx| match poll_front(pending, cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
     })
     .await
 }
@@ -868,47 +871,57 @@ async fn poll_front_write(pending: &mut VecDeque<Queued>) -> Option<Result<Appli
 /// Replies buffered past this are written even if more could be answered at once.
 const FLUSH_BYTES: usize = 64 * 1024;
 
-/// Answers one request: waits for every watch event up to the reply's zxid (ZooKeeper's
-/// ordering guarantee: a client sees an event before any reply showing newer state), appends
-/// the queued notifications and then the reply to `out`. `applied` is the outcome of a write.
-/// Returns whether the connection closes after this reply.
-async fn answer(
-    ctx: &ZkCtx,
-    conn_id: ConnId,
-    stats: &ConnStats,
-    item: Queued,
-    applied: Option<Result<Applied, ProposeError>>,
-    notifications: &mut mpsc::Receiver<Vec<u8>>,
-    out: &mut Vec<u8>,
-) -> bool {
-    let (xid, op, zxid, err, body, close, started) = match (item, applied) {
+/// One reply: its header fields, its body, and whether the connection closes after it.
+struct Reply {
+    xid: i32,
+    op: i32,
+    zxid: i64,
+    err: i32,
+    body: Vec<u8>,
+    close: bool,
+    /// When the request was read, for the latency statistics (none for answers known at once).
+    started: Option<Instant>,
+}
+
+/// The reply to the oldest request; `applied` is a write's outcome.
+///
+/// A write is taken off the queue only with its outcome, and a deferred write is submitted
+/// before it can be the oldest ([`Conn::start_deferred`] runs first), so either without an
+/// outcome is a broken invariant: asserted in debug builds, answered with ZooKeeper's
+/// SystemError in release builds rather than a panic.
+fn reply(ctx: &ZkCtx, conn_id: ConnId, item: Queued, applied: Option<Result<Applied, ProposeError>>) -> Reply {
+    match (item, applied) {
         // ZooKeeper answers SASL outside the request pipeline, with zxid 0.
         (Queued::Ready { xid, op, err, body, close }, _) => {
-            (xid, op, if op == op::SASL { 0 } else { ctx.revision() }, err, body, close, None)
+            let zxid = if op == op::SASL { 0 } else { ctx.revision() };
+            Reply { xid, op, zxid, err, body, close, started: None }
         }
-        (Queued::Write { xid, op, ops, fut, started }, applied) => {
-            let applied = match applied {
-                Some(a) => a,
-                None => fut.await,
-            };
+        (Queued::Write { xid, op, ops, started, .. }, Some(applied)) => {
             let (zxid, err, body) = write_reply(op, &ops, applied);
-            (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
-        }
-        // Not reached (a deferred write is submitted before it can be the oldest), but correct:
-        // everything before it was answered.
-        (Queued::Deferred { xid, op, ops, cmd, started }, _) => {
-            let applied = match ctx.replica.submit(cmd) {
-                Ok(fut) => fut.await,
-                Err(e) => Err(e),
-            };
-            let (zxid, err, body) = write_reply(op, &ops, applied);
-            (xid, op, zxid, err, body, op == op::CLOSE_SESSION, Some(started))
+            Reply { xid, op, zxid, err, body, close: op == op::CLOSE_SESSION, started: Some(started) }
         }
         (Queued::Read { req, auth, started }, _) => {
             let (zxid, err, body) = execute_read(ctx, conn_id, &req, &auth);
-            (req.xid, req.op, zxid, err, body, false, Some(started))
+            Reply { xid: req.xid, op: req.op, zxid, err, body, close: false, started: Some(started) }
         }
-    };
+        (Queued::Write { xid, op, started, .. }, None) | (Queued::Deferred { xid, op, started, .. }, _) => {
+            debug_assert!(false, "a write answered before its outcome");
+            let zxid = ctx.revision();
+            Reply { xid, op, zxid, err: zk_err::SYSTEM_ERROR, body: Vec::new(), close: false, started: Some(started) }
+        }
+    }
+}
+
+/// Writes one reply into `out` after every watch event up to its zxid (ZooKeeper's ordering
+/// guarantee: a client sees an event before any reply showing newer state), and counts it.
+async fn send(
+    ctx: &ZkCtx,
+    stats: &ConnStats,
+    reply: Reply,
+    notifications: &mut mpsc::Receiver<Vec<u8>>,
+    out: &mut Vec<u8>,
+) {
+    let Reply { xid, op, zxid, err, body, close: _, started } = reply;
     ctx.watches.wait_published(zxid).await;
     while let Ok(n) = notifications.try_recv() {
         frame::append(out, &[&n]);
@@ -936,7 +949,6 @@ async fn answer(
         stats.latency.record(ms);
         stats.last_latency_ms.store(ms, Ordering::Relaxed);
     }
-    close
 }
 
 impl Conn {
