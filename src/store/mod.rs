@@ -191,14 +191,39 @@ impl Unsaved {
     }
 }
 
+/// Turns the kernel's readahead off for the database file.
+///
+/// Why: redb reads single pages, wherever the B-tree leads, when one is not in its own cache.
+/// With readahead on, such a read of a growing (sparse) file also read the following window
+/// of large folios, mostly holes the kernel zero-filled: under 100 concurrent etcd puts on a
+/// fresh store that zeroing was ~4.5 % of the server's CPU (perf: `page_cache_ra_order` ->
+/// memset under redb's `FileBackend::read`), for pages nobody asked for. Advice only: if the
+/// call fails, reads are as before.
+fn no_readahead(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads its integer arguments; the fd is open for the call.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    if rc != 0 {
+        tracing::debug!("posix_fadvise(RANDOM) on the database file: error {rc}");
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database file and every table, so later transactions never see a
     /// missing table.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(config.cache_bytes)
-            .create(path)
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let open_err = |source: redb::DatabaseError| StoreError::Open { path: path.to_path_buf(), source };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| open_err(e.into()))?;
+        no_readahead(&file);
+        let backend = redb::backends::FileBackend::new(file).map_err(open_err)?;
+        let db =
+            Database::builder().set_cache_size(config.cache_bytes).create_with_backend(backend).map_err(open_err)?;
         let tx = db.begin_write()?;
         {
             let kv = tx.open_table(KV)?;
