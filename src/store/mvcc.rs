@@ -62,7 +62,17 @@ pub struct WriteTx<'t> {
     pub(super) leases: Table<'t, i64, &'static [u8]>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
+    /// Read and written only through [`WriteTx::znode_get`] and friends (see `znode_rows`).
     pub(super) znodes: Table<'t, &'static str, &'static [u8]>,
+    /// The `znodes` rows this transaction changed (`None`: deleted), in front of the table,
+    /// written once by [`WriteTx::finish`]. Why: in a batch of creates under one parent,
+    /// every create reads and rewrites the parent's row (cversion, pzxid, child count); each
+    /// rewrite of that ~100-byte row was a B-tree insert, and each read a descent and a
+    /// decode. Now the batch writes it once and reads it from here. Bounded by the rows the
+    /// transaction's own commands change. A RefCell: the ZooKeeper checks read through `&self`.
+    pub(super) znode_rows: std::cell::RefCell<std::collections::HashMap<String, Option<super::znode::ZnodeMeta>>>,
+    /// Whether the table's quota root has children, once read (see `WriteTx::quotas_exist`).
+    pub(super) quota_root_in_table: std::cell::Cell<Option<bool>>,
     pub(super) zk_children: Table<'t, (&'static str, &'static str), ()>,
     pub(super) zk_reap: Table<'t, &'static str, ()>,
     rev: i64,
@@ -84,6 +94,8 @@ impl<'t> WriteTx<'t> {
             lease_keys: tx.open_table(LEASE_KEYS)?,
             meta,
             znodes: tx.open_table(ZNODES)?,
+            znode_rows: Default::default(),
+            quota_root_in_table: Default::default(),
             zk_children: tx.open_table(ZK_CHILDREN)?,
             zk_reap: tx.open_table(ZK_REAP)?,
             rev,
@@ -106,6 +118,7 @@ impl<'t> WriteTx<'t> {
     }
 
     pub(super) fn finish(mut self) -> Result<Effects, StoreError> {
+        self.znode_flush()?;
         if self.rev != self.start_rev {
             assert!(self.rev > self.start_rev, "revision went backwards");
             self.meta.insert(META_REVISION, encode_i64(self.rev).as_slice())?;

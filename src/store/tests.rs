@@ -417,6 +417,74 @@ fn znode_stats_follow_zookeeper() {
     );
 }
 
+/// Goal: a batch of ZooKeeper writes applied in one transaction (as the state machine applies
+/// a raft entry) leaves exactly the state the same writes leave one transaction each, though a
+/// transaction keeps the metadata rows it changes in memory until it commits (the parent
+/// rewritten by each create, the quota root's answer read once). Method: the same commands
+/// both ways, a quota set in the middle of the batch, every node compared.
+#[test]
+fn a_batch_in_one_transaction_matches_one_transaction_per_write() {
+    let zk_cmd = |session: i64, op: ZkOp| {
+        Command::Zk(ZkTxn { ops: vec![op], now_ms: 1000, session_id: session, auth: Vec::new(), ttl_enabled: true })
+    };
+    let cmds: Vec<Command> = {
+        let mut v = vec![Command::LeaseGrant { id: 7, ttl_s: 10 }, zk_cmd(0, create("/p", "", CreateMode::Persistent))];
+        for i in 0..5 {
+            v.push(zk_cmd(0, create("/p/s-", &"x".repeat(i), CreateMode::PersistentSequential)));
+        }
+        v.push(zk_cmd(0, ZkOp::Delete { path: "/p/s-0000000001".into(), version: -1 }));
+        v.push(zk_cmd(0, create("/zookeeper/quota/p", "", CreateMode::Persistent)));
+        v.push(zk_cmd(0, create("/zookeeper/quota/p/zookeeper_limits", "count=100,bytes=-1", CreateMode::Persistent)));
+        v.push(zk_cmd(0, create("/zookeeper/quota/p/zookeeper_stats", "count=0,bytes=0", CreateMode::Persistent)));
+        for i in 0..4 {
+            v.push(zk_cmd(0, create("/p/t-", &"y".repeat(i), CreateMode::PersistentSequential)));
+        }
+        v.push(zk_cmd(0, ZkOp::Delete { path: "/p/t-0000000006".into(), version: -1 }));
+        v.push(zk_cmd(0, ZkOp::SetData { path: "/p".into(), data: Some("grown".into()), version: -1 }));
+        // A session's ephemerals, then its end: the parent and the quota learn of it.
+        v.push(zk_cmd(7, create("/p/e", "zz", CreateMode::Ephemeral)));
+        v.push(zk_cmd(7, create("/p/f", "", CreateMode::Ephemeral)));
+        v.push(Command::LeaseRevoke { id: 7 });
+        v.push(zk_cmd(0, create("/p/after", "", CreateMode::Persistent)));
+        v
+    };
+    let ok = |a: &Applied| match &a.result {
+        Ok(Response::Zk(r)) => !r.iter().any(|r| matches!(r, ZkOpResult::Error(_))),
+        r => r.is_ok(),
+    };
+    let (_d1, one_each) = open();
+    for c in &cmds {
+        assert!(ok(&apply(&one_each, c.clone())), "{c:?}");
+    }
+    let (_d2, batched) = open();
+    batched
+        .write(false, |tx| {
+            for c in &cmds {
+                assert!(ok(&tx.apply(c)?), "{c:?}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    let paths = |s: &Store| {
+        let view = s.read().unwrap();
+        let mut todo = vec!["/".to_string()];
+        let mut all = Vec::new();
+        while let Some(p) = todo.pop() {
+            for c in view.zk_children(&p, 1000).unwrap() {
+                todo.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+            }
+            let n = view.zk_node(&p).unwrap().unwrap();
+            all.push((p, n.stat.clone(), n.data.clone()));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    let (a, b) = (paths(&one_each), paths(&batched));
+    assert_eq!(a, b);
+    let stats = a.iter().find(|(p, ..)| p == "/zookeeper/quota/p/zookeeper_stats").unwrap();
+    assert_eq!(stats.2.as_deref(), Some(&b"count=9,bytes=19"[..]), "the quota counted the writes after it");
+}
+
 /// Goal: ZooKeeper's error codes, in ZooKeeper's order of checks.
 #[test]
 fn znode_errors() {

@@ -478,6 +478,76 @@ struct Overlay {
     rev: i64,
 }
 
+impl WriteTx<'_> {
+    /// A node's metadata row: the transaction's own version if it changed it, else the
+    /// table's. Rows only read are not kept: a setData would pay for keeping its node's row
+    /// and never use it again.
+    pub(super) fn znode_get(&self, path: &str) -> Result<Option<ZnodeMeta>, Error> {
+        if let Some(meta) = self.znode_rows.borrow().get(path) {
+            return Ok(meta.clone());
+        }
+        Ok(self.znodes.get(path)?.map(|row| ZnodeMeta::decode(row.value())).transpose()?)
+    }
+
+    /// Whether a node exists (without decoding its row).
+    fn znode_exists(&self, path: &str) -> Result<bool, Error> {
+        if let Some(meta) = self.znode_rows.borrow().get(path) {
+            return Ok(meta.is_some());
+        }
+        Ok(self.znodes.get(path)?.is_some())
+    }
+
+    fn znode_put(&mut self, path: &str, meta: ZnodeMeta) {
+        self.znode_rows.get_mut().insert(path.to_string(), Some(meta));
+    }
+
+    fn znode_put_none(&mut self, path: &str) {
+        self.znode_rows.get_mut().insert(path.to_string(), None);
+    }
+
+    /// Whether any quota is set (the quota root has children), as this transaction sees it.
+    /// The table's answer is read once per transaction: every create and delete asks. A change
+    /// of the quota root by this transaction is in its overlay or in `znode_rows`, which are
+    /// asked first.
+    fn quotas_exist(&self, ov: &Overlay) -> Result<bool, Error> {
+        let changed = ov
+            .nodes
+            .get(QUOTA_ROOT)
+            .map(|n| n.as_ref().map(|n| n.meta.num_children))
+            .or_else(|| self.znode_rows.borrow().get(QUOTA_ROOT).map(|m| m.as_ref().map(|m| m.num_children)));
+        if let Some(children) = changed {
+            return Ok(children.unwrap_or(0) > 0);
+        }
+        if let Some(exist) = self.quota_root_in_table.get() {
+            return Ok(exist);
+        }
+        let exist = self
+            .znodes
+            .get(QUOTA_ROOT)?
+            .map(|row| ZnodeMeta::decode(row.value()))
+            .transpose()?
+            .map_or(0, |m| m.num_children)
+            > 0;
+        self.quota_root_in_table.set(Some(exist));
+        Ok(exist)
+    }
+
+    /// Writes the changed rows to the table (before the transaction commits).
+    pub(super) fn znode_flush(&mut self) -> Result<(), StoreError> {
+        for (path, meta) in self.znode_rows.get_mut().drain() {
+            match meta {
+                Some(meta) => {
+                    self.znodes.insert(path.as_str(), meta.encode().as_slice())?;
+                }
+                None => {
+                    self.znodes.remove(path.as_str())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 type Op<T> = Result<T, i32>;
 
 impl WriteTx<'_> {
@@ -485,11 +555,9 @@ impl WriteTx<'_> {
         if let Some(n) = ov.nodes.get(path) {
             return Ok(n.clone());
         }
-        let Some(row) = self.znodes.get(path)? else {
+        let Some(meta) = self.znode_get(path)? else {
             return Ok(None);
         };
-        let meta = ZnodeMeta::decode(row.value())?;
-        drop(row);
         let kv = self.current_state(&key_of(path))?.map(|c| KvState::of(&c));
         let n = Node { stored_meta: Some(meta.clone()), meta, data: None, kv };
         ov.nodes.insert(path.to_string(), Some(n.clone()));
@@ -557,13 +625,14 @@ impl WriteTx<'_> {
             match node {
                 Some(n) if n.stored_meta.as_ref() == Some(&n.meta) => {}
                 Some(n) => {
-                    self.znodes.insert(path.as_str(), n.meta.encode().as_slice())?;
-                    if matches!(n.meta.kind, NodeKind::Container | NodeKind::Ttl(_)) {
+                    let reaped = matches!(n.meta.kind, NodeKind::Container | NodeKind::Ttl(_));
+                    self.znode_put(&path, n.meta);
+                    if reaped {
                         self.zk_reap.insert(path.as_str(), ())?;
                     }
                 }
                 None => {
-                    self.znodes.remove(path.as_str())?;
+                    self.znode_put_none(&path);
                     self.zk_reap.remove(path.as_str())?;
                 }
             }
@@ -818,7 +887,7 @@ impl WriteTx<'_> {
         if let Some(n) = ov.nodes.get(path) {
             return Ok(n.as_ref().map(|n| n.meta.clone()));
         }
-        Ok(self.znodes.get(path)?.map(|row| ZnodeMeta::decode(row.value())).transpose()?)
+        self.znode_get(path)
     }
 
     /// ZooKeeper's quota bookkeeping (DataTree.updateCountBytes): a change under a path with a
@@ -829,8 +898,8 @@ impl WriteTx<'_> {
         if path.starts_with("/zookeeper") || (count_diff == 0 && bytes_diff == 0) {
             return Ok(());
         }
-        // Almost every tree has no quota: one lookup says so.
-        if self.zk_peek(ov, QUOTA_ROOT)?.map(|m| m.num_children).unwrap_or(0) == 0 {
+        // Almost every tree has no quota: one lookup says so, once per transaction.
+        if !self.quotas_exist(ov)? {
             return Ok(());
         }
         let mut at = path;
@@ -866,7 +935,7 @@ impl WriteTx<'_> {
         let (mut count, mut bytes) = (0i64, 0i64);
         let mut todo = vec![path.to_string()];
         while let Some(p) = todo.pop() {
-            if self.znodes.get(p.as_str())?.is_none() {
+            if !self.znode_exists(&p)? {
                 continue;
             }
             count += 1;
@@ -900,14 +969,13 @@ impl WriteTx<'_> {
         let Some(path) = path_of(key) else { return Ok(()) };
         let path = path.to_string();
         let parent_path = parent_of(&path).to_string();
-        let parent = self.znodes.get(parent_path.as_str())?.map(|row| ZnodeMeta::decode(row.value())).transpose()?;
-        if let Some(mut parent) = parent {
+        if let Some(mut parent) = self.znode_get(&parent_path)? {
             parent.num_children -= 1;
             parent.pzxid = revision;
-            self.znodes.insert(parent_path.as_str(), parent.encode().as_slice())?;
+            self.znode_put(&parent_path, parent);
         }
         self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
-        self.znodes.remove(path.as_str())?;
+        self.znode_put_none(&path);
         quota.0.rev = revision;
         self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
     }
