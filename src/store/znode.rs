@@ -510,25 +510,14 @@ impl WriteTx<'_> {
     /// of the quota root by this transaction is in its overlay or in `znode_rows`, which are
     /// asked first.
     fn quotas_exist(&self, ov: &Overlay) -> Result<bool, Error> {
-        let changed = ov
-            .nodes
-            .get(QUOTA_ROOT)
-            .map(|n| n.as_ref().map(|n| n.meta.num_children))
-            .or_else(|| self.znode_rows.borrow().get(QUOTA_ROOT).map(|m| m.as_ref().map(|m| m.num_children)));
-        if let Some(children) = changed {
-            return Ok(children.unwrap_or(0) > 0);
-        }
-        if let Some(exist) = self.quota_root_in_table.get() {
+        let unchanged = !ov.nodes.contains_key(QUOTA_ROOT) && !self.znode_rows.borrow().contains_key(QUOTA_ROOT);
+        if let (true, Some(exist)) = (unchanged, self.quota_root_in_table.get()) {
             return Ok(exist);
         }
-        let exist = self
-            .znodes
-            .get(QUOTA_ROOT)?
-            .map(|row| ZnodeMeta::decode(row.value()))
-            .transpose()?
-            .map_or(0, |m| m.num_children)
-            > 0;
-        self.quota_root_in_table.set(Some(exist));
+        let exist = self.zk_peek(ov, QUOTA_ROOT)?.is_some_and(|m| m.num_children > 0);
+        if unchanged {
+            self.quota_root_in_table.set(Some(exist));
+        }
         Ok(exist)
     }
 
