@@ -1063,3 +1063,23 @@ fn a_views_znode_cache_answers_as_its_snapshot() {
     assert_eq!(old.zk_node("/c").unwrap().unwrap(), n);
     assert!(old.zk_node("/missing").unwrap().is_none());
 }
+
+/// Goal: a view lists a znode's children the same way whether it reads them from redb or from
+/// its cache (order, the caller's max), and a view after a create or delete shows the change
+/// (the cache dies with its view). Method: list twice in one view, change, list again.
+#[test]
+fn child_lists_are_cached_per_view_and_follow_changes() {
+    let (_d, s) = open();
+    zk(&s, 0, vec![create("/p", "", CreateMode::Persistent)]);
+    for n in ["c", "a", "b"] {
+        zk(&s, 0, vec![create(&format!("/p/{n}"), "", CreateMode::Persistent)]);
+    }
+    let view = s.read().unwrap();
+    assert_eq!(view.zk_children("/p", 10).unwrap(), ["a", "b", "c"]);
+    assert_eq!(view.zk_children("/p", 10).unwrap(), ["a", "b", "c"], "from the view's cache");
+    assert_eq!(view.zk_children("/p", 2).unwrap(), ["a", "b"]);
+    assert!(view.zk_children("/p/a", 10).unwrap().is_empty());
+    zk(&s, 0, vec![ZkOp::Delete { path: "/p/b".into(), version: -1 }, create("/p/d", "", CreateMode::Persistent)]);
+    assert_eq!(view.zk_children("/p", 10).unwrap(), ["a", "b", "c"], "an old view keeps its snapshot");
+    assert_eq!(s.read().unwrap().zk_children("/p", 10).unwrap(), ["a", "c", "d"]);
+}
