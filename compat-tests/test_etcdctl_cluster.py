@@ -197,6 +197,14 @@ def test_member_list(server):
     assert f"| {m.group(1)} | started | default | {host_peer} | {server.url} |      false |" in out
 
 
+def test_move_leader(server):
+    mid = server.ok("member", "list").split(",")[0]
+    assert server.etcdctl("move-leader", mid) == (0, f"Leadership transferred from {mid} to {mid}\n", "")
+    rc, out, err = server.etcdctl("move-leader", "1")
+    assert (rc, out) == (1, "")
+    assert err.endswith("Error: etcdserver: bad leader transferee\n"), err
+
+
 def test_defrag_and_alarm(server):
     assert server.etcdctl("defrag") == (0, f"Finished defragmenting etcd member[{server.endpoint}]\n", "")
     assert server.etcdctl("alarm", "list") == (0, "", "")

@@ -27,7 +27,7 @@ pub enum EtcdError {
     Stopped,
     TooManyRequests,
     AuthNotEnabled,
-    MemberNotFound,
+    BadLeaderTransferee,
     NotCapable,
     ReservedKey,
     Unimplemented(&'static str),
@@ -56,7 +56,7 @@ impl EtcdError {
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             TooManyRequests => (Code::ResourceExhausted, "etcdserver: too many requests"),
             AuthNotEnabled => (Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
-            MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+            BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
             NotCapable => (Code::Unavailable, "etcdserver: not capable"),
             ReservedKey => (
                 Code::FailedPrecondition,

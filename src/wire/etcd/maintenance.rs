@@ -156,8 +156,10 @@ impl Maintenance for MaintenanceService {
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let r = request.into_inner();
+        // etcd refuses a transferee that is not a voting member before it looks at anything
+        // else; to itself (the only member here) the move is done at once.
         if r.target_id != self.ctx.member.id {
-            return Err(EtcdError::MemberNotFound.into());
+            return Err(EtcdError::BadLeaderTransferee.into());
         }
         let rev = self.ctx.hub.revision();
         Ok(Response::new(pb::MoveLeaderResponse { header: Some(self.ctx.header(rev)) }))
