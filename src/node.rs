@@ -22,6 +22,7 @@ use crate::replication::{ApplySink, Linger, Replica, ReplicaConfig};
 use crate::store::{Effects, Store, StoreConfig};
 use crate::watch::{Hub, HubConfig};
 use crate::wire::etcd::{self as etcd_wire, Ctx, Limits, Member};
+use crate::wire::h2_authority::AuthorityFix;
 use crate::wire::http::{self, HttpState};
 use crate::wire::zk::{ZkConfig, ZkCtx};
 
@@ -425,6 +426,14 @@ pub struct LimitedConn {
     _slot: OwnedSemaphorePermit,
     /// Whether the last write yielded first (see [`LimitedConn::yield_before_write`]).
     write_yielded: bool,
+    /// Inbound bytes on their way to h2: a malformed `:authority` is fixed there (see
+    /// [`crate::wire::h2_authority`]).
+    fix: AuthorityFix,
+    /// Socket reads land here before [`AuthorityFix::push`] (allocated on the first read that
+    /// is not passed straight through).
+    scratch: Vec<u8>,
+    /// The peer closed its side.
+    eof: bool,
 }
 
 impl LimitedConn {
@@ -454,9 +463,46 @@ impl Connected for LimitedConn {
     }
 }
 
+/// Bytes read from a client socket at once before they are handed on.
+const CONN_READ_BYTES: usize = 16 * 1024;
+
 impl AsyncRead for LimitedConn {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        loop {
+            if this.fix.passes_through() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let ready = this.fix.ready();
+            if !ready.is_empty() {
+                let n = ready.len().min(buf.remaining());
+                buf.put_slice(&ready[..n]);
+                this.fix.consume(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if this.scratch.is_empty() {
+                this.scratch = vec![0; CONN_READ_BYTES];
+            }
+            let mut into = ReadBuf::new(&mut this.scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut into) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if into.filled().is_empty() => {
+                    this.eof = true;
+                    this.fix.finish();
+                }
+                Poll::Ready(Ok(())) => {
+                    let before = this.fix.rewritten;
+                    this.fix.push(into.filled());
+                    if this.fix.rewritten != before {
+                        tracing::debug!("rewrote a malformed HTTP/2 :authority");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -502,7 +548,14 @@ fn limited_incoming(
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     return Some((
-                        Ok(LimitedConn { inner: stream, _slot: slot, write_yielded: false }),
+                        Ok(LimitedConn {
+                            inner: stream,
+                            _slot: slot,
+                            write_yielded: false,
+                            fix: AuthorityFix::default(),
+                            scratch: Vec::new(),
+                            eof: false,
+                        }),
                         (listener, slots),
                     ));
                 }

@@ -2,5 +2,6 @@
 //! lessor, never redb and never another front end.
 
 pub mod etcd;
+pub mod h2_authority;
 pub mod http;
 pub mod zk;
