@@ -49,6 +49,21 @@ def test_compaction_and_compacted_reads(server):
     assert server.etcdctl("get", "foo", "--rev=6") == (0, "foo\n5\n", "")
 
 
+def test_compaction_at_zero_on_a_fresh_store(server):
+    # etcd's compaction revision starts below every revision: 0 is accepted once, then it is
+    # the compacted revision like any other
+    d = jl(server.ok("endpoint", "hashkv", "-w", "json"))
+    assert d[0]["HashKV"]["compact_revision"] == -1
+    assert server.etcdctl("compaction", "0") == (0, "compacted revision 0\n", "")
+    d = jl(server.ok("endpoint", "hashkv", "-w", "json"))
+    assert "compact_revision" not in d[0]["HashKV"]  # 0: omitted, as zero fields are
+    rc, out, err = server.etcdctl("compaction", "0")
+    assert (rc, out, strip_logs(err)) == (1, "", "Error: etcdserver: mvcc: required revision has been compacted\n")
+    server.ok("put", "a", "1")
+    assert server.etcdctl("get", "a", "--rev=1") == (0, "", "")
+    assert server.etcdctl("compaction", "2") == (0, "compacted revision 2\n", "")
+
+
 def test_compaction_keeps_deleted_history_semantics(server):
     server.ok("put", "a", "1")   # 2
     server.ok("put", "b", "1")   # 3

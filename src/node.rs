@@ -295,7 +295,7 @@ fn client_routes(ctx: Arc<Ctx>, max_decode: usize) -> Routes {
             metrics::gauge!("etcd_debugging_lease_total").set(mctx.lessor.len() as f64);
             if let Ok(view) = mctx.store.read() {
                 metrics::gauge!("etcd_debugging_mvcc_keys_total").set(view.key_count().unwrap_or(0) as f64);
-                metrics::gauge!("etcd_debugging_mvcc_compact_revision").set(view.compact_revision as f64);
+                metrics::gauge!("etcd_debugging_mvcc_compact_revision").set(view.compact_revision.max(0) as f64);
             }
             metrics::gauge!("etcd_server_proposals_applied_total").set(st.applied_index as f64);
             metrics::gauge!("etcd_server_proposals_committed_total").set(st.applied_index as f64);

@@ -465,7 +465,7 @@ impl ReadView {
             leases.push(((id as u64).to_be_bytes().to_vec(), v));
         }
         let mut meta = Vec::new();
-        if self.compact_revision > 0 {
+        if self.compact_revision >= 0 {
             let rev = etcd_rev_bytes(rev_key(self.compact_revision, 0), false);
             meta.push((b"finishedCompactRev".to_vec(), rev.clone()));
             meta.push((b"scheduledCompactRev".to_vec(), rev));

@@ -48,6 +48,10 @@ pub const STORE_FORMAT: i64 = 2;
 /// The revision of an empty store. etcd starts at 1, so the first write is revision 2; clients
 /// and tests see these numbers, so we start there too.
 pub const INITIAL_REVISION: i64 = 1;
+/// The compaction revision of a store never compacted: below every revision, so that a first
+/// compaction at 0 is accepted, as etcd's (its `compactMainRev` starts at -1, and HashKV reports
+/// it as it is).
+pub const NEVER_COMPACTED: i64 = -1;
 pub const META_COMPACT_REVISION: &str = "compact_revision";
 pub const META_ALARMS: &str = "alarms";
 

@@ -117,7 +117,7 @@ impl Maintenance for MaintenanceService {
             header: Some(self.ctx.header(view.revision)),
             hash,
             // etcd reports -1 until the first compaction.
-            compact_revision: if view.compact_revision == 0 { -1 } else { view.compact_revision },
+            compact_revision: view.compact_revision,
             hash_revision,
         }))
     }
