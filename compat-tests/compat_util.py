@@ -147,12 +147,13 @@ class Server:
     def __repr__(self):
         return f"<{self.kind} at {self.endpoint}>"
 
-    def _argv(self, args):
-        return [self.etcdctl_bin, f"--endpoints={self.endpoint}"] + [str(a) for a in args]
+    def _argv(self, args, endpoint=None):
+        return [self.etcdctl_bin, f"--endpoints={endpoint or self.endpoint}"] + [str(a) for a in args]
 
-    def etcdctl(self, *args, input=None, check=False, timeout=DEFAULT_TIMEOUT):
-        """Run etcdctl; returns (returncode, stdout, stderr) as text."""
-        cp = subprocess.run(self._argv(args), input=input.encode() if isinstance(input, str) else input,
+    def etcdctl(self, *args, input=None, check=False, timeout=DEFAULT_TIMEOUT, endpoint=None):
+        """Run etcdctl (against `endpoint` if given, e.g. the server's URL); returns
+        (returncode, stdout, stderr) as text."""
+        cp = subprocess.run(self._argv(args, endpoint), input=input.encode() if isinstance(input, str) else input,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_etcdctl_env(), timeout=timeout)
         out = cp.stdout.decode("utf-8", "replace")
@@ -168,9 +169,9 @@ class Server:
                             stderr=subprocess.PIPE, env=_etcdctl_env(), timeout=timeout)
         return cp.returncode, cp.stdout, cp.stderr.decode("utf-8", "replace")
 
-    def ok(self, *args, input=None):
+    def ok(self, *args, input=None, endpoint=None):
         """Run etcdctl, require rc 0 and an empty (log-free) stderr; return stdout."""
-        rc, out, err = self.etcdctl(*args, input=input)
+        rc, out, err = self.etcdctl(*args, input=input, endpoint=endpoint)
         assert (rc, strip_logs(err)) == (0, ""), (args, rc, out, err)
         return out
 

@@ -3,9 +3,8 @@ Expected output taken from a real etcd 3.4.23."""
 
 import re
 import struct
-import subprocess
 
-from compat_util import _etcdctl_env, error_of, jl, strip_logs, wait_until
+from compat_util import error_of, jl, strip_logs, wait_until
 
 HDR = {"cluster_id": "<cluster_id>", "member_id": "<member_id>", "raft_term": "<raft_term>"}
 
@@ -161,30 +160,24 @@ def _expected_hash(entries):
     return _crc32c(data)
 
 
-def _at_url(server, *args):
-    """etcdctl with --endpoints written as the server's URL; stdout (rc 0, no error required)."""
-    cp = subprocess.run([server.etcdctl_bin, f"--endpoints={server.url}"] + list(args),
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_etcdctl_env(), timeout=30)
-    out, err = cp.stdout.decode(), cp.stderr.decode()
-    assert (cp.returncode, strip_logs(err)) == (0, ""), (args, cp.returncode, out, err)
-    return out
-
-
 def test_maintenance_calls_with_url_endpoints(server):
     """An endpoint written as a URL, and --cluster (which reads the members' client URLs):
     etcdctl 3.4 dials each such endpoint for the Maintenance calls with the whole URL as the
     HTTP/2 :authority, which etcd accepts."""
+    def _at_url(*args):
+        return server.ok(*args, endpoint=server.url)
+
     server.ok("put", "a", "1")
     status = rf"^{re.escape(server.url)}, [0-9a-f]+, 3\.[45]\.\d+, [^\n]*\n$"
-    assert re.match(status, _at_url(server, "endpoint", "status"))
-    assert re.match(status, _at_url(server, "endpoint", "status", "--cluster"))
+    assert re.match(status, _at_url("endpoint", "status"))
+    assert re.match(status, _at_url("endpoint", "status", "--cluster"))
     h = server.ok("endpoint", "hashkv").split(", ")[1]
-    assert _at_url(server, "endpoint", "hashkv") == f"{server.url}, {h}"
-    assert _at_url(server, "endpoint", "hashkv", "--cluster") == f"{server.url}, {h}"
+    assert _at_url("endpoint", "hashkv") == f"{server.url}, {h}"
+    assert _at_url("endpoint", "hashkv", "--cluster") == f"{server.url}, {h}"
     done = f"Finished defragmenting etcd member[{server.url}]\n"
-    assert _at_url(server, "defrag") == done
-    assert _at_url(server, "defrag", "--cluster") == done
-    assert _at_url(server, "get", "a") == "a\n1\n"
+    assert _at_url("defrag") == done
+    assert _at_url("defrag", "--cluster") == done
+    assert _at_url("get", "a") == "a\n1\n"
 
 
 def test_endpoint_hashkv(server):

@@ -494,13 +494,7 @@ impl AsyncRead for LimitedConn {
                     this.eof = true;
                     this.fix.finish();
                 }
-                Poll::Ready(Ok(())) => {
-                    let before = this.fix.rewritten;
-                    this.fix.push(into.filled());
-                    if this.fix.rewritten != before {
-                        tracing::debug!("rewrote a malformed HTTP/2 :authority");
-                    }
-                }
+                Poll::Ready(Ok(())) => this.fix.push(into.filled()),
             }
         }
     }

@@ -741,7 +741,7 @@ pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mu
     Ok(())
 }
 
-/// (current revision, compacted revision; 0 = never) as recorded in `meta`.
+/// (current revision, compacted revision; [`NEVER_COMPACTED`] if none) as recorded in `meta`.
 pub(crate) fn revisions<M: ReadableTable<&'static str, &'static [u8]>>(meta: &M) -> Result<(i64, i64), StoreError> {
     let rev = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
     let compact = meta.get(META_COMPACT_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(NEVER_COMPACTED);

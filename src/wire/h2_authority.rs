@@ -35,11 +35,11 @@ const FLAG_PADDED: u8 = 0x8;
 const FLAG_PRIORITY: u8 = 0x20;
 /// A larger HEADERS frame is forwarded unchanged rather than held (the server's advertised
 /// SETTINGS_MAX_FRAME_SIZE is 16 KiB; a client should not send one larger).
-pub const HEADERS_FRAME_BYTES_MAX: usize = 64 * 1024;
+const HEADERS_FRAME_BYTES_MAX: usize = 64 * 1024;
 /// HPACK static table index of `:authority`.
 const AUTHORITY_INDEX: u64 = 1;
 /// The value a malformed `:authority` is given: one byte, a valid authority (a host name).
-pub const REPLACEMENT: &[u8] = b"-";
+const REPLACEMENT: &[u8] = b"-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -64,8 +64,8 @@ pub struct AuthorityFix {
     /// Decided bytes not yet read.
     out: Vec<u8>,
     out_pos: usize,
-    /// Fields rewritten so far (for tests and logs).
-    pub rewritten: u64,
+    /// Fields rewritten so far (for the tests).
+    rewritten: u64,
 }
 
 impl Default for AuthorityFix {
@@ -105,7 +105,7 @@ impl AuthorityFix {
 
     /// Takes bytes from the socket.
     pub fn push(&mut self, mut data: &[u8]) {
-        while !data.is_empty() || self.can_advance() {
+        while !data.is_empty() {
             match self.state {
                 State::PassThrough => {
                     self.out.extend_from_slice(data);
@@ -116,9 +116,6 @@ impl AuthorityFix {
                     self.out.extend_from_slice(&data[..take]);
                     data = &data[take..];
                     self.state = if take == n { State::Frames } else { State::Forward(n - take) };
-                    if take < n {
-                        return;
-                    }
                 }
                 State::Preface => {
                     let want = PREFACE.len() - self.held.len();
@@ -153,7 +150,7 @@ impl AuthorityFix {
                     if kind != FRAME_HEADERS || len > HEADERS_FRAME_BYTES_MAX {
                         let header = std::mem::take(&mut self.held);
                         self.out.extend_from_slice(&header);
-                        self.state = State::Forward(len);
+                        self.state = if len == 0 { State::Frames } else { State::Forward(len) };
                         continue;
                     }
                     let whole = FRAME_HEADER_BYTES + len;
@@ -167,6 +164,7 @@ impl AuthorityFix {
                     match rewrite_headers_frame(&frame) {
                         Some(fixed) => {
                             self.rewritten += 1;
+                            tracing::debug!("rewrote a malformed HTTP/2 :authority");
                             self.out.extend_from_slice(&fixed);
                         }
                         None => self.out.extend_from_slice(&frame),
@@ -174,17 +172,6 @@ impl AuthorityFix {
                 }
             }
         }
-    }
-
-    /// A zero-length frame can complete without more input.
-    fn can_advance(&self) -> bool {
-        matches!(self.state, State::Forward(0))
-            || (self.state == State::Frames && self.held.len() >= FRAME_HEADER_BYTES && {
-                let len = u32::from_be_bytes([0, self.held[0], self.held[1], self.held[2]]) as usize;
-                self.held[3] != FRAME_HEADERS
-                    || len > HEADERS_FRAME_BYTES_MAX
-                    || self.held.len() >= FRAME_HEADER_BYTES + len
-            })
     }
 }
 
