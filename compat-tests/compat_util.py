@@ -9,6 +9,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -130,6 +131,15 @@ class BackgroundProc:
             self.proc.send_signal(signal.SIGINT)
 
 
+def port_open(port):
+    """True if something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 class Server:
     def __init__(self, kind, port, peer_port, data_dir, proc, log_path, etcdctl_bin):
         self.kind = kind
@@ -189,6 +199,31 @@ class Server:
         c = etcd3.client(host="127.0.0.1", port=self.port, **kw)
         self._bg.append(c)
         return c
+
+    def wait_healthy(self, timeout_s):
+        """True once `etcdctl endpoint health` succeeds; False if the process exits
+        or `timeout_s` passes first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if port_open(self.port):
+                rc, _, _ = self.etcdctl("--dial-timeout=1s", "--command-timeout=1s", "endpoint", "health")
+                if rc == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def restart(self, timeout_s=30):
+        """Stops the server (SIGTERM) and starts it again with the same flags and data
+        directory, on the same ports; waits until it is healthy."""
+        argv, env = self.launch
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True)
+        assert self.wait_healthy(timeout_s), f"{self.kind} did not come back after a restart"
 
     def stop(self):
         for p in self._bg:

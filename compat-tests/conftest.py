@@ -56,7 +56,7 @@ for _v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"
 os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
-from compat_util import Server  # noqa: E402
+from compat_util import Server, port_open as _port_open  # noqa: E402
 from zk_util import JAVA, ZOOKEEPER_CLASSPATH, RawSession, ZkServer, four_letter_word  # noqa: E402
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
@@ -123,14 +123,6 @@ def _etcd_flags(data_dir, cport, pport):
     ]
 
 
-def _port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _start(kind, workdir):
     if kind == "etcd":
         binary = ETCD_BIN
@@ -153,21 +145,14 @@ def _start(kind, workdir):
         # ephemeral port for it so that servers never collide. etcd ignores the variable, so
         # both servers still get exactly the same flags.
         env["CONCLAVE_ZK_LISTEN"] = "127.0.0.1:0"
-        proc = subprocess.Popen([binary] + _etcd_flags(data_dir, cport, pport),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        argv = [binary] + _etcd_flags(data_dir, cport, pport)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
         log.close()
         srv = Server(kind, cport, pport, data_dir, proc, log_path, ETCDCTL_BIN)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if _port_open(cport):
-                rc, _, _ = srv.etcdctl("--dial-timeout=1s", "--command-timeout=1s",
-                                       "endpoint", "health")
-                if rc == 0:
-                    return srv
-            time.sleep(0.05)
+        srv.launch = (argv, env)
+        if srv.wait_healthy(STARTUP_TIMEOUT):
+            return srv
         srv.stop()
         with open(log_path, "rb") as f:
             tail = f.read()[-3000:].decode("utf-8", "replace")

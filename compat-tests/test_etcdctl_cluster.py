@@ -1,6 +1,7 @@
 """etcdctl compaction, endpoint *, member list, defrag, alarm, lock, elect.
 Expected output taken from a real etcd 3.4.23."""
 
+import json
 import re
 import struct
 
@@ -238,6 +239,24 @@ def test_move_leader(server):
     rc, out, err = server.etcdctl("move-leader", "1")
     assert (rc, out) == (1, "")
     assert err.endswith("Error: etcdserver: bad leader transferee\n"), err
+
+
+def test_raft_term_of_a_fresh_and_a_restarted_server(server):
+    # etcd elects its first leader in term 2 (term 1 holds the bootstrap entries) and a
+    # restarted node campaigns again, in the next term; a write's header shows the same term.
+    def term():
+        # json.loads, not jl: jl masks the terms
+        st = json.loads(server.ok("endpoint", "status", "-w", "json"))[0]["Status"]
+        put = json.loads(server.ok("put", "t", "v", "-w", "json"))
+        assert put["header"]["raft_term"] == st["raftTerm"]
+        return st["raftTerm"]
+
+    assert term() == 2
+    server.restart()
+    assert term() == 3
+    server.restart()
+    assert term() == 4
+    assert server.ok("get", "t", "--print-value-only") == "v\n"
 
 
 def test_defrag_and_alarm(server):

@@ -99,6 +99,7 @@ impl LogStore {
         if let Some(Some(purged)) = purged {
             wal.purge(purged.index)?;
         }
+        forget_leadership(&store)?;
         Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)), recent: Arc::default() })
     }
 
@@ -113,6 +114,21 @@ impl LogStore {
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         self.store.raft_meta_get(key)?.map(|b| decode(&b)).transpose()
     }
+}
+
+/// Starts this node as a candidate for a new term, as etcd does on every start, instead of
+/// letting openraft restore a leadership it held before the restart at the same term: the
+/// vote is kept (nobody else gets it in that term) but no longer marked as granted by a
+/// quorum, so the node campaigns, and the term clients see goes up by one per restart as on
+/// etcd. A leader that restarts holds no lease it could still rely on anyway.
+fn forget_leadership(store: &Store) -> Result<(), LogError> {
+    let Some(bytes) = store.raft_meta_get(META_VOTE)? else { return Ok(()) };
+    let mut vote: Vote<u64> = decode(&bytes)?;
+    if vote.committed {
+        vote.committed = false;
+        store.raft_meta_put(META_VOTE, &encode(&vote))?;
+    }
+    Ok(())
 }
 
 fn read_err(e: impl Into<LogError>) -> StorageError<u64> {

@@ -140,6 +140,13 @@ pub enum ProposeError {
     Raft(String),
 }
 
+/// openraft's term plus this is the term etcd would be in, and the one clients see (response
+/// headers, Status). Why they differ by one: etcd bootstraps a new cluster with its membership
+/// entries in term 1 and holds the first election in term 2 (a fresh single node answers
+/// `raft_term: 2`), while openraft writes its first membership entry at term 0 and elects in
+/// term 1. Every later election adds one in both, so the offset stays.
+const ETCD_TERM_OFFSET: u64 = 1;
+
 #[derive(Clone, Debug, Default)]
 pub struct RaftStatus {
     pub leader: Option<u64>,
@@ -244,16 +251,17 @@ impl Replica {
         let m = self.raft.metrics().borrow().clone();
         RaftStatus {
             leader: m.current_leader,
-            term: m.current_term,
+            term: m.current_term + ETCD_TERM_OFFSET,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             is_leader: m.current_leader == Some(self.node_id),
         }
     }
 
-    /// The current raft term (cheap: reads the latest metrics without copying them).
+    /// The current raft term as etcd counts it (see [`ETCD_TERM_OFFSET`]; cheap: reads the
+    /// latest metrics without copying them).
     pub fn term(&self) -> u64 {
-        self.raft.metrics().borrow().current_term
+        self.raft.metrics().borrow().current_term + ETCD_TERM_OFFSET
     }
 
     pub fn node_id(&self) -> u64 {
