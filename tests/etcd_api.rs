@@ -133,7 +133,8 @@ async fn lease_expiry_deletes_keys() {
     node.shutdown().await;
 }
 
-/// Goal: a clean restart keeps revision, data, leases (with a renewed TTL) and compaction.
+/// Goal: a clean restart keeps revision, data, leases (with a renewed TTL) and compaction, and
+/// moves to the next raft term as etcd does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_revision_leases_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,6 +145,9 @@ async fn restart_keeps_revision_leases_and_compaction() {
         for i in 0..20 {
             put(&mut kv, &format!("k{i}"), "v").await;
         }
+        // etcd's numbering: a fresh member leads in term 2.
+        let h = kv.range(RangeRequest { key: "k0".into(), ..Default::default() }).await.unwrap().into_inner();
+        assert_eq!(h.header.unwrap().raft_term, 2);
         lease_id = lease.lease_grant(LeaseGrantRequest { ttl: 100, id: 0 }).await.unwrap().into_inner().id;
         kv.put(PutRequest { key: "held".into(), value: "1".into(), lease: lease_id, ..Default::default() })
             .await
@@ -160,7 +164,10 @@ async fn restart_keeps_revision_leases_and_compaction() {
         .unwrap()
         .into_inner();
     assert_eq!(r.count, 20);
-    assert_eq!(r.header.unwrap().revision, 22);
+    let header = r.header.unwrap();
+    assert_eq!(header.revision, 22);
+    // A restarted member campaigns in the next term, as etcd does.
+    assert_eq!(header.raft_term, 3);
     let err = kv.range(RangeRequest { key: "k0".into(), revision: 5, ..Default::default() }).await.unwrap_err();
     assert_eq!(err.message(), "etcdserver: mvcc: required revision has been compacted");
     let t = lease.lease_time_to_live(LeaseTimeToLiveRequest { id: lease_id, keys: true }).await.unwrap().into_inner();
