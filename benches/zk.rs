@@ -453,6 +453,43 @@ struct Shared {
     held: AtomicBool,
     /// Lock recipe: the highest sequence number that held the lock (-1: none yet).
     last_seq: AtomicI64,
+    /// Lock recipe: where an acquire + release spends its time (see [`LockPhase`]).
+    lock_phases: [PhaseTotal; 3],
+}
+
+/// The parts of a lock op that say where a server is fast or slow: the create's round trip,
+/// the hand-off (from the predecessor's NodeDeleted event to holding the lock: the
+/// getChildren that shows this client first), and the delete's round trip. A hand-off from
+/// one holder to the next is a delete plus the next one's `Handoff`, so those two set the
+/// lock's throughput under contention.
+#[derive(Clone, Copy)]
+enum LockPhase {
+    Create = 0,
+    Handoff = 1,
+    Delete = 2,
+}
+
+const LOCK_PHASES: [(LockPhase, &str); 3] =
+    [(LockPhase::Create, "create"), (LockPhase::Handoff, "event_to_acquired"), (LockPhase::Delete, "delete")];
+
+/// Sum and count of one [`LockPhase`] over all clients.
+#[derive(Default)]
+struct PhaseTotal {
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl PhaseTotal {
+    fn add(&self, since: Instant) {
+        self.sum_us.fetch_add(u64::from(us(since.elapsed())), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Mean in µs; None if never measured.
+    fn mean_us(&self) -> Option<u64> {
+        let n = self.count.load(Ordering::Relaxed);
+        (n > 0).then(|| self.sum_us.load(Ordering::Relaxed) / n)
+    }
 }
 
 impl Shared {
@@ -468,6 +505,7 @@ impl Shared {
             space,
             held: AtomicBool::new(false),
             last_seq: AtomicI64::new(-1),
+            lock_phases: Default::default(),
         })
     }
 
@@ -569,7 +607,8 @@ pub(super) async fn run(c: &Common, a: ZkArgs) -> Result<i32, String> {
     // The clock (and --duration-s) starts once every client has its session.
     let clients = connect_clients(c, &a, c.clients).await?;
     let deadline = super::deadline(c);
-    let r = drive(c, clients, a.inflight, Shared::new(c, total, deadline, root, space), kind).await;
+    let shared = Shared::new(c, total, deadline, root, space);
+    let r = drive(c, clients, a.inflight, shared.clone(), kind).await;
 
     let mut extra: Vec<(&str, Value)> = vec![("in_flight", json!(a.inflight))];
     let mut note = String::new();
@@ -581,6 +620,15 @@ pub(super) async fn run(c: &Common, a: ZkArgs) -> Result<i32, String> {
         ZkWorkload::Lock => {
             note = format!(", {} mutual exclusion violations (counted in errors)", r.flagged);
             extra.push(("violations", json!(r.flagged)));
+            let mut phases = serde_json::Map::new();
+            let mut text = Vec::new();
+            for (phase, name) in LOCK_PHASES {
+                let mean = shared.lock_phases[phase as usize].mean_us();
+                phases.insert(name.to_string(), json!(mean));
+                text.push(format!("{name} {}", mean.map_or("-".to_string(), |m| m.to_string())));
+            }
+            note += &format!("; mean µs: {}", text.join(", "));
+            extra.push(("lock_phase_mean_us", Value::Object(phases)));
         }
         _ => {}
     }
@@ -830,11 +878,16 @@ async fn lock_client(mut cl: ZkClient, s: Arc<Shared>) -> (RunResult, Option<ZkC
 async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
     let dir = s.root.as_str();
     let prefix = format!("{dir}/lock-");
+    let phase = |p: LockPhase| &s.lock_phases[p as usize];
+    let created = Instant::now();
     let rep =
         cl.call(op::CREATE, |w| create_body(w, &prefix, b"", EPHEMERAL_SEQUENTIAL), Instant::now() + s.timeout).await?;
     if rep.err != 0 {
         return Err(format!("create {prefix}: {}", err_name(rep.err)));
     }
+    phase(LockPhase::Create).add(created);
+    // When the predecessor's NodeDeleted event arrived, if this client waited for one.
+    let mut woken: Option<Instant> = None;
     let mine = Reader::new(cl.body(&rep)).ustring().map_err(jerr)?;
     let my_name = mine.rsplit('/').next().unwrap_or("").to_string();
     let my_seq = seq_of(&my_name).ok_or_else(|| format!("create returned {mine:?}, not {prefix}NNNNNNNNNN"))?;
@@ -858,6 +911,9 @@ async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
             return Err(format!("our lock node {mine} is not among the children of {dir}"));
         };
         if at == 0 {
+            if let Some(t) = woken {
+                phase(LockPhase::Handoff).add(t);
+            }
             break;
         }
         let pred = format!("{dir}/{}", seqs[at - 1].1);
@@ -871,7 +927,10 @@ async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
             )
             .await?;
         match rep.err {
-            0 => cl.wait_event(event_type::NODE_DELETED, &pred, Instant::now() + s.timeout).await?,
+            0 => {
+                cl.wait_event(event_type::NODE_DELETED, &pred, Instant::now() + s.timeout).await?;
+                woken = Some(Instant::now());
+            }
             NO_NODE => {} // gone already: look again
             e => return Err(format!("exists {pred}: {}", err_name(e))),
         }
@@ -888,6 +947,7 @@ async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
             if overlap { "another client held the lock" } else { "a later node held the lock first" }
         ));
     }
+    let deleting = Instant::now();
     let rep = cl
         .call(
             op::DELETE,
@@ -897,6 +957,7 @@ async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
             Instant::now() + s.timeout,
         )
         .await?;
+    phase(LockPhase::Delete).add(deleting);
     if rep.err != 0 {
         return Err(format!("delete {mine}: {}", err_name(rep.err)));
     }
