@@ -469,8 +469,18 @@ enum LockPhase {
     Delete = 2,
 }
 
-const LOCK_PHASES: [(LockPhase, &str); 3] =
-    [(LockPhase::Create, "create"), (LockPhase::Handoff, "event_to_acquired"), (LockPhase::Delete, "delete")];
+impl LockPhase {
+    const ALL: [LockPhase; 3] = [LockPhase::Create, LockPhase::Handoff, LockPhase::Delete];
+
+    /// Its name in the JSON line and the human one.
+    fn name(self) -> &'static str {
+        match self {
+            LockPhase::Create => "create",
+            LockPhase::Handoff => "event_to_acquired",
+            LockPhase::Delete => "delete",
+        }
+    }
+}
 
 /// Sum and count of one [`LockPhase`] over all clients.
 #[derive(Default)]
@@ -622,7 +632,8 @@ pub(super) async fn run(c: &Common, a: ZkArgs) -> Result<i32, String> {
             extra.push(("violations", json!(r.flagged)));
             let mut phases = serde_json::Map::new();
             let mut text = Vec::new();
-            for (phase, name) in LOCK_PHASES {
+            for phase in LockPhase::ALL {
+                let name = phase.name();
                 let mean = shared.lock_phases[phase as usize].mean_us();
                 phases.insert(name.to_string(), json!(mean));
                 text.push(format!("{name} {}", mean.map_or("-".to_string(), |m| m.to_string())));
@@ -957,10 +968,10 @@ async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
             Instant::now() + s.timeout,
         )
         .await?;
-    phase(LockPhase::Delete).add(deleting);
     if rep.err != 0 {
         return Err(format!("delete {mine}: {}", err_name(rep.err)));
     }
+    phase(LockPhase::Delete).add(deleting);
     Ok(violated)
 }
 
