@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Makes pgo/conclave.profdata anew: the profile every build on x86-64 Linux optimises with
+# (scripts/rustc-pgo.sh; why and what it gains: pgo/README.md).
+#
+#   bash scripts/pgo.sh
+#
+# 1. builds an instrumented server (target/pgo-gen; the wrapper is bypassed, so no old profile
+#    goes in) and the load generator;
+# 2. runs the server on free loopback ports with the benchmark workloads of benches/compare.sh
+#    (etcd put, range, txn, watch; ZooKeeper set, get, exists, create, delete, get-children, the
+#    lock recipe, at 1, 16 and 64 clients), then stops it with SIGTERM so it writes its counts;
+# 3. merges them with llvm-profdata of rustc's LLVM version (installs Debian's llvm-N if absent
+#    and running as root), keeping only functions that ran (-sparse).
+# Takes ~6 minutes on 2 cores. Afterwards `cargo clean` before building for a benchmark: cargo
+# notices the new profile for this crate, not for the registry crates built with the old one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+profdata=""
+for p in "llvm-profdata-$major" "/usr/lib/llvm-$major/bin/llvm-profdata"; do
+    if command -v "$p" >/dev/null 2>&1; then profdata=$p; break; fi
+done
+if [[ -z $profdata ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        apt-get install -y "llvm-$major" >/dev/null
+        profdata=/usr/lib/llvm-$major/bin/llvm-profdata
+    else
+        echo "pgo.sh: needs llvm-profdata of LLVM $major (Debian: apt-get install llvm-$major)" >&2
+        exit 1
+    fi
+fi
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "pgo.sh: instrumented build" >&2
+RUSTC_WRAPPER="" RUSTFLAGS="-Cprofile-generate=$root/target/pgo-gen/raw" \
+    cargo build --release --bin conclave --target-dir target/pgo-gen
+cargo build --release --bin conclave-bench
+bench=$root/target/release/conclave-bench
+
+read -r zk client peer < <("$bench" free-ports --count 3)
+LLVM_PROFILE_FILE="$work/server-%p.profraw" target/pgo-gen/release/conclave --name pgo \
+    --data-dir "$work/data" --listen-client-urls "http://127.0.0.1:$client" \
+    --advertise-client-urls "http://127.0.0.1:$client" --listen-peer-urls "http://127.0.0.1:$peer" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer" --zk-listen "127.0.0.1:$zk" --maxClientCnxns 0 \
+    >"$work/server.log" 2>&1 &
+pid=$!
+"$bench" --endpoints "127.0.0.1:$client" ping --wait-s 30 >/dev/null
+
+echo "pgo.sh: training" >&2
+E=(--endpoints "127.0.0.1:$client")
+Z=(--endpoints "127.0.0.1:$zk")
+run() { "$bench" "$@" >/dev/null; }
+run "${E[@]}" --clients 100 --conns 10 --total 40000 put
+run "${E[@]}" --clients 1 --conns 1 --total 3000 put
+run "${E[@]}" --clients 100 --conns 10 --total 40000 range --consistency l --prefill 5000
+run "${E[@]}" --clients 100 --conns 10 --total 40000 range --consistency s --prefill 5000
+run "${E[@]}" --clients 100 --conns 10 --total 30000 --key-space 1000 txn --prefill 1000
+run "${E[@]}" --conns 10 --total 500 watch-latency --watchers 100 --streams 10 --rate 200
+for c in 1 16 64; do
+    run "${Z[@]}" --clients $c --total 20000 --key-space 5000 zk set --root "/pgo-set-$c"
+    run "${Z[@]}" --clients $c --total 20000 --key-space 5000 zk get --root "/pgo-get-$c"
+    run "${Z[@]}" --clients $c --total 20000 --key-space 5000 zk exists --root "/pgo-exists-$c"
+    run "${Z[@]}" --clients $c --total 20000 zk create --root "/pgo-create-$c"
+    run "${Z[@]}" --clients $c --total 20000 --key-space 5000 zk delete --root "/pgo-delete-$c"
+    run "${Z[@]}" --clients $c --total 20000 --key-space 100 zk get-children --root "/pgo-children-$c"
+    run "${Z[@]}" --clients $c --total 2000 zk lock
+done
+run "${Z[@]}" --clients 16 --total 40000 --key-space 5000 zk set --inflight 16 --root /pgo-set-pipelined
+
+kill -TERM "$pid"
+wait "$pid" || true
+pid=""
+"$profdata" merge -sparse -o pgo/conclave.profdata "$work"/server-*.profraw
+echo "pgo.sh: wrote pgo/conclave.profdata ($(stat -c %s pgo/conclave.profdata) bytes); cargo clean before a benchmark build" >&2
