@@ -10,7 +10,8 @@
 #    (etcd put, range, txn, watch; ZooKeeper set, get, exists, create, delete, get-children, the
 #    lock recipe, at 1, 16 and 64 clients), then stops it with SIGTERM so it writes its counts;
 # 3. merges them with llvm-profdata of rustc's LLVM version (installs Debian's llvm-N if absent
-#    and running as root), keeping only functions that ran (-sparse).
+#    and running as root), keeping only functions that ran (-sparse), and records that version
+#    in pgo/llvm-major.
 # Takes ~6 minutes on 2 cores. Afterwards `cargo clean` before building for a benchmark: cargo
 # notices the new profile for this crate, not for the registry crates built with the old one.
 set -euo pipefail
@@ -80,4 +81,6 @@ kill -TERM "$pid"
 wait "$pid" || true
 pid=""
 "$profdata" merge -sparse -o pgo/conclave.profdata "$work"/server-*.profraw
+# The profile's format is this LLVM's: scripts/rustc-pgo.sh uses it only with an LLVM as new.
+echo "$major" >pgo/llvm-major
 echo "pgo.sh: wrote pgo/conclave.profdata ($(stat -c %s pgo/conclave.profdata) bytes); cargo clean before a benchmark build" >&2
