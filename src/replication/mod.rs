@@ -389,13 +389,19 @@ impl Ahead {
             return results;
         };
         let job = q.drain(..=pos).next_back();
-        if let Some(front) = q.front_mut() {
-            front.after = Some(self.store.applies());
-            // The next batch may be started now; with none queued there is nothing to wake
-            // the preparer for.
+        // The next batch may be started now; with none queued there is nothing to wake the
+        // preparer for.
+        let wake = match q.front_mut() {
+            Some(front) => {
+                front.after = Some(self.store.applies());
+                true
+            }
+            None => false,
+        };
+        drop(guard);
+        if wake {
             self.changed.notify_all();
         }
-        drop(guard);
         match job {
             Some(job) => {
                 job.waiters.answer(Ok(results));

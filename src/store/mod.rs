@@ -124,7 +124,7 @@ pub struct Store {
     pending: Arc<Mutex<Pending>>,
     /// Signalled whenever a prepared transaction leaves `pending` (used by its apply, or
     /// aborted), for a [`Store::prepare`] waiting to run the next batch on the state after it.
-    prepared_taken: Arc<Condvar>,
+    prepared_taken: Arc<Signal>,
     /// Counts the writes that changed the state (bumped under the write lock, by every write
     /// and every applied prepared batch, committed yet or not): a prepare names the state it
     /// expects to build on, so it never runs on a later state than intended.
@@ -143,6 +143,36 @@ pub struct Store {
     /// at every commit, so no old snapshot is kept alive (redb cannot reuse the pages a
     /// snapshot still sees) and no read after a commit sees the state before it.
     view: Arc<Mutex<Option<Arc<ReadView>>>>,
+}
+
+/// A condition variable that knows whether anyone waits on it, for a signal given on every
+/// apply and almost never awaited.
+///
+/// Why: std's `Condvar::notify_all` makes a `futex` system call every time, waiters or not,
+/// and `prepared_taken` is signalled by every applied entry, while a prepare waits on it only
+/// when it comes before the previous entry's apply. Both sides use it only under the
+/// `pending` mutex, so a waiter counted there cannot miss a notification.
+#[derive(Default)]
+struct Signal {
+    cv: Condvar,
+    waiters: AtomicUsize,
+}
+
+impl Signal {
+    /// Wakes every waiter, if there is one. Call with the mutex held.
+    fn notify(&self) {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// `Condvar::wait_timeout`, counted.
+    fn wait_timeout<'a, T>(&self, guard: MutexGuard<'a, T>, timeout: Duration) -> MutexGuard<'a, T> {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let guard = self.cv.wait_timeout(guard, timeout).unwrap_or_else(|p| p.into_inner()).0;
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        guard
+    }
 }
 
 /// Applied batches share one redb transaction at most this many at a time (and with at most
@@ -263,7 +293,7 @@ impl Store {
             prev_value_watchers: Arc::new(AtomicUsize::new(0)),
             file_bytes: Arc::new(AtomicU64::new(0)),
             pending: Arc::new(Mutex::new(Pending::Idle)),
-            prepared_taken: Arc::new(Condvar::new()),
+            prepared_taken: Arc::new(Signal::default()),
             applies: Arc::new(AtomicU64::new(0)),
             uncommitted: Arc::new(AtomicBool::new(false)),
             read_seen: Arc::new(AtomicBool::new(false)),
@@ -341,7 +371,7 @@ impl Store {
                 return Ok(());
             }
             Pending::Prepared(p) => {
-                self.prepared_taken.notify_all();
+                self.prepared_taken.notify();
                 drop(p.tx);
                 metrics::counter!("conclave_store_replays_total").increment(1);
                 self.replay(&p.unsaved)
@@ -418,7 +448,7 @@ impl Store {
         let mut pending = self.lock_pending();
         self.settle_locked(&mut pending)?;
         if let Pending::Prepared(_) = std::mem::replace(&mut *pending, Pending::Idle) {
-            self.prepared_taken.notify_all();
+            self.prepared_taken.notify();
         }
         self.check_failed()?;
         Ok(pending)
@@ -453,7 +483,7 @@ impl Store {
             if left.is_zero() {
                 return Ok(false);
             }
-            pending = self.prepared_taken.wait_timeout(pending, left).unwrap_or_else(|p| p.into_inner()).0;
+            pending = self.prepared_taken.wait_timeout(pending, left);
         }
         if self.applies() != after {
             return Ok(false);
@@ -532,12 +562,12 @@ impl Store {
                 *pending = other;
                 self.settle_locked(&mut pending)?;
                 if let Pending::Prepared(_) = std::mem::replace(&mut *pending, Pending::Idle) {
-                    self.prepared_taken.notify_all();
+                    self.prepared_taken.notify();
                 }
                 return Ok(None);
             }
         };
-        self.prepared_taken.notify_all();
+        self.prepared_taken.notify();
         let Prepared { tx, commands: batch, results, effects, mut unsaved } = prepared;
         let recorded = (|| {
             let mut table = tx.open_table(META)?;
