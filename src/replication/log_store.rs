@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
+use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 
 use super::wal::{Wal, WalError};
-use super::TypeConfig;
+use super::{Ahead, TypeConfig};
 use crate::store::{Store, StoreError};
 
 const META_VOTE: &str = "vote";
@@ -28,6 +28,9 @@ pub struct LogStore {
     store: Store,
     wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
+    /// The proposals to run ahead: a small one is run here while its entry is written
+    /// ([`Ahead::take_inline`]).
+    ahead: Option<Arc<Ahead>>,
 }
 
 /// The newest appended entries, undecoded: reading an entry back (the state machine does, for
@@ -100,7 +103,13 @@ impl LogStore {
             wal.purge(purged.index)?;
         }
         forget_leadership(&store)?;
-        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)), recent: Arc::default() })
+        Ok(LogStore { store, wal: Arc::new(Mutex::new(wal)), recent: Arc::default(), ahead: None })
+    }
+
+    /// Runs small proposed batches ahead while their entries are written (see [`Ahead`]).
+    pub(crate) fn running_ahead(mut self, ahead: Arc<Ahead>) -> LogStore {
+        self.ahead = Some(ahead);
+        self
     }
 
     fn wal_lock(&self) -> std::sync::MutexGuard<'_, Wal> {
@@ -213,12 +222,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let rows: Vec<(u64, Vec<u8>)> = entries.iter().map(|e| (e.log_id.index, encode(e))).collect();
+        // A small batch of this node's own proposal runs in the store while its entry's pages
+        // are written (see `Ahead::take_inline`); its apply then finds it prepared.
+        let inline = match (entries.as_slice(), &self.ahead) {
+            ([Entry { payload: EntryPayload::Normal(batch), .. }], Some(ahead)) => ahead.take_inline(&batch.commands),
+            _ => None,
+        };
         let t0 = std::time::Instant::now();
         let result = {
             // The WAL lock is held while `recent` changes, so a reader never sees an entry
             // there that the WAL does not hold (or the other way round for the same index).
             let mut wal = self.wal_lock();
-            let result = wal.append(rows);
+            let result = match inline {
+                Some((commands, after)) => {
+                    let store = &self.store;
+                    let mut run = Some(move || {
+                        if let Err(e) = store.prepare(commands, std::time::Duration::ZERO, after) {
+                            // The apply runs the commands again and reports a storage fault itself.
+                            tracing::warn!("running a batch ahead of its commit: {e}");
+                        }
+                    });
+                    let mut meanwhile = || {
+                        if let Some(f) = run.take() {
+                            f()
+                        }
+                    };
+                    wal.append_overlapped(rows, Some(&mut meanwhile))
+                }
+                None => wal.append(rows),
+            };
             if result.is_ok() {
                 self.recent_lock().push(&entries);
             }
