@@ -25,6 +25,7 @@ length: the connection is closed without an answer.
 """
 
 import re
+import threading
 import time
 
 import pytest
@@ -163,7 +164,10 @@ MNTR_KEYS = ["zk_version", "zk_server_state", "zk_ephemerals_count", "zk_num_ali
              "zk_avg_latency", "zk_max_latency", "zk_min_latency", "zk_outstanding_requests",
              "zk_znode_count", "zk_global_sessions", "zk_watch_count", "zk_packets_received",
              "zk_packets_sent", "zk_approximate_data_size", "zk_open_file_descriptor_count",
-             "zk_max_file_descriptor_count", "zk_uptime"]
+             "zk_max_file_descriptor_count", "zk_uptime", "zk_non_mtls_remote_conn_count",
+             "zk_last_client_response_size", "zk_max_client_response_size", "zk_connection_drop_probability",
+             "zk_auth_failed_count", "zk_local_sessions", "zk_outstanding_tls_handshake",
+             "zk_min_client_response_size", "zk_non_mtls_local_conn_count"]
 
 
 def mntr(zk):
@@ -200,6 +204,41 @@ def test_mntr(zk):
     assert int(d["zk_znode_count"]) == int(d0["zk_znode_count"]) + 3
     assert int(d["zk_num_alive_connections"]) == int(d0["zk_num_alive_connections"]) + 2
     assert int(d["zk_packets_received"]) > int(d0["zk_packets_received"])
+
+
+def response_sizes(d):
+    return tuple(d[f"zk_{k}_client_response_size"] for k in ("last", "min", "max"))
+
+
+def test_mntr_response_sizes(zk):
+    """zk_{last,min,max}_client_response_size: the frames of replies and
+    notifications, without the length prefix; not the connect response, not a
+    word's text; -1 until the first, and again after srst."""
+    # The fixture's readiness check opened and closed a session: its close reply, 16.
+    assert response_sizes(mntr(zk)) == ("16", "16", "16")
+    assert zk.four("srst") == "Server stats reset.\n"
+    d = mntr(zk)
+    assert response_sizes(d) == ("-1", "-1", "-1")
+    assert (d["zk_auth_failed_count"], d["zk_local_sessions"], d["zk_outstanding_tls_handshake"],
+            d["zk_connection_drop_probability"]) == ("0", "0", "0", "0.0")
+    c = zk.kazoo()
+    assert response_sizes(mntr(zk)) == ("-1", "-1", "-1")
+    c.create("/m", b"x" * 1000)  # reply: header 16 + path (4 + 2) = 22
+    c.get("/m")  # reply: header 16 + data (4 + 1000) + Stat 68 = 1088
+    last, smallest, largest = response_sizes(mntr(zk))
+    # a ping's reply (a bare header, 16) may come in between on a slow machine
+    assert largest == "1088" and last in ("1088", "16") and smallest in ("22", "16"), (last, smallest, largest)
+    seen = threading.Event()
+    c.get("/m", watch=lambda e: seen.set())
+    c2 = zk.kazoo()
+    c2.set("/m", b"y")  # c's notification: header 16 + event (4 + 4 + 4 + 2) = 30
+    assert seen.wait(10)
+    assert response_sizes(mntr(zk))[2] == "1088"
+    assert zk.four("srst") == "Server stats reset.\n"
+    assert response_sizes(mntr(zk)) == ("-1", "-1", "-1")
+    c.exists("/m")  # reply: header 16 + Stat 68 = 84
+    last, smallest, largest = response_sizes(mntr(zk))
+    assert largest == "84" and last in ("84", "16") and smallest in ("84", "16"), (last, smallest, largest)
 
 
 def test_cons(zk):

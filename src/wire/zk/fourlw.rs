@@ -254,29 +254,48 @@ fn server_stats(ctx: &ZkCtx, s: &mut String) {
     let _ = writeln!(s, "Node count: {}", node_count(ctx));
 }
 
+/// `mntr`: ZooKeeper 3.8's server gauges (ZooKeeperServer.registerMetrics and
+/// dumpMonitorValues), in the order a 3.8.0 server prints them, then `zk_last_zxid`.
+///
+/// ZooKeeper also prints ~460 counters and summaries of its own request pipeline
+/// (ServerMetrics: commit processor queues, learner counts, per-stage latencies); those stages
+/// do not exist here, and printing them as zeros would only pretend, so they are left out.
+/// The gauges that are always 0 here are 0 on a standalone ZooKeeper 3.8.0 on a plain port as
+/// well (checked: an addauth with an unknown scheme does not count as an auth failure there,
+/// only a failed X.509 handshake does; no TLS, no local sessions, no connection dropping).
 fn mntr(ctx: &ZkCtx, s: &mut String) {
     let (min, avg, max) = ctx.stats.latency.get();
     let (_, _, watches) = ctx.watches.counts();
+    let (last_size, min_size, max_size) = ctx.stats.response_sizes.get();
     let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
     let kv: Vec<(&str, String)> = vec![
         ("zk_version", ZK_VERSION.to_string()),
         ("zk_server_state", "standalone".into()),
-        ("zk_avg_latency", java_double(avg)),
-        ("zk_max_latency", max.to_string()),
-        ("zk_min_latency", min.to_string()),
-        ("zk_packets_received", ctx.stats.received.load(Ordering::Relaxed).to_string()),
-        ("zk_packets_sent", ctx.stats.sent.load(Ordering::Relaxed).to_string()),
+        ("zk_ephemerals_count", ctx.store.read().and_then(|v| v.zk_ephemeral_count()).unwrap_or(0).to_string()),
         ("zk_num_alive_connections", ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).len().to_string()),
+        ("zk_avg_latency", java_double(avg)),
         ("zk_outstanding_requests", ctx.stats.outstanding.load(Ordering::Relaxed).to_string()),
+        ("zk_znode_count", node_count(ctx).to_string()),
         // Every ZooKeeper session is a lease; etcd leases count here too.
         ("zk_global_sessions", ctx.lessor.len().to_string()),
-        ("zk_znode_count", node_count(ctx).to_string()),
+        ("zk_non_mtls_remote_conn_count", "0".into()),
+        ("zk_last_client_response_size", last_size.to_string()),
+        ("zk_packets_sent", ctx.stats.sent.load(Ordering::Relaxed).to_string()),
+        ("zk_packets_received", ctx.stats.received.load(Ordering::Relaxed).to_string()),
+        ("zk_max_client_response_size", max_size.to_string()),
+        ("zk_connection_drop_probability", "0.0".into()),
         ("zk_watch_count", watches.to_string()),
-        ("zk_ephemerals_count", ctx.store.read().and_then(|v| v.zk_ephemeral_count()).unwrap_or(0).to_string()),
+        ("zk_auth_failed_count", "0".into()),
+        ("zk_min_latency", min.to_string()),
+        ("zk_max_file_descriptor_count", max_fds().to_string()),
         ("zk_approximate_data_size", dir_size(ctx).to_string()),
         ("zk_open_file_descriptor_count", fds.to_string()),
-        ("zk_max_file_descriptor_count", max_fds().to_string()),
+        ("zk_local_sessions", "0".into()),
         ("zk_uptime", ctx.started.elapsed().as_millis().to_string()),
+        ("zk_max_latency", max.to_string()),
+        ("zk_outstanding_tls_handshake", "0".into()),
+        ("zk_min_client_response_size", min_size.to_string()),
+        ("zk_non_mtls_local_conn_count", "0".into()),
         ("zk_last_zxid", ctx.revision().to_string()),
     ];
     for (k, v) in kv {

@@ -207,13 +207,59 @@ pub struct ServerStats {
     pub sent: AtomicU64,
     pub latency: Latency,
     pub outstanding: AtomicUsize,
+    pub response_sizes: ResponseSizes,
 }
 
 impl ServerStats {
+    /// `srst`: as ZooKeeper's ServerStats.reset (latency, packet counters, response sizes).
     pub fn reset(&self) {
         self.received.store(0, Ordering::Relaxed);
         self.sent.store(0, Ordering::Relaxed);
         self.latency.reset();
+        self.response_sizes.reset();
+    }
+}
+
+/// The sizes of the frames sent to clients, ZooKeeper's `clientResponseStats` (mntr's
+/// `zk_{last,min,max}_client_response_size`): every reply and watch notification, counted
+/// without its 4-byte length prefix (ServerCnxn.serialize); not the connect response, not a
+/// four-letter word's text. -1 for each until the first frame, as ZooKeeper prints them.
+pub struct ResponseSizes {
+    last: AtomicI64,
+    min: AtomicI64,
+    max: AtomicI64,
+}
+
+impl Default for ResponseSizes {
+    fn default() -> Self {
+        ResponseSizes { last: AtomicI64::new(-1), min: AtomicI64::new(i64::MAX), max: AtomicI64::new(-1) }
+    }
+}
+
+impl ResponseSizes {
+    /// One frame of `bytes` went out. Min and max are written only when they change, so the
+    /// usual frame costs one store and two loads of shared lines, not three read-modify-writes.
+    pub fn record(&self, bytes: usize) {
+        let n = bytes as i64;
+        self.last.store(n, Ordering::Relaxed);
+        if n > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(n, Ordering::Relaxed);
+        }
+        if n < self.min.load(Ordering::Relaxed) {
+            self.min.fetch_min(n, Ordering::Relaxed);
+        }
+    }
+
+    /// (last, min, max), each -1 while no frame was sent since the start or the last reset.
+    pub fn get(&self) -> (i64, i64, i64) {
+        let min = self.min.load(Ordering::Relaxed);
+        (self.last.load(Ordering::Relaxed), if min == i64::MAX { -1 } else { min }, self.max.load(Ordering::Relaxed))
+    }
+
+    fn reset(&self) {
+        self.last.store(-1, Ordering::Relaxed);
+        self.min.store(i64::MAX, Ordering::Relaxed);
+        self.max.store(-1, Ordering::Relaxed);
     }
 }
 
@@ -818,9 +864,9 @@ async fn session_loop(
         };
         match step {
             Step::Notification(Some(n)) => {
-                frame::append(&mut out, &[&n]);
+                notification_out(&ctx, &mut out, &n);
                 while let Ok(n) = notifications.try_recv() {
-                    frame::append(&mut out, &[&n]);
+                    notification_out(&ctx, &mut out, &n);
                 }
             }
             // The watch table dropped this connection's sender: nothing more can be delivered.
@@ -912,6 +958,12 @@ fn reply(ctx: &ZkCtx, conn_id: ConnId, item: Queued, applied: Option<Result<Appl
     }
 }
 
+/// Queues a watch notification's frame, and counts its size as ZooKeeper does.
+fn notification_out(ctx: &ZkCtx, out: &mut Vec<u8>, n: &[u8]) {
+    frame::append(out, &[n]);
+    ctx.stats.response_sizes.record(n.len());
+}
+
 /// Writes one reply into `out` after every watch event up to its zxid (ZooKeeper's ordering
 /// guarantee: a client sees an event before any reply showing newer state), and counts it.
 async fn send(
@@ -924,9 +976,11 @@ async fn send(
     let Reply { xid, op, zxid, err, body, close: _, started } = reply;
     ctx.watches.wait_published(zxid).await;
     while let Ok(n) = notifications.try_recv() {
-        frame::append(out, &[&n]);
+        notification_out(ctx, out, &n);
     }
-    frame::append(out, &[&ReplyHeader { xid, zxid, err }.bytes(), &body]);
+    let header = ReplyHeader { xid, zxid, err }.bytes();
+    frame::append(out, &[&header, &body]);
+    ctx.stats.response_sizes.record(header.len() + body.len());
     stats.outstanding.fetch_sub(1, Ordering::Relaxed);
     ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
     stats.sent.fetch_add(1, Ordering::Relaxed);
