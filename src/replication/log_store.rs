@@ -233,24 +233,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // The WAL lock is held while `recent` changes, so a reader never sees an entry
             // there that the WAL does not hold (or the other way round for the same index).
             let mut wal = self.wal_lock();
-            let result = match inline {
-                Some((commands, after)) => {
-                    let store = &self.store;
-                    let mut run = Some(move || {
+            let store = &self.store;
+            let result = wal.append_overlapped(
+                rows,
+                inline.map(|(commands, after)| {
+                    move || {
                         if let Err(e) = store.prepare(commands, std::time::Duration::ZERO, after) {
                             // The apply runs the commands again and reports a storage fault itself.
                             tracing::warn!("running a batch ahead of its commit: {e}");
                         }
-                    });
-                    let mut meanwhile = || {
-                        if let Some(f) = run.take() {
-                            f()
-                        }
-                    };
-                    wal.append_overlapped(rows, Some(&mut meanwhile))
-                }
-                None => wal.append(rows),
-            };
+                    }
+                }),
+            );
             if result.is_ok() {
                 self.recent_lock().push(&entries);
             }

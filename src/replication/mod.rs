@@ -395,6 +395,10 @@ impl Ahead {
     /// (its commands and the applies count they follow). A small batch that cannot start yet
     /// (an older one is not applied) is left to the preparer thread instead.
     pub(crate) fn take_inline(&self, commands: &Arc<Vec<Command>>) -> Option<(Arc<Vec<Command>>, u64)> {
+        // A large batch was never the log store's: no need to take the queue's lock.
+        if commands.len() > INLINE_PREPARE_COMMANDS_MAX {
+            return None;
+        }
         let mut guard = self.lock();
         let q = &mut guard.0;
         let at = q.iter().position(|j| Arc::ptr_eq(&j.commands, commands))?;

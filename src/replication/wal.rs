@@ -391,7 +391,7 @@ impl Wal {
     /// Appends entries (consecutive indexes continuing the log) and fsyncs once for all. Takes
     /// the payloads: they move into the read cache after being written (no copy).
     pub fn append(&mut self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), WalError> {
-        self.append_overlapped(entries, None)
+        self.append_overlapped(entries, None::<fn()>)
     }
 
     /// [`Wal::append`], running `meanwhile` between the writes and the `fdatasync`, while the
@@ -406,7 +406,7 @@ impl Wal {
     pub fn append_overlapped(
         &mut self,
         entries: Vec<(u64, Vec<u8>)>,
-        meanwhile: Option<&mut dyn FnMut()>,
+        meanwhile: Option<impl FnOnce()>,
     ) -> Result<(), WalError> {
         if entries.is_empty() {
             return Ok(());
@@ -631,7 +631,7 @@ mod tests {
             w.append(entries(1, 10)).unwrap();
             let mut runs = 0;
             let path = d.path().to_path_buf();
-            let mut meanwhile = || {
+            let meanwhile = || {
                 runs += 1;
                 // The records are in the file already (the page cache), not necessarily synced.
                 let written = std::fs::read_dir(&path).unwrap().any(|e| {
@@ -640,7 +640,7 @@ mod tests {
                 });
                 assert!(written, "the last record is written before the work runs");
             };
-            w.append_overlapped(entries(10, 20), Some(&mut meanwhile)).unwrap();
+            w.append_overlapped(entries(10, 20), Some(meanwhile)).unwrap();
             assert_eq!(runs, 1);
             assert_eq!(w.read(1, 20).unwrap(), entries(1, 20));
         }
