@@ -684,12 +684,10 @@ impl WriteTx<'_> {
             // Only createTTL carries a TTL (every other create sends none: -1), and only for TTL modes.
             return Ok(Err(zk_err::BAD_ARGUMENTS));
         }
+        // validatePathForCreate: only a '/' and no NUL here; the whole path is validated after
+        // the ACL, the parent and the sequence suffix (a sequential path may end in '/'), so a
+        // bad ACL answers InvalidACL and a missing parent NoNode before a bad name does.
         if !path.contains('/') || path.contains('\0') {
-            return Ok(Err(zk_err::BAD_ARGUMENTS));
-        }
-        // A sequential path may end in '/': the suffix completes it.
-        let probe = if mode.is_sequential() { format!("{path}1") } else { path.to_string() };
-        if !valid_path(&probe) {
             return Ok(Err(zk_err::BAD_ARGUMENTS));
         }
         let acl = match fixup_acl(acl, &txn.auth) {

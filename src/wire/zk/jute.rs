@@ -9,8 +9,10 @@ pub enum JuteError {
     Short { at: usize, need: usize, have: usize },
     #[error("negative or oversized length {len} at offset {at}")]
     BadLength { at: usize, len: i32 },
-    #[error("string at offset {at} is not UTF-8")]
-    NotUtf8 { at: usize },
+    #[error("null string at offset {at}, where ZooKeeper dereferences it")]
+    Null { at: usize },
+    #[error("op {op} may not be part of this multi")]
+    BadOp { op: i32 },
 }
 
 /// Reads jute values from a byte slice.
@@ -81,29 +83,73 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A `ustring`; null reads as empty.
-    pub fn ustring(&mut self) -> Result<String, JuteError> {
+    /// A `buffer` that may not be null (see [`Reader::ustring_not_null`]).
+    pub fn buffer_not_null(&mut self) -> Result<Vec<u8>, JuteError> {
         let at = self.at;
-        let bytes = self.buffer()?;
-        String::from_utf8(bytes).map_err(|_| JuteError::NotUtf8 { at })
+        self.buffer_opt()?.ok_or(JuteError::Null { at })
     }
 
-    /// A `vector`: null reads as empty. Each element needs at least one byte, so a count larger
-    /// than the bytes left is refused before anything is allocated.
-    pub fn vector<T>(&mut self, mut item: impl FnMut(&mut Self) -> Result<T, JuteError>) -> Result<Vec<T>, JuteError> {
+    /// A `ustring`, None when null. Bytes that are not UTF-8 are replaced by U+FFFD, as Java's
+    /// `new String(bytes, UTF_8)` in ZooKeeper's `readString` does: such a path then fails
+    /// validation where ZooKeeper validates (BadArguments) and is simply absent where it does
+    /// not (NoNode), instead of failing the whole request.
+    pub fn ustring_opt(&mut self) -> Result<Option<String>, JuteError> {
+        Ok(self.buffer_opt()?.map(|bytes| {
+            String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }))
+    }
+
+    /// A `ustring`; null reads as empty.
+    pub fn ustring(&mut self) -> Result<String, JuteError> {
+        Ok(self.ustring_opt()?.unwrap_or_default())
+    }
+
+    /// A `ustring` that may not be null: ZooKeeper dereferences these (a path it takes apart,
+    /// or looks up), and its NullPointerException answers the request as a MarshallingError.
+    pub fn ustring_not_null(&mut self) -> Result<String, JuteError> {
+        let at = self.at;
+        self.ustring_opt()?.ok_or(JuteError::Null { at })
+    }
+
+    /// A `vector`: null reads as empty, and so does any other negative count (jute's
+    /// `BinaryIndex` is done at `nelems <= 0`; strings and buffers, by contrast, refuse a
+    /// negative length). Each element needs at least one byte, so a count larger than the bytes
+    /// left is refused before anything is allocated.
+    pub fn vector<T>(&mut self, item: impl FnMut(&mut Self) -> Result<T, JuteError>) -> Result<Vec<T>, JuteError> {
+        Ok(self.vector_opt(item)?.unwrap_or_default())
+    }
+
+    /// A `vector` that may not be null (-1; other negative counts still read as empty): see
+    /// [`Reader::ustring_not_null`].
+    pub fn vector_not_null<T>(
+        &mut self,
+        item: impl FnMut(&mut Self) -> Result<T, JuteError>,
+    ) -> Result<Vec<T>, JuteError> {
+        let at = self.at;
+        self.vector_opt(item)?.ok_or(JuteError::Null { at })
+    }
+
+    /// A `vector`, None when null (-1).
+    fn vector_opt<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, JuteError>,
+    ) -> Result<Option<Vec<T>>, JuteError> {
         let at = self.at;
         let n = self.int()?;
         if n == -1 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        if n < 0 || n as usize > self.remaining() {
+        if n < 0 {
+            return Ok(Some(Vec::new()));
+        }
+        if n as usize > self.remaining() {
             return Err(JuteError::BadLength { at, len: n });
         }
         let mut out = Vec::with_capacity(n as usize);
         for _ in 0..n {
             out.push(item(self)?);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
@@ -196,9 +242,19 @@ mod tests {
         assert!(matches!(Reader::new(&[0, 0, 0, 9, 1]).buffer(), Err(JuteError::BadLength { len: 9, .. })));
         assert!(matches!(Reader::new(&[0xff, 0xff, 0xff, 0xf0]).buffer(), Err(JuteError::BadLength { len: -16, .. })));
         assert!(matches!(Reader::new(&[0x7f, 0xff, 0xff, 0xff]).vector(|r| r.int()), Err(JuteError::BadLength { .. })));
-        assert!(matches!(Reader::new(&[0, 0, 0, 1, 0xff]).ustring(), Err(JuteError::NotUtf8 { at: 0 })));
+        assert_eq!(Reader::new(&[0, 0, 0, 2, b'/', 0xff]).ustring().unwrap(), "/\u{fffd}");
+        assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff]).ustring().unwrap(), "");
+        assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff]).ustring_opt().unwrap(), None);
+        assert!(matches!(Reader::new(&[0xff, 0xff, 0xff, 0xff]).ustring_not_null(), Err(JuteError::Null { at: 0 })));
+        assert_eq!(Reader::new(&[0, 0, 0, 0]).ustring_not_null().unwrap(), "");
         // Null buffer and vector read as empty.
         assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff]).buffer().unwrap(), b"");
         assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff]).vector(|r| r.int()).unwrap().is_empty());
+        assert!(Reader::new(&[0xff, 0xfe, 0, 0]).vector(|r| r.int()).unwrap().is_empty());
+        assert!(Reader::new(&[0xff, 0xfe, 0, 0]).vector_not_null(|r| r.int()).unwrap().is_empty());
+        assert!(matches!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff]).vector_not_null(|r| r.int()),
+            Err(JuteError::Null { at: 0 })
+        ));
     }
 }

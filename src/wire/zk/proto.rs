@@ -253,8 +253,9 @@ pub enum RequestBody {
     GetEphemerals {
         prefix: String,
     },
+    /// sync; a null path is echoed as null.
     Sync {
-        path: String,
+        path: Option<String>,
     },
     Check {
         path: String,
@@ -286,15 +287,29 @@ pub enum RequestBody {
         watch_type: i32,
     },
     WhoAmI,
-    /// GetSASLRequest: the client's next SASL token (null reads as empty).
+    /// GetSASLRequest: the client's next SASL token (a null one is a read error).
     Sasl {
         token: Vec<u8>,
     },
     GetConfig {
         watch: bool,
     },
-    /// An op code this codec does not know; the server answers Unimplemented.
+    /// reconfig (ReconfigRequest: joining, leaving, new members, config id), decoded only to
+    /// tell a malformed one (MarshallingError) from a well-formed one, which a standalone
+    /// server refuses with ReconfigDisabled.
+    Reconfig,
+    /// deleteContainer. Its body is never read: ZooKeeper 3.8.0 takes the whole packet's bytes
+    /// as the path (`new String(request.request.array())`, the header included), so from a
+    /// client it always fails validation and answers BadArguments.
+    DeleteContainer,
+    /// An op code this codec does not know; the server answers Unimplemented and closes the
+    /// connection (ZooKeeper's UnimplementedRequestProcessor).
     Unknown,
+    /// A known op whose body does not decode. ZooKeeper decodes a body in its request
+    /// processors, which answer MarshallingError and keep the connection (only auth and SASL
+    /// packets are decoded as they arrive, and a bad one closes the connection: those stay
+    /// errors of [`Request::read`]).
+    Malformed,
 }
 
 fn read_multi(r: &mut Reader<'_>, xid: i32) -> Result<Vec<Request>, JuteError> {
@@ -306,6 +321,22 @@ fn read_multi(r: &mut Reader<'_>, xid: i32) -> Result<Vec<Request>, JuteError> {
         let _err = r.int()?;
         if done {
             return Ok(ops);
+        }
+        // ZooKeeper's MultiOperationRecord takes only these, and one kind per multi ("Mixing
+        // different kind of ops"); anything else fails the whole record.
+        let read = match op {
+            op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::CHECK => false,
+            op::GET_CHILDREN | op::GET_DATA => true,
+            _ => return Err(JuteError::BadOp { op }),
+        };
+        if ops.first().is_some_and(|first: &Request| matches!(first.op, op::GET_CHILDREN | op::GET_DATA) != read) {
+            return Err(JuteError::BadOp { op });
         }
         let body = read_body(r, op, xid)?;
         ops.push(Request { xid, op, body });
@@ -324,25 +355,31 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
         op::PING => B::Ping,
         op::CLOSE_SESSION => B::CloseSession,
         op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => B::Create {
-            path: r.ustring()?,
+            path: r.ustring_not_null()?,
             data: r.buffer_opt()?,
             acl: r.vector(Acl::read)?,
             flags: r.int()?,
             ttl_ms: 0,
         },
         op::CREATE_TTL => B::Create {
-            path: r.ustring()?,
+            path: r.ustring_not_null()?,
             data: r.buffer_opt()?,
             acl: r.vector(Acl::read)?,
             flags: r.int()?,
             ttl_ms: r.long()?,
         },
-        op::DELETE | op::DELETE_CONTAINER => {
-            B::Delete { path: r.ustring()?, version: if op == op::DELETE { r.int()? } else { -1 } }
+        op::DELETE => B::Delete { path: r.ustring_not_null()?, version: r.int()? },
+        op::DELETE_CONTAINER => B::DeleteContainer,
+        op::RECONFIG => {
+            for _ in 0..3 {
+                r.ustring()?;
+            }
+            r.long()?;
+            B::Reconfig
         }
-        op::EXISTS => B::Exists { path: r.ustring()?, watch: r.boolean()? },
+        op::EXISTS => B::Exists { path: r.ustring_not_null()?, watch: r.boolean()? },
         op::GET_DATA => {
-            let path = r.ustring()?;
+            let path = r.ustring_not_null()?;
             let watch = r.boolean()?;
             if path == "/zookeeper/config" {
                 B::GetConfig { watch }
@@ -351,42 +388,51 @@ fn read_body(r: &mut Reader<'_>, op: i32, xid: i32) -> Result<RequestBody, JuteE
             }
         }
         op::SET_DATA => B::SetData { path: r.ustring()?, data: r.buffer_opt()?, version: r.int()? },
-        op::GET_ACL => B::GetAcl { path: r.ustring()? },
+        op::GET_ACL => B::GetAcl { path: r.ustring_not_null()? },
         op::SET_ACL => B::SetAcl { path: r.ustring()?, acl: r.vector(Acl::read)?, version: r.int()? },
-        op::GET_CHILDREN | op::GET_CHILDREN2 => B::GetChildren { path: r.ustring()?, watch: r.boolean()? },
-        op::GET_ALL_CHILDREN_NUMBER => B::GetAllChildrenNumber { path: r.ustring()? },
+        op::GET_CHILDREN | op::GET_CHILDREN2 => B::GetChildren { path: r.ustring_not_null()?, watch: r.boolean()? },
+        op::GET_ALL_CHILDREN_NUMBER => B::GetAllChildrenNumber { path: r.ustring_not_null()? },
         op::GET_EPHEMERALS => B::GetEphemerals { prefix: r.ustring()? },
-        op::SYNC => B::Sync { path: r.ustring()? },
+        op::SYNC => B::Sync { path: r.ustring_opt()? },
         op::CHECK => B::Check { path: r.ustring()?, version: r.int()? },
         op::MULTI | op::MULTI_READ => B::Multi(read_multi(r, xid)?),
         op::AUTH => B::Auth { auth_type: r.int()?, scheme: r.ustring()?, auth: r.buffer()? },
         op::SET_WATCHES | op::SET_WATCHES2 => {
+            // DataTree.setWatches iterates every list: a null one is a NullPointerException.
             let relative_zxid = r.long()?;
-            let data = r.vector(|r| r.ustring())?;
-            let exist = r.vector(|r| r.ustring())?;
-            let child = r.vector(|r| r.ustring())?;
+            let data = r.vector_not_null(|r| r.ustring())?;
+            let exist = r.vector_not_null(|r| r.ustring())?;
+            let child = r.vector_not_null(|r| r.ustring())?;
             let (persistent, persistent_recursive) = if op == op::SET_WATCHES2 {
-                (r.vector(|r| r.ustring())?, r.vector(|r| r.ustring())?)
+                (r.vector_not_null(|r| r.ustring())?, r.vector_not_null(|r| r.ustring())?)
             } else {
                 (Vec::new(), Vec::new())
             };
             B::SetWatches { relative_zxid, data, exist, child, persistent, persistent_recursive }
         }
         op::ADD_WATCH => B::AddWatch { path: r.ustring()?, mode: r.int()? },
-        op::CHECK_WATCHES | op::REMOVE_WATCHES => B::Watches { path: r.ustring()?, watch_type: r.int()? },
+        op::CHECK_WATCHES => B::Watches { path: r.ustring_not_null()?, watch_type: r.int()? },
+        op::REMOVE_WATCHES => B::Watches { path: r.ustring()?, watch_type: r.int()? },
         op::WHO_AM_I => B::WhoAmI,
-        op::SASL => B::Sasl { token: r.buffer()? },
+        // processSasl reads the token's length at once: a null token closes the connection.
+        op::SASL => B::Sasl { token: r.buffer_not_null()? },
         _ => B::Unknown,
     })
 }
 
 impl Request {
-    /// Parses one packet payload (after the handshake): RequestHeader then the body.
+    /// Parses one packet payload (after the handshake): RequestHeader then the body. An error
+    /// (the connection closes) for a short header or a bad auth or SASL body; any other body
+    /// that does not decode is [`RequestBody::Malformed`] (see there).
     pub fn read(payload: &[u8]) -> Result<Request, JuteError> {
         let mut r = Reader::new(payload);
         let xid = r.int()?;
         let op = r.int()?;
-        let body = read_body(&mut r, op, xid)?;
+        let body = match read_body(&mut r, op, xid) {
+            Ok(body) => body,
+            Err(e) if op == op::AUTH || op == op::SASL => return Err(e),
+            Err(_) => RequestBody::Malformed,
+        };
         Ok(Request { xid, op, body })
     }
 }
@@ -536,16 +582,58 @@ mod tests {
         let mut w = Writer::new();
         w.int(2).int(op::SASL).buffer(b"nc=00000001");
         assert_eq!(Request::read(&w.buf).unwrap().body, RequestBody::Sasl { token: b"nc=00000001".to_vec() });
+        let mut w = Writer::new();
+        w.int(3).int(op::SASL).null_buffer();
+        assert!(Request::read(&w.buf).is_err(), "a null token closes the connection");
     }
 
+    /// Goal: a short header, auth or SASL packet is an error (ZooKeeper closes the
+    /// connection); any other request cut short is `Malformed` (ZooKeeper answers
+    /// MarshallingError).
     #[test]
-    fn truncated_packets_are_errors() {
+    fn truncated_packets_are_errors_or_malformed() {
         let mut w = Writer::new();
         w.int(1).int(op::SET_DATA).ustring("/a").buffer(b"xyz").int(0);
         for cut in 0..w.buf.len() {
-            assert!(Request::read(&w.buf[..cut]).is_err(), "cut at {cut}");
+            match Request::read(&w.buf[..cut]) {
+                Err(_) => assert!(cut < 8, "cut at {cut}"),
+                Ok(req) => assert!(cut >= 8 && req.body == RequestBody::Malformed, "cut at {cut}"),
+            }
         }
-        assert!(Request::read(&w.buf).is_ok());
+        assert!(matches!(Request::read(&w.buf).unwrap().body, RequestBody::SetData { .. }));
+        for op in [op::AUTH, op::SASL] {
+            let mut w = Writer::new();
+            w.int(1).int(op).int(5); // a length with nothing after it
+            assert!(Request::read(&w.buf).is_err(), "op {op}");
+        }
+    }
+
+    /// Goal: a multi holds only the op types ZooKeeper's MultiOperationRecord reads, all of one
+    /// kind (writes, or getChildren/getData); anything else makes the whole request Malformed.
+    #[test]
+    fn multi_ops_of_other_types_or_mixed_kinds_are_malformed() {
+        let multi = |ops: &[(i32, &[u8])]| {
+            let mut w = Writer::new();
+            w.int(1).int(op::MULTI);
+            for (code, body) in ops {
+                w.int(*code).boolean(false).int(-1);
+                w.buf.extend_from_slice(body);
+            }
+            w.int(-1).boolean(true).int(-1);
+            Request::read(&w.buf).unwrap().body
+        };
+        let mut get = Writer::new();
+        get.ustring("/a").boolean(false);
+        let get = get.buf.as_slice();
+        let mut del = Writer::new();
+        del.ustring("/a").int(-1);
+        let del = del.buf.as_slice();
+        assert!(matches!(multi(&[(op::DELETE, del), (op::DELETE, del)]), RequestBody::Multi(ops) if ops.len() == 2));
+        assert!(matches!(multi(&[(op::GET_DATA, get), (op::GET_CHILDREN, get)]), RequestBody::Multi(_)));
+        assert_eq!(multi(&[(op::DELETE, del), (op::GET_DATA, get)]), RequestBody::Malformed);
+        assert_eq!(multi(&[(op::GET_DATA, get), (op::DELETE, del)]), RequestBody::Malformed);
+        assert_eq!(multi(&[(op::EXISTS, get)]), RequestBody::Malformed);
+        assert_eq!(multi(&[(op::DELETE_CONTAINER, del)]), RequestBody::Malformed);
     }
 
     #[test]

@@ -1094,21 +1094,23 @@ impl Conn {
         let ready = |err: i32| Queued::Ready { xid, op: req.op, err, body: Vec::new(), close: false };
         match req.body {
             RequestBody::Ping => Queued::Ready { xid: xid::PING, op: op::PING, err: 0, body: Vec::new(), close: false },
+            // The reply echoes the request's xid, as ZooKeeper's processPacket does (clients
+            // send auth with xid -4 and expect -4 back).
             RequestBody::Auth { scheme, auth: cred, .. } => {
                 if scheme == "digest" {
                     let id = auth::digest_id(&String::from_utf8_lossy(&cred));
                     if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
                         Arc::make_mut(&mut self.auth).push(("digest".into(), id));
                     }
-                    Queued::Ready { xid: xid::AUTH, op: op::AUTH, err: 0, body: Vec::new(), close: false }
+                    Queued::Ready { xid, op: op::AUTH, err: 0, body: Vec::new(), close: false }
                 } else if scheme == "ip" {
                     // ZooKeeper's ip provider authenticates the connection's own address, which
                     // every session already has.
-                    Queued::Ready { xid: xid::AUTH, op: op::AUTH, err: 0, body: Vec::new(), close: false }
+                    Queued::Ready { xid, op: op::AUTH, err: 0, body: Vec::new(), close: false }
                 } else {
                     // ZooKeeper answers AuthFailed and closes the connection.
                     Queued::Ready {
-                        xid: xid::AUTH,
+                        xid,
                         op: op::AUTH,
                         err: ErrorCode::AuthFailed as i32,
                         body: Vec::new(),
@@ -1119,6 +1121,17 @@ impl Conn {
             RequestBody::Sasl { token } => self.sasl_step(xid, &token),
             RequestBody::CloseSession => {
                 self.submit(xid, req.op, Vec::new(), Command::LeaseRevoke { id: self.session_id })
+            }
+            // A multi's ops are all writes or all reads (`read_multi`); multi takes writes and
+            // multiRead reads, and ZooKeeper fails the whole request otherwise ("Invalid type of
+            // op" in FinalRequestProcessor for multiRead, an exception in PrepRequestProcessor
+            // for multi).
+            RequestBody::Multi(ops)
+                if ops
+                    .first()
+                    .is_some_and(|o| matches!(o.op, op::GET_CHILDREN | op::GET_DATA) != (req.op == op::MULTI_READ)) =>
+            {
+                ready(ErrorCode::MarshallingError as i32)
             }
             RequestBody::Multi(ops) if req.op == op::MULTI => {
                 let codes: Vec<i32> = ops.iter().map(|o| o.op).collect();
@@ -1156,8 +1169,14 @@ impl Conn {
                 }
                 Err(code) => ready(code),
             },
-            RequestBody::Unknown if req.op == op::RECONFIG => ready(ErrorCode::ReconfigDisabled as i32),
-            RequestBody::Unknown => ready(ErrorCode::Unimplemented as i32),
+            RequestBody::Reconfig => ready(ErrorCode::ReconfigDisabled as i32),
+            // ZooKeeper's UnimplementedRequestProcessor: the answer, then the connection closes
+            // (the session stays until it expires or the client reconnects).
+            RequestBody::Unknown => {
+                Queued::Ready { xid, op: req.op, err: ErrorCode::Unimplemented as i32, body: Vec::new(), close: true }
+            }
+            RequestBody::Malformed => ready(ErrorCode::MarshallingError as i32),
+            RequestBody::DeleteContainer => ready(ErrorCode::BadArguments as i32),
             body => Queued::Read {
                 req: Request { xid, op: req.op, body },
                 auth: self.auth.clone(),
@@ -1381,7 +1400,18 @@ impl<'a> Watching<'a> {
 
 /// A znode's Stat and ACL, without its data (which only getData returns).
 fn node(view: &ReadView, path: &str) -> Result<Option<std::sync::Arc<crate::store::ZkNode>>, i32> {
-    view.zk_node_stat(path).map_err(|e| read_fault(path, e))
+    view.zk_node_stat(stored(path)).map_err(|e| read_fault(path, e))
+}
+
+/// The node a read of `path` finds: ZooKeeper's DataTree keeps the root under "" as well as
+/// "/", and reads do not validate their path, so a read of "" answers with the root. (A watch
+/// such a read arms stays on "", where no event ever fires, as in ZooKeeper.)
+fn stored(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
 }
 
 /// A store fault during a read: logged, and answered as ZooKeeper's SystemError.
@@ -1453,7 +1483,7 @@ fn read_op(
             let count_at = w.buf.len();
             w.int(0);
             let count = view
-                .zk_each_child(path, ctx.config.children_max, |name| {
+                .zk_each_child(stored(path), ctx.config.children_max, |name| {
                     w.ustring(name);
                 })
                 .map_err(|_| ErrorCode::SystemError as i32)?;
@@ -1465,7 +1495,7 @@ fn read_op(
         RequestBody::GetAllChildrenNumber { path } => {
             let n = node(view, path)?.ok_or(no_node)?;
             readable(&n, auth)?;
-            let count = view.zk_all_children_number(path).map_err(|_| ErrorCode::SystemError as i32)?;
+            let count = view.zk_all_children_number(stored(path)).map_err(|_| ErrorCode::SystemError as i32)?;
             w.int(count.min(i32::MAX as u64) as i32);
         }
         RequestBody::GetEphemerals { prefix } => {
@@ -1484,7 +1514,10 @@ fn read_op(
             });
         }
         RequestBody::Sync { path } => {
-            w.ustring(path);
+            match path {
+                Some(p) => w.ustring(p),
+                None => w.null_buffer(),
+            };
         }
         RequestBody::SetWatches { relative_zxid, data, exist, child, persistent, persistent_recursive } => {
             let g = g.get()?;
@@ -1498,13 +1531,28 @@ fn read_op(
             return Ok(());
         }
         RequestBody::AddWatch { path, mode } => {
+            // AddWatchMode.fromValue: anything but PERSISTENT (0) and PERSISTENT_RECURSIVE (1)
+            // throws, which ZooKeeper answers as a MarshallingError.
+            if !matches!(*mode, 0 | 1) {
+                return Err(ErrorCode::MarshallingError as i32);
+            }
             if !g.get()?.add_persistent(conn, path, *mode == 1, max) {
                 return Err(ErrorCode::Throttled as i32);
             }
             w.int(0);
         }
         RequestBody::Watches { path, watch_type } => {
+            // WatcherType.fromInt: Children (1), Data (2), Any (3); anything else throws, which
+            // ZooKeeper answers as a MarshallingError.
+            if !matches!(*watch_type, 1..=3) {
+                return Err(ErrorCode::MarshallingError as i32);
+            }
             let remove = req.op == op::REMOVE_WATCHES;
+            // checkWatches walks the path's parents for recursive watches, which throws for a
+            // path that does not start with '/' (MarshallingError); removeWatches does not.
+            if !remove && !path.is_empty() && !path.starts_with('/') {
+                return Err(ErrorCode::MarshallingError as i32);
+            }
             if !g.get()?.has_or_remove(conn, path, *watch_type, remove) {
                 return Err(ErrorCode::NoWatcher as i32);
             }
@@ -1561,7 +1609,7 @@ fn get_data(
     w: &mut Writer,
     max: usize,
 ) -> Result<(), i32> {
-    let n = view.zk_node(path).map_err(|e| read_fault(path, e))?.ok_or(ErrorCode::NoNode as i32)?;
+    let n = view.zk_node(stored(path)).map_err(|e| read_fault(path, e))?.ok_or(ErrorCode::NoNode as i32)?;
     readable(&n, auth)?;
     if watch {
         g.get()?.add_standard(conn, Kind::Data, path, view.revision, max);
