@@ -169,6 +169,43 @@ def test_delete_container_never_deletes(zk):
         s.close_session()
 
 
+def _multi_errors(body):
+    """The per-op error codes of a failed multi's reply (each op: header
+    {type -1, done false, err} and ErrorResult {err}; then the end marker)."""
+    errs, at = [], 0
+    while True:
+        typ, done, err = struct.unpack_from(">i?i", body, at)
+        at += 9
+        if done:
+            return errs
+        assert typ == -1, body.hex()
+        errs.append(err)
+        at += 4
+
+
+@pytest.mark.parametrize("first_op,first,expected", [
+    # a create of a path without '/': BadArguments at op 1
+    (OP["create"], s_(b"bad") + NULL + WORLD + I.pack(0), [BAD_ARGUMENTS, -2]),
+    # a setData of a missing node: NoNode at op 1
+    (OP["setData"], s_(b"/no-such-node") + s_(b"x") + I.pack(-1), [NO_NODE, -2]),
+    # a good create: it would have worked (0), then op 2 fails
+    (OP["create"], s_(b"/fine") + NULL + WORLD + I.pack(0), [0, BAD_ARGUMENTS]),
+], ids=["bad path first", "missing node first", "good op first"])
+def test_a_multi_reports_its_first_failing_op_even_before_unknown_create_flags(zk, first_op, first, expected):
+    # op 2 is a create with mode flags 99, which CreateMode.fromFlag refuses (BadArguments);
+    # ZooKeeper still evaluates op 1 first. The rest of a failed multi is RuntimeInconsistency (-2).
+    body = multi((first_op, first), (OP["create"], s_(b"/other") + NULL + WORLD + I.pack(99)))
+    s = RawSession(zk.host, zk.port, 10000)
+    try:
+        s.send(1, OP["multi"], body)
+        xid, _zxid, err, reply = s.read()
+        assert (xid, err) == (1, 0)
+        assert _multi_errors(reply) == expected
+        assert s.request(Exists("/fine", False))[1] == NO_NODE  # nothing of it was applied
+    finally:
+        s.close_session()
+
+
 def test_sync_of_a_null_path_echoes_null(zk):
     s = RawSession(zk.host, zk.port, 10000)
     try:

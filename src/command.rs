@@ -127,6 +127,13 @@ pub enum ZkOp {
     Reap {
         path: String,
     },
+    /// An op the server refused before looking at the tree (a create's unknown mode flags:
+    /// ZooKeeper's CreateMode.fromFlag): it fails with `code` in its place in a multi, so the
+    /// multi reports its first failing op in order, as ZooKeeper does (an earlier op's failure
+    /// comes first). Last in the enum: older log entries decode unchanged.
+    Fail {
+        code: i32,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

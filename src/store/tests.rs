@@ -552,6 +552,12 @@ fn znode_multi_and_session_end() {
         ]
     );
     assert!(s.read().unwrap().zk_node("/m").unwrap().is_none());
+    // A refused op fails in its place: an earlier op's failure is still reported first.
+    let (_, r) = zk(&s, 0, vec![create("bad", "", CreateMode::Persistent), ZkOp::Fail { code: zk_err::BAD_ARGUMENTS }]);
+    assert_eq!(r, [ZkOpResult::Error(zk_err::BAD_ARGUMENTS), ZkOpResult::Error(zk_err::RUNTIME_INCONSISTENCY)]);
+    let (_, r) = zk(&s, 0, vec![create("/m", "", CreateMode::Persistent), ZkOp::Fail { code: zk_err::BAD_ARGUMENTS }]);
+    assert_eq!(r, [ZkOpResult::Error(0), ZkOpResult::Error(zk_err::BAD_ARGUMENTS)]);
+    assert!(s.read().unwrap().zk_node("/m").unwrap().is_none());
     let (rev, r) =
         zk(&s, 0, vec![create("/m", "", CreateMode::Persistent), create("/m/k", "", CreateMode::Persistent)]);
     assert_eq!(rev, before + 1);

@@ -638,6 +638,7 @@ impl WriteTx<'_> {
                 self.zk_delete(ov, txn, path, *version, false)?.map(|()| ZkOpResult::Deleted)
             }
             ZkOp::Reap { path } => self.zk_delete(ov, txn, path, -1, true)?.map(|()| ZkOpResult::Deleted),
+            ZkOp::Fail { code } => Err(*code),
             ZkOp::SetData { path, data, version } => {
                 self.zk_set_data(ov, txn, path, data, *version)?.map(|stat| ZkOpResult::SetData { stat })
             }

@@ -1135,26 +1135,11 @@ impl Conn {
             }
             RequestBody::Multi(ops) if req.op == op::MULTI => {
                 let codes: Vec<i32> = ops.iter().map(|o| o.op).collect();
-                let mut zops = Vec::with_capacity(ops.len());
-                for (i, o) in ops.into_iter().enumerate() {
-                    match to_zk_op(o.op, o.body) {
-                        Ok(z) => zops.push(z),
-                        Err(code) => {
-                            let results: Vec<ZkOpResult> = (0..codes.len())
-                                .map(|j| {
-                                    ZkOpResult::Error(match j.cmp(&i) {
-                                        std::cmp::Ordering::Less => 0,
-                                        std::cmp::Ordering::Equal => code,
-                                        std::cmp::Ordering::Greater => zk_err::RUNTIME_INCONSISTENCY,
-                                    })
-                                })
-                                .collect();
-                            let mut w = Writer::new();
-                            write_multi(&mut w, &codes, &results);
-                            return Queued::Ready { xid, op: req.op, err: 0, body: w.buf, close: false };
-                        }
-                    }
-                }
+                // An op refused here still fails in its place, after the ops before it.
+                let zops = ops
+                    .into_iter()
+                    .map(|o| to_zk_op(o.op, o.body).unwrap_or_else(|code| ZkOp::Fail { code }))
+                    .collect();
                 let cmd = self.txn(zops);
                 self.submit(xid, req.op, codes, cmd)
             }
