@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, GetData, SetData
+from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, GetData, SetData, int_struct
 from kazoo.protocol.states import EventType
 from kazoo.security import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 
@@ -245,3 +245,75 @@ def test_max_client_cnxns_per_address(zk):
     finally:
         for s in sessions:
             s.close_session()
+
+
+def _call(s, xid, op, body):
+    """One raw request on a RawSession: its reply's error code (notifications kept)."""
+    s.send(xid, op, body)
+    while True:
+        rxid, _zxid, err, body = s.read()
+        if rxid == -1:
+            s.notifications.append(parse_notification(body))
+            continue
+        assert rxid == xid
+        return err
+
+
+def _path_body(path, *ints):
+    return int_struct.pack(len(path)) + path.encode() + b"".join(int_struct.pack(i) for i in ints)
+
+
+OP_CHECK_WATCHES, OP_REMOVE_WATCHES, OP_ADD_WATCH = 17, 18, 106
+CHILDREN, DATA, ANY = 1, 2, 3
+PERSISTENT_RECURSIVE = 1
+
+
+def test_check_watches_as_zookeeper_3_8_answers_it(zk):
+    # ZooKeeper 3.8.0's WatchManager.containsWatcher answers for ANY session's watch on the
+    # path (it tests the path's watcher set, not the asker); a recursive watch sits in the
+    # child table too; removeWatches removes only the asker's own.
+    a = RawSession(zk.host, zk.port, 10000)
+    b = RawSession(zk.host, zk.port, 10000)
+    try:
+        assert _call(a, 1, OP_ADD_WATCH, _path_body("/cw", PERSISTENT_RECURSIVE)) == 0
+        assert _call(a, 2, OP_CHECK_WATCHES, _path_body("/cw", CHILDREN)) == 0
+        assert _call(b, 1, OP_CHECK_WATCHES, _path_body("/cw", DATA)) == 0  # a's watch
+        assert _call(b, 2, OP_REMOVE_WATCHES, _path_body("/cw", ANY)) == -121  # not b's
+        assert _call(a, 3, OP_REMOVE_WATCHES, _path_body("/cw", CHILDREN)) == 0
+        assert _call(a, 4, OP_CHECK_WATCHES, _path_body("/cw", CHILDREN)) == -121
+        assert _call(a, 5, OP_CHECK_WATCHES, _path_body("/cw", DATA)) == 0
+        assert _call(a, 6, OP_REMOVE_WATCHES, _path_body("/cw", DATA)) == 0
+        assert _call(b, 3, OP_CHECK_WATCHES, _path_body("/cw", ANY)) == -121
+    finally:
+        a.close_session()
+        b.close_session()
+
+
+@pytest.mark.zk_config(four_letter_whitelist="*")
+def test_a_recursive_watch_counts_in_both_tables(zk):
+    s = RawSession(zk.host, zk.port, 10000)
+    try:
+        assert _call(s, 1, OP_ADD_WATCH, _path_body("/rw", PERSISTENT_RECURSIVE)) == 0
+        mntr = dict(line.split("\t", 1) for line in zk.four("mntr").splitlines() if "\t" in line)
+        assert mntr["zk_watch_count"] == "2"
+        assert zk.four("wchs").strip().splitlines()[-1] == "Total watches:1"  # the data table
+    finally:
+        s.close_session()
+
+
+def test_a_closed_sessions_ephemerals_go_in_zookeepers_order(zk):
+    # ZooKeeper deletes them in the order of a java.util.HashSet clone of their paths; a
+    # watcher of each sees the NodeDeleted events in that order (taken from ZooKeeper 3.8.0).
+    watcher = RawSession(zk.host, zk.port, 10000)
+    owner = RawSession(zk.host, zk.port, 10000)
+    try:
+        watcher.request(Create("/o", b"", OPEN_ACL_UNSAFE, 0))
+        for name in ["lock-1", "lock-2", "x", "member", "zz9"]:
+            assert owner.request(Create(f"/o/{name}", b"", OPEN_ACL_UNSAFE, 1))[1] == 0
+            watcher.request(Exists(f"/o/{name}", True))
+        owner.close_session()
+        watcher.request(Exists("/", False))  # the events all come before this reply
+        deleted = [path for (typ, _state, path) in watcher.notifications if typ == DELETED]
+        assert deleted == ["/o/lock-2", "/o/lock-1", "/o/member", "/o/zz9", "/o/x"]
+    finally:
+        watcher.close_session()

@@ -473,10 +473,19 @@ impl<'t> WriteTx<'t> {
             let (k, _) = row?;
             keys.push(k.value().1.to_vec());
         }
+        let mut attached = Vec::with_capacity(keys.len());
+        for key in keys {
+            let current = self.current(&key)?;
+            attached.push((key, current));
+        }
+        // etcd keys go in key order (etcd's lessor sorts them), a session's ephemeral znodes
+        // in the order ZooKeeper deletes them, which their watchers see (after the etcd keys:
+        // a ZooKeeper session holds no etcd key unless an etcd client attached one to it).
+        super::znode::ephemeral_delete_order(&mut attached);
         let mut rev = self.begin();
         let mut quota = super::znode::RevokeQuota::default();
-        for key in keys {
-            match self.current(&key)? {
+        for (key, current) in attached {
+            match current {
                 Some(old) => {
                     let data_len = old.value_len;
                     self.delete_key(&mut rev, &key, old)?;

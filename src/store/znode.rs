@@ -66,6 +66,43 @@ pub fn key_of(path: &str) -> Vec<u8> {
 }
 
 /// The znode path of an MVCC key, if the key is in the znode range.
+/// Orders the keys a revoked lease held as they are deleted: etcd keys first, in key order;
+/// then ephemeral znodes in the order ZooKeeper 3.8.0 deletes a closed (or expired) session's
+/// ephemerals, which its watchers see. That order is the list in the CloseSessionTxn:
+/// `new ArrayList<>(es)`, where `es` is `HashSet.clone()` of the session's set of paths. The
+/// clone is a `HashMap` sized for its entries (`tableSizeFor((int) (n / 0.75f + 1))`) and
+/// filled in the original's iteration order; a `HashMap` iterates by bucket (`String.hashCode`
+/// spread as `HashMap.hash` does, masked by the capacity), and within a bucket in insertion
+/// order. So: by bucket in the clone, then by bucket in the original, then by creation.
+///
+/// The original set's capacity is the smallest a fresh `HashSet` (16, doubling past a 0.75
+/// load) has for the ephemerals the session holds now. A Java set never shrinks, so for a
+/// session that once held more than 12 ephemerals at a time and fewer now, paths sharing a
+/// bucket of the clone may come in another order than ZooKeeper's; that history is not kept.
+/// Ties in creation (one multi creating several) go by path.
+pub(super) fn ephemeral_delete_order(keys: &mut [(Vec<u8>, Option<CurrentKv>)]) {
+    let count = keys.iter().filter(|(k, _)| path_of(k).is_some()).count();
+    let mut original: u32 = 16;
+    while count as u64 * 4 > original as u64 * 3 {
+        original *= 2;
+    }
+    // HashMap.tableSizeFor of (int) (size / loadFactor + 1.0f), in Java's float arithmetic.
+    let wanted = (count as f32 / 0.75f32 + 1.0f32) as u32;
+    let clone = wanted.max(1).next_power_of_two();
+    let hash = |path: &str| {
+        let h = path.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)) as u32;
+        h ^ (h >> 16)
+    };
+    keys.sort_by_cached_key(|(key, current)| match path_of(key) {
+        None => (0, 0, 0, 0, key.clone()),
+        Some(path) => {
+            let h = hash(path);
+            let created = current.as_ref().map_or(0, |c| c.create_revision);
+            (1, h & (clone - 1), h & (original - 1), created, key.clone())
+        }
+    });
+}
+
 pub fn path_of(key: &[u8]) -> Option<&str> {
     if key.starts_with(ZK_RANGE_START) {
         std::str::from_utf8(&key[ZK_KEY_PREFIX.len()..]).ok()
@@ -1116,6 +1153,57 @@ mod tests {
         assert!(!range_touches_znodes(b"/zk0", b"\0"));
         assert!(!range_touches_znodes(b"/a", b"/b"));
         assert!(!range_touches_znodes(b"/zj", b"/zk/"));
+    }
+
+    /// Goal: a closed session's ephemerals go in the order ZooKeeper 3.8.0 deletes them (both
+    /// sets were seen in these orders from it), etcd keys first.
+    #[test]
+    fn ephemerals_are_deleted_in_java_hash_set_order() {
+        let kv = |rev: i64| {
+            Some(CurrentKv {
+                create_revision: rev,
+                mod_main: rev,
+                mod_sub: 0,
+                version: 1,
+                lease: 7,
+                mtime_ms: 0,
+                value_len: 0,
+                value: Vec::new(),
+            })
+        };
+        let mut keys = vec![
+            (key_of("/s/a/x0000000000"), kv(3)),
+            (key_of("/s/a0000000006"), kv(2)),
+            (b"etcd-b".to_vec(), kv(9)),
+            (key_of("/s/b0000000007"), kv(1)),
+            (b"etcd-a".to_vec(), kv(8)),
+        ];
+        ephemeral_delete_order(&mut keys);
+        let order: Vec<Vec<u8>> = keys.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            order,
+            [
+                b"etcd-a".to_vec(),
+                b"etcd-b".to_vec(),
+                key_of("/s/b0000000007"),
+                key_of("/s/a0000000006"),
+                key_of("/s/a/x0000000000")
+            ]
+        );
+        // Four: /s/a/x..4 and /t/c..4 share a bucket of both tables (by creation), /t/c..9
+        // and /t/c..7 come after them in the clone's 8 buckets though before them in the 16.
+        let mut keys = vec![
+            (key_of("/t/c0000000009"), kv(20)),
+            (key_of("/t/c0000000007"), kv(15)),
+            (key_of("/t/c0000000004"), kv(11)),
+            (key_of("/s/a/x0000000004"), kv(10)),
+        ];
+        ephemeral_delete_order(&mut keys);
+        let order: Vec<Vec<u8>> = keys.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            order,
+            [key_of("/s/a/x0000000004"), key_of("/t/c0000000004"), key_of("/t/c0000000009"), key_of("/t/c0000000007")]
+        );
     }
 
     #[test]

@@ -243,11 +243,17 @@ impl Guard<'_> {
                 table.remove(path);
             }
         }
-        if kind == Kind::Data && inner.recursive_count > 0 && ty != event_type::NODE_CHILDREN_CHANGED {
+        // Recursive watches on the path's ancestors, in this table (the child table's matter
+        // only once the data table's twin was removed: the `notified` set drops repeats).
+        if inner.recursive_count > 0 && ty != event_type::NODE_CHILDREN_CHANGED {
+            let table = match kind {
+                Kind::Data => &inner.data,
+                Kind::Child => &inner.child,
+            };
             let mut at = path;
             while at != "/" {
                 at = parent_of(at);
-                if let Some(w) = inner.data.get(at) {
+                if let Some(w) = table.get(at) {
                     hits.extend(w.iter().filter(|(_, m)| **m == Mode::Recursive).map(|(c, _)| *c));
                 }
             }
@@ -302,16 +308,20 @@ impl Guard<'_> {
 
     /// addWatch: mode 0 persistent (data and child tables), 1 persistent recursive (data only).
     pub fn add_persistent(&mut self, conn: ConnId, path: &str, recursive: bool, max: usize) -> bool {
-        if recursive {
-            self.add(conn, Kind::Data, path, Mode::Recursive, max)
-        } else {
-            self.add(conn, Kind::Data, path, Mode::Persistent, max)
-                && self.add(conn, Kind::Child, path, Mode::Persistent, max)
-        }
+        // ZooKeeper 3.8.0's DataTree.addWatch puts both modes in both tables. A recursive
+        // watch's child-table entry fires no event the data-table one does not already (never
+        // NodeChildrenChanged), but check/removeWatches of type Children find it, it can be
+        // removed on its own, and mntr's zk_watch_count counts it.
+        let mode = if recursive { Mode::Recursive } else { Mode::Persistent };
+        self.add(conn, Kind::Data, path, mode, max) && self.add(conn, Kind::Child, path, mode, max)
     }
 
     /// check/removeWatches: `watch_type` 1 children, 2 data, 3 any. Returns whether a watch
-    /// was there (ZooKeeper answers NoWatcher otherwise).
+    /// was there (ZooKeeper answers NoWatcher otherwise). removeWatches removes `conn`'s own
+    /// watches. checkWatches answers as ZooKeeper 3.8.0's `WatchManager.containsWatcher` does:
+    /// true when ANY connection watches exactly `path` in that table (it tests the path's
+    /// watcher set for null, not for this watcher), and the recursive-mode test it adds can only
+    /// hold when that set is not empty.
     pub fn has_or_remove(&mut self, conn: ConnId, path: &str, watch_type: i32, remove: bool) -> bool {
         let kinds: &[Kind] = match watch_type {
             1 => &[Kind::Child],
@@ -337,7 +347,7 @@ impl Guard<'_> {
                 if m.is_empty() {
                     table.remove(path);
                 }
-            } else if m.contains_key(&conn) {
+            } else if !m.is_empty() {
                 found = true;
             }
         }
@@ -425,6 +435,26 @@ mod tests {
             [(event_type::NODE_CREATED, "/r/x/y".into()), (event_type::NODE_DELETED, "/r/x/y".into())]
         );
         assert_eq!(t.published(), 6);
+        // As in ZooKeeper 3.8.0, a recursive watch sits in both tables: checkWatches of type
+        // Children finds it, and with its data entry removed, its child entry still hears the
+        // subtree's deletes (only those).
+        {
+            let mut g = t.lock();
+            assert!(g.has_or_remove(1, "/r", 1, false));
+            assert!(g.has_or_remove(1, "/r", 2, true));
+            assert!(!g.has_or_remove(1, "/r", 2, false));
+            assert!(g.has_or_remove(1, "/r", 1, false));
+        }
+        t.on_publish(7, &[ev(EventKind::Put, "/r/z", 7, true), ev(EventKind::Delete, "/r/z", 7, false)]);
+        assert_eq!(drain(&mut rx), [(event_type::NODE_DELETED, "/r/z".into())]);
+        // checkWatches answers for ANY connection's watch on the path (ZooKeeper's
+        // containsWatcher tests the path's watcher set, not this watcher); removeWatches only
+        // removes the asking connection's.
+        {
+            let mut g = t.lock();
+            assert!(g.has_or_remove(2, "/p", 3, false));
+            assert!(!g.has_or_remove(2, "/p", 3, true));
+        }
         t.remove_conn(1);
         assert_eq!(t.counts(), (0, 0, 0));
     }
