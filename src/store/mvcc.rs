@@ -28,6 +28,11 @@ pub struct Effects {
     /// wanted prev values as the transaction began: their prev_kv then has every field but
     /// the value, which a prev_kv watcher must fetch from history instead.
     pub prev_values: bool,
+    /// ZooKeeper: the ACL of every znode a change event names (the node; for a child change,
+    /// its parent), as of the change (a deleted node's from before its delete). Watch events
+    /// go only to sessions that may READ it (Debian's ZooKeeper 3.8.0 carries the fix of
+    /// CVE-2024-23944); empty for etcd-only transactions.
+    pub zk_acls: Vec<(String, std::sync::Arc<Vec<crate::command::ZkAcl>>)>,
 }
 
 /// Revision allocation for one write command.
@@ -79,7 +84,7 @@ pub struct WriteTx<'t> {
     compact_rev: i64,
     start_rev: i64,
     start_compact_rev: i64,
-    effects: Effects,
+    pub(super) effects: Effects,
 }
 
 impl<'t> WriteTx<'t> {

@@ -513,6 +513,8 @@ struct Overlay {
     children: Vec<(String, String, bool)>,
     /// The revision the txn commits as, if it changes a key.
     rev: i64,
+    /// The ACLs of the nodes this txn deletes, from before (see `Effects::zk_acls`).
+    deleted_acls: Vec<(String, Vec<ZkAcl>)>,
 }
 
 impl WriteTx<'_> {
@@ -593,7 +595,13 @@ impl WriteTx<'_> {
     /// Applies a ZooKeeper write: every op in order against the overlay; if all succeed the
     /// overlay is written in one revision, otherwise nothing changes.
     pub(super) fn apply_zk(&mut self, txn: &ZkTxn) -> Result<Response, Error> {
-        let mut ov = Overlay { nodes: BTreeMap::new(), kv: Vec::new(), children: Vec::new(), rev: self.revision() + 1 };
+        let mut ov = Overlay {
+            nodes: BTreeMap::new(),
+            kv: Vec::new(),
+            children: Vec::new(),
+            rev: self.revision() + 1,
+            deleted_acls: Vec::new(),
+        };
         let mut results = Vec::with_capacity(txn.ops.len());
         let mut failed = None;
         for (i, op) in txn.ops.iter().enumerate() {
@@ -646,6 +654,16 @@ impl WriteTx<'_> {
             } else {
                 self.zk_children.remove((parent.as_str(), name.as_str()))?;
             }
+        }
+        // The ACLs its events are delivered under: every node it left in place (changed or
+        // only read: a parent's counts may have changed), every node it deleted.
+        for (path, node) in &ov.nodes {
+            if let Some(n) = node {
+                self.note_read_acl(path, &n.meta.acl);
+            }
+        }
+        for (path, acl) in &ov.deleted_acls {
+            self.note_read_acl(path, acl);
         }
         for (path, node) in ov.nodes {
             match node {
@@ -839,6 +857,7 @@ impl WriteTx<'_> {
         parent.meta.pzxid = ov.rev;
         ov.nodes.insert(parent_path.clone(), Some(parent));
         ov.children.push((parent_path, name_of(path).to_string(), false));
+        ov.deleted_acls.push((path.to_string(), node.meta.acl.clone()));
         ov.nodes.insert(path.to_string(), None);
         ov.kv.push(KvChange::Delete { path: path.to_string() });
         self.zk_quota(ov, path, -1, -(node.kv.as_ref().map_or(0, |k| k.data_len) as i64))?;
@@ -994,15 +1013,28 @@ impl WriteTx<'_> {
         let Some(path) = path_of(key) else { return Ok(()) };
         let path = path.to_string();
         let parent_path = parent_of(&path).to_string();
+        if let Some(node) = self.znode_get(&path)? {
+            self.note_read_acl(&path, &node.acl);
+        }
         if let Some(mut parent) = self.znode_get(&parent_path)? {
             parent.num_children -= 1;
             parent.pzxid = revision;
+            self.note_read_acl(&parent_path, &parent.acl);
             self.znode_put(&parent_path, parent);
         }
         self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
         self.znode_put_none(&path);
         quota.0.rev = revision;
         self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
+    }
+
+    /// Records the ACL that gates the watch events of `path` (`Effects::zk_acls`), unless
+    /// anyone may read it, which is every node's but a few: most writes record nothing.
+    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl]) {
+        let world_readable = acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0);
+        if !world_readable {
+            self.effects.zk_acls.push((path.to_string(), std::sync::Arc::new(acl.to_vec())));
+        }
     }
 
     /// Writes the quota stats a lease revoke changed, in the revoke's revision.

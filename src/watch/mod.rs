@@ -108,7 +108,9 @@ struct Inner {
 }
 
 /// A synchronous subscriber to every publish (see [`Hub::add_tap`]).
-pub type Tap = Box<dyn Fn(i64, &[Event]) + Send + Sync>;
+/// Its arguments: the revision, the events, and the READ-gating ACLs of the znodes they name
+/// (see [`crate::store::Effects::zk_acls`]).
+pub type Tap = Box<dyn Fn(i64, &[Event], &[(String, std::sync::Arc<Vec<crate::command::ZkAcl>>)]) + Send + Sync>;
 
 pub struct Hub {
     inner: Mutex<Inner>,
@@ -276,8 +278,19 @@ impl Hub {
     /// [`crate::store::Effects::prev_values`]). When they do not, a prev_kv watcher that
     /// matches a put falls back to catch-up, which reads prev values from history.
     pub fn publish(&self, revision: i64, events: &[Event], prev_values: bool) {
+        self.publish_with_acls(revision, events, prev_values, &[]);
+    }
+
+    /// [`Hub::publish`], with the ACLs that gate ZooKeeper watch events (for the taps).
+    pub fn publish_with_acls(
+        &self,
+        revision: i64,
+        events: &[Event],
+        prev_values: bool,
+        zk_acls: &[(String, std::sync::Arc<Vec<crate::command::ZkAcl>>)],
+    ) {
         for tap in self.taps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            tap(revision, events);
+            tap(revision, events, zk_acls);
         }
         let mut guard = self.lock();
         let inner = &mut *guard;

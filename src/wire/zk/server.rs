@@ -325,7 +325,7 @@ impl ZkCtx {
     ) -> Arc<ZkCtx> {
         let watches = WatchTable::new(hub.revision(), config.watches_per_conn_max);
         let w = watches.clone();
-        hub.add_tap(Box::new(move |rev, events| w.on_publish(rev, events)));
+        hub.add_tap(Box::new(move |rev, events, acls| w.on_publish_gated(rev, events, acls)));
         // Session ids: like ZooKeeper's, a time-based seed then a counter; the high byte is
         // this member's, and they stay positive.
         let seed = ((secret & 0x7f) << 56) | ((now_ms() as u64 & 0xff_ffff_ffff) << 16);
@@ -576,12 +576,14 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
     let overflowed = ctx.watches.register_conn(conn_id, ntx);
+    let auth = Arc::new(vec![("ip".to_string(), peer.ip().to_string())]);
+    ctx.watches.set_auth(conn_id, auth.clone());
     let conn = Conn {
         ctx: ctx.clone(),
         id: conn_id,
         session_id,
         timeout: Duration::from_millis(timeout_ms),
-        auth: Arc::new(vec![("ip".to_string(), peer.ip().to_string())]),
+        auth,
         sasl: None,
         stats: stats.clone(),
         reads_queued: 0,
@@ -1101,6 +1103,7 @@ impl Conn {
                     let id = auth::digest_id(&String::from_utf8_lossy(&cred));
                     if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
                         Arc::make_mut(&mut self.auth).push(("digest".into(), id));
+                        self.ctx.watches.set_auth(self.id, self.auth.clone());
                     }
                     Queued::Ready { xid, op: op::AUTH, err: 0, body: Vec::new(), close: false }
                 } else if scheme == "ip" {
@@ -1206,6 +1209,7 @@ impl Conn {
             let id = ("sasl".to_string(), authorization_id);
             if !self.auth.contains(&id) {
                 Arc::make_mut(&mut self.auth).push(id);
+                self.ctx.watches.set_auth(self.id, self.auth.clone());
             }
         };
         match step {

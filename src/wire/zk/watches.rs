@@ -50,7 +50,13 @@ struct Conn {
     /// Set when the queue overflowed: the connection must close (its client will reconnect
     /// and re-arm its watches with setWatches, which reports what it missed).
     overflowed: Arc<std::sync::atomic::AtomicBool>,
+    /// The session's identities (scheme, id), for the READ check on each event.
+    auth: Arc<Vec<(String, String)>>,
 }
+
+/// The ACLs that gate a publish's events, by path (see `Effects::zk_acls`); a path not in it
+/// is readable by anyone.
+type GateAcls<'a> = &'a [(String, Arc<Vec<crate::command::ZkAcl>>)];
 
 #[derive(Default)]
 struct Inner {
@@ -94,8 +100,15 @@ impl WatchTable {
 
     pub fn register_conn(&self, id: ConnId, tx: mpsc::Sender<Notification>) -> Arc<std::sync::atomic::AtomicBool> {
         let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        self.lock().inner.conns.insert(id, Conn { tx, overflowed: overflowed.clone() });
+        self.lock().inner.conns.insert(id, Conn { tx, overflowed: overflowed.clone(), auth: Arc::new(Vec::new()) });
         overflowed
+    }
+
+    /// The connection's identities changed (addauth, SASL, or its address at the start).
+    pub fn set_auth(&self, id: ConnId, auth: Arc<Vec<(String, String)>>) {
+        if let Some(c) = self.lock().inner.conns.get_mut(&id) {
+            c.auth = auth;
+        }
     }
 
     /// Drops a connection and every watch it held.
@@ -137,11 +150,20 @@ impl WatchTable {
 
     /// The hub's tap: dispatches a revision's znode events, then marks it published.
     pub fn on_publish(&self, revision: i64, events: &[Event]) {
+        self.on_publish_gated(revision, events, &[]);
+    }
+
+    /// [`WatchTable::on_publish`] where an event goes only to a connection that may READ the
+    /// node it names under `acls` (the parent, for NodeChildrenChanged): Debian's ZooKeeper
+    /// 3.8.0 carries the fix of CVE-2024-23944 (ZOOKEEPER-4799), which checks this as each
+    /// event is sent. A one-shot watch whose event is withheld is used up all the same (the
+    /// check comes after the watch table gave it up).
+    pub fn on_publish_gated(&self, revision: i64, events: &[Event], acls: GateAcls<'_>) {
         if events.iter().any(|e| path_of(&e.kv.key).is_some()) {
             let mut g = self.lock();
             for e in events {
                 let Some(path) = path_of(&e.kv.key) else { continue };
-                g.dispatch(path, e, revision);
+                g.dispatch(path, e, revision, acls);
             }
         }
         self.published.fetch_max(revision, Ordering::AcqRel);
@@ -196,7 +218,7 @@ fn triggers(path: &str, e: &Event) -> Vec<(Kind, String, i32)> {
 }
 
 impl Guard<'_> {
-    fn dispatch(&mut self, path: &str, e: &Event, revision: i64) {
+    fn dispatch(&mut self, path: &str, e: &Event, revision: i64, acls: GateAcls<'_>) {
         // ZooKeeper hands the recipients of a path's data trigger to the child trigger of the
         // same path and event, so a connection hears NodeDeleted once.
         let mut notified: HashSet<ConnId> = HashSet::new();
@@ -205,12 +227,21 @@ impl Guard<'_> {
             if last.as_ref() != Some(&(target.clone(), ty)) {
                 notified.clear();
             }
-            self.trigger(kind, &target, ty, revision, &mut notified);
+            let gate = acls.iter().rev().find(|(p, _)| *p == target).map(|(_, acl)| acl.as_slice());
+            self.trigger(kind, &target, ty, revision, &mut notified, gate);
             last = Some((target, ty));
         }
     }
 
-    fn trigger(&mut self, kind: Kind, path: &str, ty: i32, revision: i64, notified: &mut HashSet<ConnId>) {
+    fn trigger(
+        &mut self,
+        kind: Kind,
+        path: &str,
+        ty: i32,
+        revision: i64,
+        notified: &mut HashSet<ConnId>,
+        gate: Option<&[crate::command::ZkAcl]>,
+    ) {
         let inner = &mut *self.inner;
         let mut hits: Vec<ConnId> = Vec::new();
         let table = match kind {
@@ -263,6 +294,11 @@ impl Guard<'_> {
                 continue;
             }
             if let Some(c) = inner.conns.get(&conn) {
+                if gate
+                    .is_some_and(|acl| !crate::store::znode::acl_allows(acl, crate::store::znode::perms::READ, &c.auth))
+                {
+                    continue;
+                }
                 let n = notification(-1, ty, keeper_state::SYNC_CONNECTED, path);
                 if c.tx.try_send(n).is_err() {
                     c.overflowed.store(true, Ordering::Release);
@@ -457,5 +493,36 @@ mod tests {
         }
         t.remove_conn(1);
         assert_eq!(t.counts(), (0, 0, 0));
+    }
+
+    /// Goal: an event goes only to a connection that may READ the node under the ACL the
+    /// apply recorded (the parent's for a child change); a withheld one-shot watch is used up.
+    #[test]
+    fn events_are_gated_by_read_acls() {
+        let t = WatchTable::new(1, 100);
+        let (tx1, mut rx1) = mpsc::channel(100);
+        let (tx2, mut rx2) = mpsc::channel(100);
+        t.register_conn(1, tx1);
+        t.register_conn(2, tx2);
+        t.set_auth(2, Arc::new(vec![("digest".into(), "u:hash".into())]));
+        {
+            let mut g = t.lock();
+            for conn in [1, 2] {
+                g.add_standard(conn, Kind::Data, "/a", 0, 100);
+                g.add_persistent(conn, "/p", false, 100);
+            }
+        }
+        let only_u = Arc::new(vec![crate::command::ZkAcl { perms: 31, scheme: "digest".into(), id: "u:hash".into() }]);
+        let acls = vec![("/a".to_string(), only_u.clone()), ("/p".to_string(), only_u)];
+        t.on_publish_gated(1, &[ev(EventKind::Put, "/a", 1, false), ev(EventKind::Put, "/p/c", 1, true)], &acls);
+        assert!(drain(&mut rx1).is_empty(), "conn 1 may not read /a or /p");
+        assert_eq!(
+            drain(&mut rx2),
+            [(event_type::NODE_DATA_CHANGED, "/a".into()), (event_type::NODE_CHILDREN_CHANGED, "/p".into())]
+        );
+        // conn 1's one-shot watch on /a is gone although it heard nothing; without a gate the
+        // persistent one still speaks.
+        t.on_publish(2, &[ev(EventKind::Put, "/a", 2, false), ev(EventKind::Put, "/p/d", 2, true)]);
+        assert_eq!(drain(&mut rx1), [(event_type::NODE_CHILDREN_CHANGED, "/p".into())]);
     }
 }
