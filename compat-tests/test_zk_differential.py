@@ -18,14 +18,12 @@ and failed writes); times are left out; session ids become the session's name.
 """
 
 import random
-import socket
 import struct
 
 import pytest
 
-from kazoo.protocol.serialization import Connect
-
 from conftest import _start_zk
+from zk_util import RawSession, parse_notification
 
 I = struct.Struct(">i")
 STAT = struct.Struct(">qqqqiiiqiiq")
@@ -40,45 +38,28 @@ PATHS = [b"/s", b"/s/a", b"/s/b", b"/s/a/x", b"/s/b/y", b"/t", b"/t/c"]
 
 
 class Session:
+    """A raw session (zk_util.RawSession) that logs what it hears into a transcript."""
+
     def __init__(self, port, name):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.raw = RawSession("127.0.0.1", port, 30000, io_timeout=10)
+        self.session_id = self.raw.session_id
         self.name = name
         self.xid = 0
-        self._send(Connect(0, 0, 30000, 0, b"\0" * 16, False).serialize())
-        self.session_id = struct.unpack_from(">q", self._recv(), 8)[0]
-
-    def _send(self, b):
-        self.sock.sendall(I.pack(len(b)) + b)
-
-    def _exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-        return buf
-
-    def _recv(self):
-        return self._exact(I.unpack(self._exact(4))[0])
 
     def call(self, op, body, log):
         """Sends one request; notifications that come first go to `log`; returns (err, body)."""
         self.xid += 1
-        self._send(I.pack(self.xid) + I.pack(op) + body)
+        self.raw.send(self.xid, op, body)
         while True:
-            r = self._recv()
-            xid, _zxid, err = struct.unpack_from(">iqi", r)
+            xid, _zxid, err, reply = self.raw.read()
             if xid == -1:
-                typ, state = struct.unpack_from(">ii", r, 16)
-                n = I.unpack_from(r, 24)[0]
-                log.append((self.name, "event", typ, state, r[28:28 + n].decode()))
+                log.append((self.name, "event") + tuple(parse_notification(reply)))
                 continue
             assert xid == self.xid
-            return err, r[16:]
+            return err, reply
 
     def close(self):
-        self.sock.close()
+        self.raw.drop()
 
 
 def _string(b, at):

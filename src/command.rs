@@ -136,6 +136,10 @@ pub enum ZkOp {
     },
 }
 
+/// A znode path and the ACL that decides who hears its watch events: only sessions that may
+/// READ it (see `store::Effects::zk_acls`).
+pub type ReadGate = (String, std::sync::Arc<Vec<ZkAcl>>);
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ZkAcl {
     pub perms: i32,

@@ -51,7 +51,7 @@ impl ApplySink for Sink {
         }
         metrics::counter!("etcd_mvcc_events_total").increment(effects.events.len() as u64);
         if let Some(hub) = self.hub.get() {
-            hub.publish_with_acls(effects.revision, &effects.events, effects.prev_values, &effects.zk_acls);
+            hub.publish(effects.revision, &effects.events, effects.prev_values, &effects.zk_acls);
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct Effects {
     /// its parent), as of the change (a deleted node's from before its delete). Watch events
     /// go only to sessions that may READ it (Debian's ZooKeeper 3.8.0 carries the fix of
     /// CVE-2024-23944); empty for etcd-only transactions.
-    pub zk_acls: Vec<(String, std::sync::Arc<Vec<crate::command::ZkAcl>>)>,
+    pub zk_acls: Vec<crate::command::ReadGate>,
 }
 
 /// Revision allocation for one write command.

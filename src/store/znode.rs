@@ -65,7 +65,6 @@ pub fn key_of(path: &str) -> Vec<u8> {
     k
 }
 
-/// The znode path of an MVCC key, if the key is in the znode range.
 /// Orders the keys a revoked lease held as they are deleted: etcd keys first, in key order;
 /// then ephemeral znodes in the order ZooKeeper 3.8.0 deletes a closed (or expired) session's
 /// ephemerals, which its watchers see. That order is the list in the CloseSessionTxn:
@@ -103,6 +102,7 @@ pub(super) fn ephemeral_delete_order(keys: &mut [(Vec<u8>, Option<CurrentKv>)]) 
     });
 }
 
+/// The znode path of an MVCC key, if the key is in the znode range.
 pub fn path_of(key: &[u8]) -> Option<&str> {
     if key.starts_with(ZK_RANGE_START) {
         std::str::from_utf8(&key[ZK_KEY_PREFIX.len()..]).ok()

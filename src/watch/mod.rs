@@ -110,7 +110,7 @@ struct Inner {
 /// A synchronous subscriber to every publish (see [`Hub::add_tap`]).
 /// Its arguments: the revision, the events, and the READ-gating ACLs of the znodes they name
 /// (see [`crate::store::Effects::zk_acls`]).
-pub type Tap = Box<dyn Fn(i64, &[Event], &[(String, std::sync::Arc<Vec<crate::command::ZkAcl>>)]) + Send + Sync>;
+pub type Tap = Box<dyn Fn(i64, &[Event], &[crate::command::ReadGate]) + Send + Sync>;
 
 pub struct Hub {
     inner: Mutex<Inner>,
@@ -277,18 +277,8 @@ impl Hub {
     /// `prev_values`: whether put events carry the replaced value in prev_kv (see
     /// [`crate::store::Effects::prev_values`]). When they do not, a prev_kv watcher that
     /// matches a put falls back to catch-up, which reads prev values from history.
-    pub fn publish(&self, revision: i64, events: &[Event], prev_values: bool) {
-        self.publish_with_acls(revision, events, prev_values, &[]);
-    }
-
-    /// [`Hub::publish`], with the ACLs that gate ZooKeeper watch events (for the taps).
-    pub fn publish_with_acls(
-        &self,
-        revision: i64,
-        events: &[Event],
-        prev_values: bool,
-        zk_acls: &[(String, std::sync::Arc<Vec<crate::command::ZkAcl>>)],
-    ) {
+    /// `zk_acls`: the ACLs that gate ZooKeeper watch events, handed to the taps.
+    pub fn publish(&self, revision: i64, events: &[Event], prev_values: bool, zk_acls: &[crate::command::ReadGate]) {
         for tap in self.taps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             tap(revision, events, zk_acls);
         }

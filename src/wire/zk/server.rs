@@ -325,7 +325,7 @@ impl ZkCtx {
     ) -> Arc<ZkCtx> {
         let watches = WatchTable::new(hub.revision(), config.watches_per_conn_max);
         let w = watches.clone();
-        hub.add_tap(Box::new(move |rev, events, acls| w.on_publish_gated(rev, events, acls)));
+        hub.add_tap(Box::new(move |rev, events, acls| w.on_publish(rev, events, acls)));
         // Session ids: like ZooKeeper's, a time-based seed then a counter; the high byte is
         // this member's, and they stay positive.
         let seed = ((secret & 0x7f) << 56) | ((now_ms() as u64 & 0xff_ffff_ffff) << 16);

@@ -56,7 +56,7 @@ struct Conn {
 
 /// The ACLs that gate a publish's events, by path (see `Effects::zk_acls`); a path not in it
 /// is readable by anyone.
-type GateAcls<'a> = &'a [(String, Arc<Vec<crate::command::ZkAcl>>)];
+type GateAcls<'a> = &'a [crate::command::ReadGate];
 
 #[derive(Default)]
 struct Inner {
@@ -149,16 +149,12 @@ impl WatchTable {
     }
 
     /// The hub's tap: dispatches a revision's znode events, then marks it published.
-    pub fn on_publish(&self, revision: i64, events: &[Event]) {
-        self.on_publish_gated(revision, events, &[]);
-    }
-
-    /// [`WatchTable::on_publish`] where an event goes only to a connection that may READ the
+    /// Dispatches a publish's events. An event goes only to a connection that may READ the
     /// node it names under `acls` (the parent, for NodeChildrenChanged): Debian's ZooKeeper
     /// 3.8.0 carries the fix of CVE-2024-23944 (ZOOKEEPER-4799), which checks this as each
     /// event is sent. A one-shot watch whose event is withheld is used up all the same (the
     /// check comes after the watch table gave it up).
-    pub fn on_publish_gated(&self, revision: i64, events: &[Event], acls: GateAcls<'_>) {
+    pub fn on_publish(&self, revision: i64, events: &[Event], acls: GateAcls<'_>) {
         if events.iter().any(|e| path_of(&e.kv.key).is_some()) {
             let mut g = self.lock();
             for e in events {
@@ -442,20 +438,20 @@ mod tests {
             g.add_persistent(1, "/r", true, 100);
         }
         // An event at or below the arming read's revision is one the read already saw.
-        t.on_publish(1, &[ev(EventKind::Put, "/a", 1, false)]);
+        t.on_publish(1, &[ev(EventKind::Put, "/a", 1, false)], &[]);
         assert!(drain(&mut rx).is_empty());
         // Deleting /a: one NodeDeleted for /a (data and child watch together), and the root's
         // child watch; then both one-shot watches of /a are gone.
-        t.on_publish(2, &[ev(EventKind::Delete, "/a", 2, false)]);
+        t.on_publish(2, &[ev(EventKind::Delete, "/a", 2, false)], &[]);
         assert_eq!(
             drain(&mut rx),
             [(event_type::NODE_DELETED, "/a".into()), (event_type::NODE_CHILDREN_CHANGED, "/".into())]
         );
-        t.on_publish(3, &[ev(EventKind::Put, "/a", 3, true)]);
+        t.on_publish(3, &[ev(EventKind::Put, "/a", 3, true)], &[]);
         assert!(drain(&mut rx).is_empty(), "one-shot watches fired once");
         // Persistent: data and child changes, every time.
-        t.on_publish(4, &[ev(EventKind::Put, "/p", 4, false), ev(EventKind::Put, "/p/c", 4, true)]);
-        t.on_publish(5, &[ev(EventKind::Put, "/p", 5, false)]);
+        t.on_publish(4, &[ev(EventKind::Put, "/p", 4, false), ev(EventKind::Put, "/p/c", 4, true)], &[]);
+        t.on_publish(5, &[ev(EventKind::Put, "/p", 5, false)], &[]);
         assert_eq!(
             drain(&mut rx),
             [
@@ -465,7 +461,7 @@ mod tests {
             ]
         );
         // Recursive: the whole subtree's creates, changes and deletes, no child-list events.
-        t.on_publish(6, &[ev(EventKind::Put, "/r/x/y", 6, true), ev(EventKind::Delete, "/r/x/y", 6, false)]);
+        t.on_publish(6, &[ev(EventKind::Put, "/r/x/y", 6, true), ev(EventKind::Delete, "/r/x/y", 6, false)], &[]);
         assert_eq!(
             drain(&mut rx),
             [(event_type::NODE_CREATED, "/r/x/y".into()), (event_type::NODE_DELETED, "/r/x/y".into())]
@@ -481,7 +477,7 @@ mod tests {
             assert!(!g.has_or_remove(1, "/r", 2, false));
             assert!(g.has_or_remove(1, "/r", 1, false));
         }
-        t.on_publish(7, &[ev(EventKind::Put, "/r/z", 7, true), ev(EventKind::Delete, "/r/z", 7, false)]);
+        t.on_publish(7, &[ev(EventKind::Put, "/r/z", 7, true), ev(EventKind::Delete, "/r/z", 7, false)], &[]);
         assert_eq!(drain(&mut rx), [(event_type::NODE_DELETED, "/r/z".into())]);
         // checkWatches answers for ANY connection's watch on the path (ZooKeeper's
         // containsWatcher tests the path's watcher set, not this watcher); removeWatches only
@@ -514,7 +510,7 @@ mod tests {
         }
         let only_u = Arc::new(vec![crate::command::ZkAcl { perms: 31, scheme: "digest".into(), id: "u:hash".into() }]);
         let acls = vec![("/a".to_string(), only_u.clone()), ("/p".to_string(), only_u)];
-        t.on_publish_gated(1, &[ev(EventKind::Put, "/a", 1, false), ev(EventKind::Put, "/p/c", 1, true)], &acls);
+        t.on_publish(1, &[ev(EventKind::Put, "/a", 1, false), ev(EventKind::Put, "/p/c", 1, true)], &acls);
         assert!(drain(&mut rx1).is_empty(), "conn 1 may not read /a or /p");
         assert_eq!(
             drain(&mut rx2),
@@ -522,7 +518,7 @@ mod tests {
         );
         // conn 1's one-shot watch on /a is gone although it heard nothing; without a gate the
         // persistent one still speaks.
-        t.on_publish(2, &[ev(EventKind::Put, "/a", 2, false), ev(EventKind::Put, "/p/d", 2, true)]);
+        t.on_publish(2, &[ev(EventKind::Put, "/a", 2, false), ev(EventKind::Put, "/p/d", 2, true)], &[]);
         assert_eq!(drain(&mut rx1), [(event_type::NODE_CHILDREN_CHANGED, "/p".into())]);
     }
 }
