@@ -12,6 +12,16 @@ auth, empty) and getACL, addauth, sync; now and then one session closes and a
 new one takes its place (its ephemerals and watches go). All on a handful of
 paths, so that most requests meet state the others made.
 
+A second, wider generator adds what the first leaves out: createContainer,
+createTTL and create2 with TTL modes (ZooKeeper runs with extended types on),
+multi with every create op and odd flags (ZooKeeper re-types a create inside a
+multi by its flags), multiRead, whoAmI, setWatches and setWatches2 at the
+session's own last zxid, the built-in nodes and odd or invalid paths ("", "/",
+"//s", "/s/", "/s/./a", a NUL) everywhere. It never sends a createTTL with a
+non-TTL mode and a negative TTL: ZooKeeper 3.8.0 accepts that request and its
+SyncThread then dies on the transaction (the server stops, and the transaction
+in its log stops it again at every restart).
+
 What legitimately differs is normalised: zxids are replaced by their rank
 among all zxids the transcript shows (ZooKeeper also spends zxids on sessions
 and failed writes); times are left out; session ids become the session's name.
@@ -45,6 +55,7 @@ class Session:
         self.session_id = self.raw.session_id
         self.name = name
         self.xid = 0
+        self.last_zxid = 0
 
     def call(self, op, body, log):
         """Sends one request; notifications that come first go to `log`; returns (err, body)."""
@@ -56,6 +67,7 @@ class Session:
                 log.append((self.name, "event") + tuple(parse_notification(reply)))
                 continue
             assert xid == self.xid
+            self.last_zxid = max(self.last_zxid, _zxid)
             return err, reply
 
     def close(self):
@@ -94,9 +106,28 @@ class Transcript:
             return ()
         if op == 1 or op == 9:
             return (_string(b, 0)[0],)
-        if op == 15:
+        if op in (15, 19, 21):
             path, at = _string(b, 0)
             return (path, self.stat(b, at)[0])
+        if op == 107:
+            return (b.hex(),)
+        if op == 22:
+            out, at = [], 0
+            while True:
+                typ, done, _err = struct.unpack_from(">i?i", b, at)
+                at += 9
+                if done:
+                    return tuple(out)
+                if typ == -1:
+                    out.append(("error", I.unpack_from(b, at)[0]))
+                    at += 4
+                elif typ == 4:
+                    data, at = _string(b, at)
+                    st, at = self.stat(b, at)
+                    out.append((data, st))
+                else:
+                    kids, at = self.strings(b, at)
+                    out.append(kids)
         if op in (3, 5, 7):
             return (self.stat(b, 0)[0],)
         if op == 4:
@@ -130,6 +161,10 @@ class Transcript:
                 elif typ == 1:
                     path, at = _string(b, at)
                     out.append(("create", path))
+                elif typ == 15:
+                    path, at = _string(b, at)
+                    st, at = self.stat(b, at)
+                    out.append(("create2", path, st))
                 elif typ == 5:
                     st, at = self.stat(b, at)
                     out.append(("setData", st))
@@ -200,7 +235,81 @@ def _request(rng):
     return 100, I.pack(0) + s_(b"digest") + s_(rng.choice([b"u:p", b"v:q"]))
 
 
-def _run(port, seed, n):
+WIDE_PATHS = PATHS[:5] + [b"/zookeeper", b"/zookeeper/quota", b"/zookeeper/config", b"/zookeeper/x",
+                          b"/", b"", b"/s/", b"//s", b"/s/./a", b"s", b"/\xc3\xa9", b"/s/a\x00b"]
+TTLS = [-1, 0, 1, 1000, 10**12, 2**40 + 5]
+
+
+def _multi(ops):
+    return b"".join(struct.pack(">i?i", o, False, -1) + b for o, b in ops) + struct.pack(">i?i", -1, True, -1)
+
+
+def _create_body(rng, p, modes, ttls=None):
+    mode = rng.choice(modes)
+    body = s_(p) + s_(b"v%d" % rng.randrange(3)) + WORLD + I.pack(mode)
+    if ttls is None:
+        return body
+    # A non-TTL mode with a negative TTL would stop ZooKeeper (see the module's doc).
+    return body + struct.pack(">q", rng.choice(ttls if mode in (5, 6) else [t for t in ttls if t >= 0]))
+
+
+def _wide_request(rng, session):
+    p = rng.choice(WIDE_PATHS)
+    k = rng.randrange(16)
+    if k == 0:
+        return rng.choice([1, 15]), _create_body(rng, p, [0, 1, 2, 3, 4, 5, 6, 7, -1])
+    if k == 1:
+        return 21, _create_body(rng, p, [0, 1, 2, 3, 4, 5, 6, 7], TTLS)
+    if k == 2:
+        return 19, _create_body(rng, p, [0, 4, 1, 2, 3, 5])
+    if k == 3:
+        return 2, s_(p) + I.pack(rng.choice([-1, 0, 1]))
+    if k == 4:
+        return 5, s_(p) + s_(b"d" * rng.randrange(3)) + I.pack(rng.choice([-1, 0, 1]))
+    if k == 5:
+        return rng.choice([3, 4, 8, 12]), s_(p) + (b"\1" if rng.random() < .5 else b"\0")
+    if k == 6:
+        return 22, _multi([(rng.choice([4, 8, 4, 8, 3, 12]), s_(rng.choice(WIDE_PATHS)) + b"\0")
+                           for _ in range(rng.randrange(4))])
+    if k == 7:
+        ops = []
+        for _ in range(rng.randrange(4)):
+            q, t = rng.choice(WIDE_PATHS), rng.randrange(6)
+            if t == 0:
+                ops.append((rng.choice([1, 15]), _create_body(rng, q, [0, 1, 2, 3, 4, 5, 6, 7])))
+            elif t == 1:
+                ops.append((21, _create_body(rng, q, [5, 6, 0, 4, 7], TTLS)))
+            elif t == 2:
+                ops.append((19, _create_body(rng, q, [4, 0, 2])))
+            elif t == 3:
+                ops.append((2, s_(q) + I.pack(-1)))
+            elif t == 4:
+                ops.append((5, s_(q) + s_(b"mm") + I.pack(-1)))
+            else:
+                ops.append((13, s_(q) + I.pack(rng.choice([-1, 0, 1]))))
+        return 14, _multi(ops)
+    if k == 8:
+        return 107, b""
+    if k in (9, 10):
+        # At the session's own last zxid, so both servers mean the same moment.
+        zxid = rng.choice([session.last_zxid, 0, 2**62])
+        lists = [[rng.choice(WIDE_PATHS) for _ in range(rng.randrange(3))] for _ in range(3 if k == 9 else 5)]
+        return 101 if k == 9 else 105, struct.pack(">q", zxid) + b"".join(
+            I.pack(len(paths)) + b"".join(s_(x) for x in paths) for paths in lists)
+    if k == 11:
+        return 106, s_(p) + I.pack(rng.choice([0, 1]))
+    if k == 12:
+        return rng.choice([17, 18]), s_(p) + I.pack(rng.choice([1, 2, 3]))
+    if k == 13:
+        return rng.choice([104, 103, 9, 6]), s_(p)
+    if k == 14:
+        acl = rng.choice([WORLD, I.pack(0),
+                          I.pack(1) + I.pack(rng.choice([1, 31, 17, 0])) + s_(b"world") + s_(b"anyone")])
+        return 7, s_(p) + acl + I.pack(rng.choice([-1, 0]))
+    return 4, s_(b"/zookeeper/config") + b"\0"
+
+
+def _run(port, seed, n, wide=False):
     rng = random.Random(seed)
     t = Transcript()
     a, b = Session(port, "A"), Session(port, "B")
@@ -208,7 +317,7 @@ def _run(port, seed, n):
     log = t.entries
     try:
         for i in range(n):
-            if rng.random() < 0.01:
+            if not wide and rng.random() < 0.01:
                 b.call(-11, b"", log)
                 b.close()
                 log.append(("B", i, "closed"))
@@ -216,7 +325,7 @@ def _run(port, seed, n):
                 t.sessions[b.session_id] = f"B{i}"
                 continue
             s = a if rng.random() < 0.5 else b
-            op, body = _request(rng)
+            op, body = _wide_request(rng, s) if wide else _request(rng)
             err, reply = s.call(op, body, log)
             log.append((s.name, i, op, err, t.decode(op, err, reply)))
     finally:
@@ -245,6 +354,17 @@ def both(tmp_path):
 @pytest.mark.parametrize("seed", list(range(1, 11)))
 def test_the_same_requests_make_the_same_transcript(both, seed):
     reference, conclave = (_run(s.port, seed, 300) for s in both)
+    for at, (want, got) in enumerate(zip(reference, conclave)):
+        assert got == want, f"entry {at}: ZooKeeper {want!r}, Conclave {got!r}; before: {reference[max(0, at - 8):at]}"
+    assert len(conclave) == len(reference)
+
+
+# Twenty seeds of 400 requests of the wider generator: createContainer, createTTL,
+# multi with every create op and odd flags, multiRead, whoAmI, setWatches, the
+# built-in nodes and odd paths (each found differences that are fixed now).
+@pytest.mark.parametrize("seed", list(range(1, 21)))
+def test_the_same_wider_requests_make_the_same_transcript(both, seed):
+    reference, conclave = (_run(s.port, seed, 400, wide=True) for s in both)
     for at, (want, got) in enumerate(zip(reference, conclave)):
         assert got == want, f"entry {at}: ZooKeeper {want!r}, Conclave {got!r}; before: {reference[max(0, at - 8):at]}"
     assert len(conclave) == len(reference)

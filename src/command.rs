@@ -157,6 +157,10 @@ pub enum CreateMode {
     Container,
     PersistentWithTtl,
     PersistentSequentialWithTtl,
+    /// No flag of its own: what ZooKeeper's createContainer makes of sequential flags (a
+    /// container named with the sequence suffix). Last in the enum: older log entries decode
+    /// unchanged.
+    ContainerSequential,
 }
 
 impl CreateMode {
@@ -178,6 +182,7 @@ impl CreateMode {
             CreateMode::PersistentSequential
                 | CreateMode::EphemeralSequential
                 | CreateMode::PersistentSequentialWithTtl
+                | CreateMode::ContainerSequential
         )
     }
     pub fn is_ephemeral(self) -> bool {

@@ -53,8 +53,9 @@ const BUILTINS: &[(&str, &[&str])] = &[
     ("/zookeeper/config", &[]),
 ];
 
-/// ZooKeeper's "special" paths: never deleted or created by clients.
-fn is_special(path: &str) -> bool {
+/// ZooKeeper's "special" paths: never deleted or created by clients. They have no `kv` row
+/// until their data is first set, so that first set is a put without a previous value.
+pub fn is_special(path: &str) -> bool {
     BUILTINS.iter().any(|(p, _)| *p == path)
 }
 
@@ -770,7 +771,7 @@ impl WriteTx<'_> {
             return Ok(Err(zk_err::NO_CHILDREN_FOR_EPHEMERALS));
         }
         let kind = match mode {
-            CreateMode::Container => NodeKind::Container,
+            CreateMode::Container | CreateMode::ContainerSequential => NodeKind::Container,
             m if m.is_ttl() => NodeKind::Ttl(ttl_ms),
             m if m.is_ephemeral() => NodeKind::Ephemeral,
             _ => NodeKind::Persistent,

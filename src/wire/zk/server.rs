@@ -1137,12 +1137,9 @@ impl Conn {
                 ready(ErrorCode::MarshallingError as i32)
             }
             RequestBody::Multi(ops) if req.op == op::MULTI => {
-                let codes: Vec<i32> = ops.iter().map(|o| o.op).collect();
-                // An op refused here still fails in its place, after the ops before it.
-                let zops = ops
-                    .into_iter()
-                    .map(|o| to_zk_op(o.op, o.body).unwrap_or_else(|code| ZkOp::Fail { code }))
-                    .collect();
+                // Each op with the code it runs as (its result's shape follows that code). An op
+                // refused here still fails in its place, after the ops before it.
+                let (codes, zops): (Vec<i32>, Vec<ZkOp>) = ops.into_iter().map(|o| multi_zk_op(o.op, o.body)).unzip();
                 let cmd = self.txn(zops);
                 self.submit(xid, req.op, codes, cmd)
             }
@@ -1251,14 +1248,57 @@ fn to_acl(acl: Vec<Acl>) -> Vec<ZkAcl> {
     acl.into_iter().map(|a| ZkAcl { perms: a.perms, scheme: a.scheme, id: a.id }).collect()
 }
 
+/// A standalone create's mode and TTL as ZooKeeper 3.8.0's PrepRequestProcessor runs it; Err
+/// is an error code. Its flags must name a CreateMode. create and create2 write a CreateTxn,
+/// which knows only "ephemeral or not": the container flag makes a plain persistent node
+/// there. createContainer writes a CreateContainerTxn whatever the flags: a container, named
+/// with the sequence suffix if the flags are sequential (TTL flags fail the TTL check, as
+/// they do for create). Only createTTL carries a TTL (every other create has ZooKeeper's -1).
+fn create_mode(op: i32, flags: i32, ttl_ms: i64) -> Result<(CreateMode, i64), i32> {
+    let mode = CreateMode::from_flag(flags).ok_or(zk_err::BAD_ARGUMENTS)?;
+    Ok(match op {
+        op::CREATE_TTL => (mode, ttl_ms),
+        op::CREATE_CONTAINER if mode.is_sequential() && !mode.is_ttl() => (CreateMode::ContainerSequential, -1),
+        op::CREATE_CONTAINER if !mode.is_ttl() => (CreateMode::Container, -1),
+        _ if mode == CreateMode::Container => (CreateMode::Persistent, -1),
+        _ => (mode, -1),
+    })
+}
+
+/// A multi's op as a store op, with the op code it runs as. A create is rebuilt as ZooKeeper
+/// 3.8.0's MultiOperationRecord does (`Op.create`): its kind comes from its flags, read
+/// leniently (unknown flags count as persistent), not from its header. The container flag
+/// makes it createContainer; a TTL flag keeps createTTL a createTTL; anything else is a
+/// create, which then reads the flags strictly (unknown: BadArguments) and drops a TTL. A TTL
+/// flag on create, create2 or createContainer types the op createTTL around a record without
+/// a TTL: ZooKeeper's ClassCastException, which fails the whole multi with MarshallingError
+/// when that op's turn comes (`write_reply`).
+fn multi_zk_op(op: i32, body: RequestBody) -> (i32, ZkOp) {
+    let RequestBody::Create { path, data, acl, flags, ttl_ms } = body else {
+        return (op, to_zk_op(op, body).unwrap_or_else(|code| ZkOp::Fail { code }));
+    };
+    let lenient = CreateMode::from_flag(flags).unwrap_or(CreateMode::Persistent);
+    let (code, mode) = if lenient.is_ttl() && op == op::CREATE_TTL {
+        (op::CREATE_TTL, Ok((lenient, ttl_ms)))
+    } else if lenient.is_ttl() {
+        (op::CREATE_TTL, Err(ErrorCode::MarshallingError as i32))
+    } else if lenient == CreateMode::Container {
+        (op::CREATE_CONTAINER, Ok((CreateMode::Container, -1)))
+    } else {
+        (op::CREATE, CreateMode::from_flag(flags).map(|m| (m, -1)).ok_or(zk_err::BAD_ARGUMENTS))
+    };
+    let zop = match mode {
+        Ok((mode, ttl_ms)) => ZkOp::Create { path, data, acl: to_acl(acl), mode, ttl_ms },
+        Err(code) => ZkOp::Fail { code },
+    };
+    (code, zop)
+}
+
 /// A write request as a store op; Err is a ZooKeeper error code found before proposing.
 fn to_zk_op(op: i32, body: RequestBody) -> Result<ZkOp, i32> {
     Ok(match body {
         RequestBody::Create { path, data, acl, flags, ttl_ms } => {
-            let mode = CreateMode::from_flag(flags).ok_or(zk_err::BAD_ARGUMENTS)?;
-            let mode = if op == op::CREATE_CONTAINER { CreateMode::Container } else { mode };
-            // Only createTTL carries a TTL; every other create has none (ZooKeeper's -1).
-            let ttl_ms = if op == op::CREATE_TTL { ttl_ms } else { -1 };
+            let (mode, ttl_ms) = create_mode(op, flags, ttl_ms)?;
             ZkOp::Create { path, data, acl: to_acl(acl), mode, ttl_ms }
         }
         RequestBody::Delete { path, version } => ZkOp::Delete { path, version },
@@ -1279,10 +1319,11 @@ fn write_multi(w: &mut Writer, codes: &[i32], results: &[ZkOpResult]) {
     for (code, r) in codes.iter().zip(results) {
         match r {
             ZkOpResult::Created { path, stat } => {
-                // ZooKeeper 3.8.0 answers a create2 inside a multi with a plain create result
-                // (path, no Stat): ZOOKEEPER-4026, fixed only in 3.8.2. Clients of 3.8.0 see
-                // exactly that, so we answer the same.
-                if *code == op::CREATE || *code == op::CREATE2 {
+                // By the code the op ran as (`multi_zk_op`): a create answers its path only,
+                // a createContainer or createTTL its path and Stat. So ZooKeeper 3.8.0 answers
+                // a create2 inside a multi with a plain create result (ZOOKEEPER-4026, fixed
+                // only in 3.8.2); clients of 3.8.0 see exactly that.
+                if *code == op::CREATE {
                     w.int(op::CREATE).boolean(false).int(0).ustring(path);
                 } else {
                     w.int(op::CREATE2).boolean(false).int(0).ustring(path);
@@ -1321,6 +1362,10 @@ fn write_reply(op: i32, codes: &[i32], applied: Result<Applied, ProposeError>) -
     };
     let mut w = Writer::new();
     if op == op::MULTI {
+        // An op that failed with MarshallingError fails the whole request so (`multi_zk_op`).
+        if results.contains(&ZkOpResult::Error(ErrorCode::MarshallingError as i32)) {
+            return (zxid, ErrorCode::MarshallingError as i32, Vec::new());
+        }
         write_multi(&mut w, codes, &results);
         return (zxid, 0, w.buf);
     }
@@ -1485,6 +1530,9 @@ fn read_op(
             let n = node(view, path)?.ok_or(no_node)?;
             readable(&n, auth)?;
             let count = view.zk_all_children_number(stored(path)).map_err(|_| ErrorCode::SystemError as i32)?;
+            // ZooKeeper counts the DataTree's keys under `path + "/"`; for "" that is every key
+            // but "", the root's alias "/" included: one more than for "/".
+            let count = count + u64::from(path.is_empty());
             w.int(count.min(i32::MAX as u64) as i32);
         }
         RequestBody::GetEphemerals { prefix } => {
@@ -1542,7 +1590,10 @@ fn read_op(
             if !remove && !path.is_empty() && !path.starts_with('/') {
                 return Err(ErrorCode::MarshallingError as i32);
             }
-            if !g.get()?.has_or_remove(conn, path, *watch_type, remove) {
+            // checkWatches of "" never finds a watch: ZooKeeper's walk over the path and its
+            // parents (PathParentIterator) yields nothing for an empty path.
+            let checked_empty = !remove && path.is_empty();
+            if checked_empty || !g.get()?.has_or_remove(conn, path, *watch_type, remove) {
                 return Err(ErrorCode::NoWatcher as i32);
             }
         }
@@ -1624,8 +1675,9 @@ fn set_watches(
     max: usize,
 ) {
     let rev = view.revision;
+    // As reads, these find the root under "" too (`stored`), and the watch stays on "".
     for p in data {
-        match view.zk_node_stat(p).ok().flatten() {
+        match view.zk_node_stat(stored(p)).ok().flatten() {
             None => g.notify_now(conn, event_type::NODE_DELETED, p),
             Some(n) if n.stat.mzxid > rel => g.notify_now(conn, event_type::NODE_DATA_CHANGED, p),
             Some(_) => {
@@ -1634,7 +1686,7 @@ fn set_watches(
         }
     }
     for p in exist {
-        match view.zk_node_stat(p).ok().flatten() {
+        match view.zk_node_stat(stored(p)).ok().flatten() {
             Some(_) => g.notify_now(conn, event_type::NODE_CREATED, p),
             None => {
                 g.add_standard(conn, Kind::Data, p, rev, max);
@@ -1642,7 +1694,7 @@ fn set_watches(
         }
     }
     for p in child {
-        match view.zk_node_stat(p).ok().flatten() {
+        match view.zk_node_stat(stored(p)).ok().flatten() {
             None => g.notify_now(conn, event_type::NODE_DELETED, p),
             Some(n) if n.stat.pzxid > rel => g.notify_now(conn, event_type::NODE_CHILDREN_CHANGED, p),
             Some(_) => {
@@ -1655,6 +1707,39 @@ fn set_watches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: creates run as ZooKeeper 3.8.0 runs them. Method: the mode and TTL (or error) a
+    /// standalone create and a create inside a multi get, for each op and some flags.
+    #[test]
+    fn creates_take_zookeepers_modes() {
+        use CreateMode as M;
+        let bad = Err(zk_err::BAD_ARGUMENTS);
+        // Standalone: create/create2 make no container; createContainer always does.
+        assert_eq!(create_mode(op::CREATE, 4, 0), Ok((M::Persistent, -1)));
+        assert_eq!(create_mode(op::CREATE2, 3, 0), Ok((M::EphemeralSequential, -1)));
+        assert_eq!(create_mode(op::CREATE_CONTAINER, 0, 0), Ok((M::Container, -1)));
+        assert_eq!(create_mode(op::CREATE_CONTAINER, 1, 0), Ok((M::Container, -1)));
+        assert_eq!(create_mode(op::CREATE_CONTAINER, 2, 0), Ok((M::ContainerSequential, -1)));
+        assert_eq!(create_mode(op::CREATE_CONTAINER, 5, 7), Ok((M::PersistentWithTtl, -1)));
+        assert_eq!(create_mode(op::CREATE_TTL, 5, 7), Ok((M::PersistentWithTtl, 7)));
+        assert_eq!(create_mode(op::CREATE, 7, 0), bad);
+        // In a multi the flags choose the op.
+        let multi = |op: i32, flags: i32| {
+            let body = RequestBody::Create { path: "/a".into(), data: None, acl: vec![], flags, ttl_ms: 9 };
+            match multi_zk_op(op, body) {
+                (code, ZkOp::Create { mode, ttl_ms, .. }) => (code, Ok((mode, ttl_ms))),
+                (code, ZkOp::Fail { code: e }) => (code, Err(e)),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(multi(op::CREATE_CONTAINER, 0), (op::CREATE, Ok((M::Persistent, -1))));
+        assert_eq!(multi(op::CREATE_CONTAINER, 2), (op::CREATE, Ok((M::PersistentSequential, -1))));
+        assert_eq!(multi(op::CREATE2, 4), (op::CREATE_CONTAINER, Ok((M::Container, -1))));
+        assert_eq!(multi(op::CREATE_TTL, 0), (op::CREATE, Ok((M::Persistent, -1))));
+        assert_eq!(multi(op::CREATE_TTL, 6), (op::CREATE_TTL, Ok((M::PersistentSequentialWithTtl, 9))));
+        assert_eq!(multi(op::CREATE_TTL, 7), (op::CREATE, bad));
+        assert_eq!(multi(op::CREATE, 5), (op::CREATE_TTL, Err(ErrorCode::MarshallingError as i32)));
+    }
 
     #[test]
     fn timeouts_negotiate_like_zookeeper() {

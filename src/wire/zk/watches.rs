@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::proto::{event_type, keeper_state, notification};
 use crate::command::{Event, EventKind};
-use crate::store::znode::{parent_of, path_of};
+use crate::store::znode::{is_special, parent_of, path_of};
 
 pub type ConnId = u64;
 
@@ -198,9 +198,10 @@ impl WatchTable {
 
 /// Events a change produces: (table, path, event type).
 fn triggers(path: &str, e: &Event) -> Vec<(Kind, String, i32)> {
-    let builtin = path == "/" || path.starts_with("/zookeeper");
+    // A built-in node's first setData is a put without a previous value, not a creation
+    // (`is_special`); a client's node under /zookeeper is created like any other.
     match e.kind {
-        EventKind::Put if e.prev_kv.is_none() && !builtin => vec![
+        EventKind::Put if e.prev_kv.is_none() && !is_special(path) => vec![
             (Kind::Data, path.to_string(), event_type::NODE_CREATED),
             (Kind::Child, parent_of(path).to_string(), event_type::NODE_CHILDREN_CHANGED),
         ],
@@ -520,5 +521,24 @@ mod tests {
         // persistent one still speaks.
         t.on_publish(2, &[ev(EventKind::Put, "/a", 2, false), ev(EventKind::Put, "/p/d", 2, true)], &[]);
         assert_eq!(drain(&mut rx1), [(event_type::NODE_CHILDREN_CHANGED, "/p".into())]);
+    }
+
+    /// Goal: a client's node under /zookeeper is created like any other (its parent's child
+    /// watch fires), while a built-in node's first setData (a put with no previous value: the
+    /// built-ins have no `kv` row) is a data change. Method: the triggers of both puts.
+    #[test]
+    fn only_the_built_in_nodes_first_set_is_not_a_creation() {
+        let kinds = |path: &str| triggers(path, &ev(EventKind::Put, path, 2, true));
+        assert_eq!(
+            kinds("/zookeeper/x"),
+            [
+                (Kind::Data, "/zookeeper/x".into(), event_type::NODE_CREATED),
+                (Kind::Child, "/zookeeper".into(), event_type::NODE_CHILDREN_CHANGED)
+            ]
+        );
+        assert_eq!(kinds("/zookeeperx")[1], (Kind::Child, "/".into(), event_type::NODE_CHILDREN_CHANGED));
+        for builtin in ["/", "/zookeeper", "/zookeeper/quota"] {
+            assert_eq!(kinds(builtin), [(Kind::Data, builtin.into(), event_type::NODE_DATA_CHANGED)]);
+        }
     }
 }
