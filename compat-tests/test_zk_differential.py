@@ -111,23 +111,8 @@ class Transcript:
             return (path, self.stat(b, at)[0])
         if op == 107:
             return (b.hex(),)
-        if op == 22:
-            out, at = [], 0
-            while True:
-                typ, done, _err = struct.unpack_from(">i?i", b, at)
-                at += 9
-                if done:
-                    return tuple(out)
-                if typ == -1:
-                    out.append(("error", I.unpack_from(b, at)[0]))
-                    at += 4
-                elif typ == 4:
-                    data, at = _string(b, at)
-                    st, at = self.stat(b, at)
-                    out.append((data, st))
-                else:
-                    kids, at = self.strings(b, at)
-                    out.append(kids)
+        if op in (14, 22):
+            return self.multi_results(b)
         if op in (3, 5, 7):
             return (self.stat(b, 0)[0],)
         if op == 4:
@@ -148,29 +133,38 @@ class Transcript:
                 ident, at = _string(b, at)
                 acl.append((perms, scheme, ident))
             return (tuple(acl), self.stat(b, at)[0])
-        if op == 14:
-            out, at = [], 0
-            while True:
-                typ, done, _err = struct.unpack_from(">i?i", b, at)
-                at += 9
-                if done:
-                    return tuple(out)
-                if typ == -1:
-                    out.append(("error", I.unpack_from(b, at)[0]))
-                    at += 4
-                elif typ == 1:
-                    path, at = _string(b, at)
-                    out.append(("create", path))
-                elif typ == 15:
-                    path, at = _string(b, at)
-                    st, at = self.stat(b, at)
-                    out.append(("create2", path, st))
-                elif typ == 5:
-                    st, at = self.stat(b, at)
-                    out.append(("setData", st))
-                else:
-                    out.append((typ,))  # delete, check: no body
         return ()
+
+    def multi_results(self, b):
+        """A MultiResponse (multi) or its read twin (multiRead): per op a header and its result."""
+        out, at = [], 0
+        while True:
+            typ, done, _err = struct.unpack_from(">i?i", b, at)
+            at += 9
+            if done:
+                return tuple(out)
+            if typ == -1:
+                out.append(("error", I.unpack_from(b, at)[0]))
+                at += 4
+            elif typ == 1:
+                path, at = _string(b, at)
+                out.append(("create", path))
+            elif typ == 15:
+                path, at = _string(b, at)
+                st, at = self.stat(b, at)
+                out.append(("create2", path, st))
+            elif typ == 5:
+                st, at = self.stat(b, at)
+                out.append(("setData", st))
+            elif typ == 4:
+                data, at = _string(b, at)
+                st, at = self.stat(b, at)
+                out.append((data, st))
+            elif typ == 8:
+                kids, at = self.strings(b, at)
+                out.append(kids)
+            else:
+                out.append((typ,))  # delete, check: no body
 
     def normalized(self):
         rank = {z: i for i, z in enumerate(sorted(self.zxids))}
