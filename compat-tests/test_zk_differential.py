@@ -22,6 +22,13 @@ non-TTL mode and a negative TTL: ZooKeeper 3.8.0 accepts that request and its
 SyncThread then dies on the transaction (the server stops, and the transaction
 in its log stops it again at every restart).
 
+Two more generators aim at one area each: ACLs (every provider's scheme, of
+which ZooKeeper's default configuration has ip and digest only; odd perms; ip
+ids as its IPv4-only parser reads them; addauth and whoAmI, whose identities
+come in its hash set's order), and quotas (limits and stats nodes made and
+changed by hand, with the texts its StatsTrack parses, and the changes under
+them it counts).
+
 What legitimately differs is normalised: zxids are replaced by their rank
 among all zxids the transcript shows (ZooKeeper also spends zxids on sessions
 and failed writes); times are left out; session ids become the session's name.
@@ -303,7 +310,80 @@ def _wide_request(rng, session):
     return 4, s_(b"/zookeeper/config") + b"\0"
 
 
-def _run(port, seed, n, wide=False):
+ACL_PATHS = [b"/s", b"/s/a", b"/s/b", b"/t", b"/s/a/x", b"/zookeeper", b"/zookeeper/quota", b"/"]
+ACL_IDS = [(b"world", b"anyone"), (b"world", b"nobody"), (b"ip", b"127.0.0.1"), (b"ip", b"127.0.0.0/8"),
+           (b"ip", b"10.0.0.1"), (b"ip", b"127.0.0.1/33"), (b"ip", b"bad"), (b"ip", b"::1"), (b"ip", b"0.0.0.0/0"),
+           (b"ip", b"127.000.0.+1"), (b"digest", b"u:+kMbbGVkfv0dsDIFV9zA8w6K2eI="), (b"digest", b"u"),
+           (b"digest", b"v:x"), (b"auth", b""), (b"auth", b"x"), (b"super", b"x"), (b"x509", b"CN=a"), (b"sasl", b"u")]
+
+
+def _acl(rng):
+    n = rng.choice([0, 1, 1, 1, 2])
+    return I.pack(n) + b"".join(
+        I.pack(rng.choice([31, 1, 2, 4, 8, 16, 0, 3, 17, 30, 32, -1, 63])) + s_(scheme) + s_(ident)
+        for scheme, ident in (rng.choice(ACL_IDS) for _ in range(n)))
+
+
+def _acl_request(rng, _session):
+    """ACLs of every provider (ZooKeeper's default has ip and digest only), odd perms, addauth."""
+    p = rng.choice(ACL_PATHS)
+    k = rng.randrange(12)
+    if k < 3:
+        return rng.choice([1, 15]), s_(p) + s_(b"v") + _acl(rng) + I.pack(rng.choice([0, 0, 1, 2]))
+    if k == 3:
+        return 7, s_(p) + _acl(rng) + I.pack(rng.choice([-1, -1, 0, 1]))
+    if k in (4, 5, 6):
+        return {4: (6, s_(p)), 5: (2, s_(p) + I.pack(-1)), 6: (5, s_(p) + s_(b"d") + I.pack(-1))}[k]
+    if k == 7:
+        return rng.choice([3, 4, 8, 12]), s_(p) + (b"\1" if rng.random() < .5 else b"\0")
+    if k == 8:
+        # Schemes without a provider fail and close the connection: not sent here.
+        scheme, cred = rng.choice([(b"digest", b"u:p"), (b"digest", b"v:q"), (b"digest", b"u:wrong"),
+                                   (b"digest", b"nocolon"), (b"ip", b"1.2.3.4"), (b"digest", b"")])
+        return 100, I.pack(0) + s_(scheme) + s_(cred)
+    if k == 9:
+        return 107, b""
+    if k == 10:
+        ops = [(1, s_(rng.choice(ACL_PATHS)) + s_(b"m") + _acl(rng) + I.pack(0)),
+               (5, s_(rng.choice(ACL_PATHS)) + s_(b"m") + I.pack(-1)),
+               (2, s_(rng.choice(ACL_PATHS)) + I.pack(-1)),
+               (13, s_(rng.choice(ACL_PATHS)) + I.pack(-1))]
+        rng.shuffle(ops)
+        return 14, _multi(ops[:rng.randrange(1, 4)])
+    return rng.choice([104, 103, 9]), s_(p)
+
+
+QUOTA_PATHS = [b"/s", b"/s/a", b"/s/b", b"/s/a/x", b"/t"] + [
+    b"/zookeeper/quota" + q + leaf for q in (b"/s", b"/s/a", b"/t") for leaf in (b"", b"/zookeeper_limits", b"/zookeeper_stats")]
+# Stats texts ZooKeeper's StatsTrack can parse (one it cannot stops ZooKeeper 3.8.0's SyncThread).
+QUOTA_DATA = [b"", b"count=2,bytes=10", b"count=-1,bytes=5", b"count=1,bytes=-1", b"count=0,bytes=0",
+              b"bytes=3;count=1", b"count=1,bytes=2,countHardLimit=5", b"count==4,bytes=1"]
+
+
+def _quota_request(rng, _session):
+    """Quota nodes made and changed by hand, and the changes under them that ZooKeeper counts."""
+    p = rng.choice(QUOTA_PATHS)
+    k = rng.randrange(9)
+    if k < 3:
+        return rng.choice([1, 15]), s_(p) + s_(rng.choice(QUOTA_DATA)) + WORLD + I.pack(rng.choice([0, 0, 1, 2]))
+    if k == 3:
+        return 2, s_(p) + I.pack(-1)
+    if k == 4:
+        return 5, s_(p) + s_(rng.choice(QUOTA_DATA)) + I.pack(-1)
+    if k == 5:
+        return 4, s_(p) + (b"\1" if rng.random() < .5 else b"\0")
+    if k == 6:
+        return rng.choice([8, 12]), s_(p) + b"\1"
+    if k == 7:
+        ops = [(1, s_(rng.choice(QUOTA_PATHS)) + s_(rng.choice(QUOTA_DATA)) + WORLD + I.pack(0)),
+               (5, s_(rng.choice(QUOTA_PATHS)) + s_(rng.choice(QUOTA_DATA)) + I.pack(-1)),
+               (2, s_(rng.choice(QUOTA_PATHS)) + I.pack(-1))]
+        rng.shuffle(ops)
+        return 14, _multi(ops[:rng.randrange(1, 4)])
+    return 104, s_(p)
+
+
+def _run(port, seed, n, generator=None):
     rng = random.Random(seed)
     t = Transcript()
     a, b = Session(port, "A"), Session(port, "B")
@@ -311,7 +391,7 @@ def _run(port, seed, n, wide=False):
     log = t.entries
     try:
         for i in range(n):
-            if not wide and rng.random() < 0.01:
+            if generator is None and rng.random() < 0.01:
                 b.call(-11, b"", log)
                 b.close()
                 log.append(("B", i, "closed"))
@@ -319,13 +399,19 @@ def _run(port, seed, n, wide=False):
                 t.sessions[b.session_id] = f"B{i}"
                 continue
             s = a if rng.random() < 0.5 else b
-            op, body = _wide_request(rng, s) if wide else _request(rng)
+            op, body = generator(rng, s) if generator else _request(rng)
             err, reply = s.call(op, body, log)
             log.append((s.name, i, op, err, t.decode(op, err, reply)))
     finally:
         a.close()
         b.close()
     return t.normalized()
+
+
+def _assert_same(reference, conclave):
+    for at, (want, got) in enumerate(zip(reference, conclave)):
+        assert got == want, f"entry {at}: ZooKeeper {want!r}, Conclave {got!r}; before: {reference[max(0, at - 8):at]}"
+    assert len(conclave) == len(reference)
 
 
 @pytest.fixture
@@ -348,17 +434,17 @@ def both(tmp_path):
 @pytest.mark.parametrize("seed", list(range(1, 11)))
 def test_the_same_requests_make_the_same_transcript(both, seed):
     reference, conclave = (_run(s.port, seed, 300) for s in both)
-    for at, (want, got) in enumerate(zip(reference, conclave)):
-        assert got == want, f"entry {at}: ZooKeeper {want!r}, Conclave {got!r}; before: {reference[max(0, at - 8):at]}"
-    assert len(conclave) == len(reference)
+    _assert_same(reference, conclave)
 
 
-# Twenty seeds of 400 requests of the wider generator: createContainer, createTTL,
-# multi with every create op and odd flags, multiRead, whoAmI, setWatches, the
-# built-in nodes and odd paths (each found differences that are fixed now).
-@pytest.mark.parametrize("seed", list(range(1, 21)))
-def test_the_same_wider_requests_make_the_same_transcript(both, seed):
-    reference, conclave = (_run(s.port, seed, 400, wide=True) for s in both)
-    for at, (want, got) in enumerate(zip(reference, conclave)):
-        assert got == want, f"entry {at}: ZooKeeper {want!r}, Conclave {got!r}; before: {reference[max(0, at - 8):at]}"
-    assert len(conclave) == len(reference)
+# The other generators: twenty seeds of 400 requests of the wider one, ten of 300 for ACLs
+# and for quotas (each found differences that are fixed now).
+GENERATORS = {"wide": (_wide_request, 20, 400), "acl": (_acl_request, 10, 300), "quota": (_quota_request, 10, 300)}
+
+
+@pytest.mark.parametrize("kind,seed", [(k, seed) for k, (_, seeds, _) in GENERATORS.items()
+                                       for seed in range(1, seeds + 1)])
+def test_the_same_requests_of_each_kind_make_the_same_transcript(both, kind, seed):
+    generator, _, n = GENERATORS[kind]
+    reference, conclave = (_run(s.port, seed, n, generator) for s in both)
+    _assert_same(reference, conclave)

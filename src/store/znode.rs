@@ -368,39 +368,46 @@ pub fn valid_path(path: &str) -> bool {
     })
 }
 
-fn valid_ip_acl(id: &str) -> bool {
+/// An ip ACL id as IPAuthenticationProvider reads it: `address[/bits]` (split at the first
+/// '/'), the address four dot-separated Java ints of 0..=255 (v4addr2Bytes; ZooKeeper 3.8.0
+/// has no IPv6 here, so an IPv6 id is invalid and an IPv6 client matches no ip ACL), the bits
+/// a Java int of 0..=32. Returns (address, bits).
+fn ip_acl(id: &str) -> Option<(u32, u32)> {
     let (addr, bits) = match id.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (id, None),
     };
-    let Ok(ip) = addr.parse::<std::net::IpAddr>() else { return false };
-    match bits {
-        None => true,
-        Some(b) => b.parse::<u32>().map(|n| n <= if ip.is_ipv4() { 32 } else { 128 }).unwrap_or(false),
-    }
+    let addr = zk_ipv4(addr)?;
+    let bits = match bits {
+        // Rust's i32 parse takes what Integer.parseInt takes: a sign, then ASCII digits.
+        Some(b) => u32::try_from(b.parse::<i32>().ok()?).ok().filter(|n| *n <= 32)?,
+        None => 32,
+    };
+    Some((addr, bits))
 }
 
-/// Whether connection identity `have` (an address) matches the ACL id `want` (address[/bits]).
-fn ip_matches(have: &str, want: &str) -> bool {
-    let (addr, bits) = match want.split_once('/') {
-        Some((a, b)) => (a, b.parse::<u32>().ok()),
-        None => (want, None),
-    };
-    let (Ok(a), Ok(h)) = (addr.parse::<std::net::IpAddr>(), have.parse::<std::net::IpAddr>()) else {
-        return false;
-    };
-    let (a, h, width) = match (a, h) {
-        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(h)) => (u32::from(a) as u128, u32::from(h) as u128, 32),
-        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(h)) => (u128::from(a), u128::from(h), 128),
-        _ => return false,
-    };
-    let bits = bits.unwrap_or(width).min(width);
-    if bits == 0 {
-        return true;
+fn zk_ipv4(addr: &str) -> Option<u32> {
+    // split("\\.", -1) keeps empty pieces, which then fail to parse.
+    let parts: Vec<&str> = addr.split('.').collect();
+    if parts.len() != 4 {
+        return None;
     }
-    let mask =
-        if width == 32 { (u32::MAX as u128) << (32 - bits) & u32::MAX as u128 } else { u128::MAX << (128 - bits) };
-    a & mask == h & mask
+    parts.iter().try_fold(0u32, |v, p| {
+        let n = p.parse::<i32>().ok().filter(|n| (0..=255).contains(n))?;
+        Some(v << 8 | n as u32)
+    })
+}
+
+fn valid_ip_acl(id: &str) -> bool {
+    ip_acl(id).is_some()
+}
+
+/// Whether connection identity `have` (an address) matches the ACL id `want` (address[/bits]):
+/// both masked to the ACL's bits (IPAuthenticationProvider.matches).
+fn ip_matches(have: &str, want: &str) -> bool {
+    let (Some((want, bits)), Some(have)) = (ip_acl(want), zk_ipv4(have)) else { return false };
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    want & mask == have & mask
 }
 
 /// ZooKeeper's fixupACL: drops duplicates, expands `auth` into the session's authenticated
@@ -789,7 +796,7 @@ impl WriteTx<'_> {
         parent.meta.pzxid = ov.rev;
         ov.nodes.insert(parent_path.clone(), Some(parent));
         ov.children.push((parent_path, name_of(&path).to_string(), true));
-        let meta = ZnodeMeta {
+        let mut meta = ZnodeMeta {
             czxid: ov.rev,
             ctime_ms: txn.now_ms,
             mtime_ms: txn.now_ms,
@@ -802,20 +809,21 @@ impl WriteTx<'_> {
             null_data: data.is_none(),
             acl,
         };
+        let sent_len = data.as_ref().map_or(0, Vec::len);
         let mut data = data.clone().unwrap_or_default();
         if let Some(target) = quota_target(&path, QUOTA_STATS) {
-            // ZooKeeper's updateQuotaForPath: a new stats node starts from the subtree as it is.
-            let (count, bytes) = self.zk_subtree_usage(target)?;
-            data = rewrite_stats(&data, |k, v| match k {
-                "count" => count,
-                "bytes" => bytes,
-                _ => v,
-            });
+            // ZooKeeper's updateQuotaForPath: a new stats node's data becomes a fresh StatsTrack
+            // of the subtree as it is, whatever the client wrote. The reply's Stat was copied
+            // before that, so it shows the length the client sent (below).
+            let (count, bytes) = self.zk_subtree_usage(ov, target)?;
+            data = format!("count={count},bytes={bytes}").into_bytes();
+            meta.null_data = false;
         }
         let len = data.len() as i64;
         let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len(), mtime_ms: txn.now_ms };
         let node = Node { meta, data: Some(data.clone()), kv: Some(kv), stored_meta: None };
-        let stat = node.meta.stat(node.kv.as_ref());
+        let mut stat = node.meta.stat(node.kv.as_ref());
+        stat.data_length = sent_len as i32;
         ov.nodes.insert(path.clone(), Some(node));
         ov.kv.push(KvChange::Put { path: path.clone(), data, lease, mtime_ms: txn.now_ms });
         self.zk_quota(ov, &path, 1, len)?;
@@ -956,11 +964,7 @@ impl WriteTx<'_> {
                         Some(d) => d,
                         None => self.current(&key_of(&stats_path))?.map(|c| c.value).unwrap_or_default(),
                     };
-                    let data = rewrite_stats(&old, |k, v| match k {
-                        "count" => v + count_diff,
-                        "bytes" => v + bytes_diff,
-                        _ => v,
-                    });
+                    let Some(data) = updated_stats(&old, count_diff, bytes_diff) else { return Ok(()) };
                     if let Some(k) = node.kv.as_mut() {
                         k.data_len = data.len();
                     }
@@ -975,18 +979,22 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// (nodes, data bytes) of the subtree at `path`, the node itself included.
-    fn zk_subtree_usage(&self, path: &str) -> Result<(i64, i64), Error> {
+    /// (nodes, data bytes) of the subtree at `path`, the node itself included, as this
+    /// transaction sees it: the tables (earlier commands of the batch included), then the
+    /// changes of this transaction's earlier ops (a multi's delete before its stats create).
+    fn zk_subtree_usage(&self, ov: &Overlay, path: &str) -> Result<(i64, i64), Error> {
+        let stored_len = |p: &str| -> Result<Option<i64>, Error> {
+            if !self.znode_exists(p)? {
+                return Ok(None);
+            }
+            Ok(Some(self.current_state(&key_of(p))?.map_or(0, |c| i64::from(c.value_len))))
+        };
         let (mut count, mut bytes) = (0i64, 0i64);
         let mut todo = vec![path.to_string()];
         while let Some(p) = todo.pop() {
-            if !self.znode_exists(&p)? {
-                continue;
-            }
+            let Some(len) = stored_len(&p)? else { continue };
             count += 1;
-            if let Some(c) = self.current(&key_of(&p))? {
-                bytes += c.value.len() as i64;
-            }
+            bytes += len;
             for row in self.zk_children.range::<(&str, &str)>((p.as_str(), "")..)? {
                 let (k, _) = row?;
                 let (parent, name) = k.value();
@@ -994,6 +1002,25 @@ impl WriteTx<'_> {
                     break;
                 }
                 todo.push(if p == "/" { format!("/{name}") } else { format!("{p}/{name}") });
+            }
+        }
+        for (p, node) in &ov.nodes {
+            let inside = p == path || (p.starts_with(path) && (path == "/" || p[path.len()..].starts_with('/')));
+            if !inside {
+                continue;
+            }
+            let now = node.as_ref().map(|n| n.kv.as_ref().map_or(0, |k| k.data_len as i64));
+            match (stored_len(p)?, now) {
+                (Some(was), Some(len)) => bytes += len - was,
+                (Some(was), None) => {
+                    count -= 1;
+                    bytes -= was;
+                }
+                (None, Some(len)) => {
+                    count += 1;
+                    bytes += len;
+                }
+                (None, None) => {}
             }
         }
         Ok((count, bytes))
@@ -1066,21 +1093,60 @@ fn quota_target<'a>(path: &'a str, leaf: &str) -> Option<&'a str> {
     (target.starts_with('/') && target.len() > 1).then_some(target)
 }
 
-/// Rewrites the numbers of a quota stats text ("count=4,bytes=5", ZooKeeper's StatsTrack),
-/// keeping its keys and their order.
-fn rewrite_stats(data: &[u8], f: impl Fn(&str, i64) -> i64) -> Vec<u8> {
-    let text = String::from_utf8_lossy(data);
-    let parts: Vec<String> = text
-        .split(',')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => match v.trim().parse::<i64>() {
-                Ok(n) => format!("{k}={}", f(k.trim(), n)),
-                Err(_) => kv.to_string(),
-            },
-            None => kv.to_string(),
-        })
+/// ZooKeeper's quota stats update (DataTree.updateQuotaStat): the stats text parsed as its
+/// StatsTrack parses it, count and bytes moved by the diffs, and the text written anew in
+/// StatsTrack's own format: "count=C,bytes=B", then any other keys, sorted, after an extra
+/// "=" ("count=1,bytes=2=;countHardLimit=5"). A text StatsTrack cannot parse is left as it
+/// is: ZooKeeper 3.8.0's SyncThread dies on it (and the server with it).
+fn updated_stats(data: &[u8], count_diff: i64, bytes_diff: i64) -> Option<Vec<u8>> {
+    let mut stats = parse_stats_track(data)?;
+    for (key, diff) in [("count", count_diff), ("bytes", bytes_diff)] {
+        let v = stats.get(key).copied().unwrap_or(-1);
+        stats.insert(key.to_string(), v + diff);
+    }
+    let mut out = format!("count={},bytes={}", stats["count"], stats["bytes"]);
+    let mut rest = stats.iter().filter(|(k, _)| *k != "count" && *k != "bytes").peekable();
+    if rest.peek().is_some() {
+        out.push('=');
+        for (k, v) in rest {
+            out.push_str(&format!(";{k}={v}"));
+        }
+    }
+    Some(out.into_bytes())
+}
+
+/// StatsTrack(String): pairs split on runs of ',' and ';' (Java's split: a leading empty
+/// piece stays, trailing ones go), each split on '=' (the same way); the value is the second
+/// piece, -1 if empty. None where StatsTrack throws: a pair without a second piece, a value
+/// that is not a long.
+fn parse_stats_track(data: &[u8]) -> Option<std::collections::BTreeMap<String, i64>> {
+    fn java_split(s: &str, sep: impl Fn(char) -> bool) -> Vec<&str> {
+        let mut parts: Vec<&str> = s.split(sep).collect();
+        while parts.len() > 1 && parts.last() == Some(&"") {
+            parts.pop();
+        }
+        parts
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    let mut stats = std::collections::BTreeMap::new();
+    if text.is_empty() {
+        return Some(stats);
+    }
+    // Runs of separators are one separator: split on each, then drop the empty pieces
+    // between two separators (not a leading one).
+    let pairs: Vec<&str> = java_split(text, |c| c == ',' || c == ';')
+        .into_iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || !p.is_empty())
+        .map(|(_, p)| p)
         .collect();
-    parts.join(",").into_bytes()
+    for pair in pairs {
+        let kv = java_split(pair, |c| c == '=');
+        let value = kv.get(1)?;
+        let value = if value.is_empty() { -1 } else { value.parse::<i64>().ok()? };
+        stats.insert(kv[0].to_string(), value);
+    }
+    Some(stats)
 }
 
 /// The longest TTL ZooKeeper accepts (its 40-bit TTL field, in ms).
@@ -1115,6 +1181,25 @@ pub(super) fn decode_meta(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: quota stats texts updated as ZooKeeper's StatsTrack rewrites them. Method: texts
+    /// and the diffs, against what StatsTrack(String) + setCount/setBytes + toString give.
+    #[test]
+    fn quota_stats_rewrite_like_statstrack() {
+        let up = |t: &str| updated_stats(t.as_bytes(), 1, 10).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(up("count=2,bytes=5").as_deref(), Some("count=3,bytes=15"));
+        assert_eq!(up("").as_deref(), Some("count=0,bytes=9"));
+        assert_eq!(up("bytes=5;count=2").as_deref(), Some("count=3,bytes=15"));
+        assert_eq!(up("count=2,,bytes==7").as_deref(), Some("count=3,bytes=9"));
+        assert_eq!(
+            up("count=1,bytes=2,countHardLimit=5,a=1").as_deref(),
+            Some("count=2,bytes=12=;a=1;countHardLimit=5")
+        );
+        // Where StatsTrack throws (and ZooKeeper's SyncThread dies), the text stays.
+        for bad in ["x", "count=", "bytes=,count=1", ",count=1", "count=x", "count=1,bytes"] {
+            assert_eq!(up(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn paths_validate_like_zookeeper() {

@@ -61,9 +61,57 @@ pub fn digest_id(user_password: &str) -> String {
     format!("{user}:{}", base64(&sha1(user_password.as_bytes())))
 }
 
+/// Puts a connection's identities (scheme, id) in the order ZooKeeper 3.8.0 lists them (whoAmI,
+/// and an `auth` ACL's expansion): its ServerCnxn keeps them in a set backed by a
+/// ConcurrentHashMap, which iterates by hash bucket and, inside a bucket, in insertion order.
+/// The list is kept in insertion order otherwise, so a stable sort by bucket gives that. The
+/// bucket is `spread(Id.hashCode()) & (table size - 1)`, the table 16 slots until 12 entries
+/// (0.75 full), then doubling. (A resize also reverses part of a bucket's chain; with 12 or
+/// more identities on one connection that order is not followed.)
+pub fn order_like_zookeeper(ids: &mut [(String, String)]) {
+    // String.hashCode over UTF-16 code units; Id.hashCode as jute generates it.
+    fn java_hash(s: &str) -> i32 {
+        s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+    }
+    let mut slots = 16usize;
+    while ids.len() >= slots - slots / 4 {
+        slots *= 2;
+    }
+    ids.sort_by_key(|(scheme, id)| {
+        let h =
+            17i32.wrapping_mul(37).wrapping_add(java_hash(scheme)).wrapping_mul(37).wrapping_add(java_hash(id)) as u32;
+        ((h ^ (h >> 16)) & 0x7fff_ffff) as usize & (slots - 1)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: identities listed as ZooKeeper 3.8.0 lists them. Method: the order its whoAmI gave
+    /// for an ip identity and two digests added after it (seen against Debian's 3.8.0).
+    #[test]
+    fn identities_order_like_zookeepers_set() {
+        let mut ids = vec![
+            ("ip".to_string(), "127.0.0.1".to_string()),
+            ("digest".to_string(), digest_id("")),
+            ("digest".to_string(), digest_id("u:p")),
+        ];
+        order_like_zookeeper(&mut ids);
+        let schemes: Vec<&str> = ids
+            .iter()
+            .map(|(s, i)| {
+                if s == "ip" {
+                    "ip"
+                } else if i.starts_with(':') {
+                    "digest ''"
+                } else {
+                    "digest u"
+                }
+            })
+            .collect();
+        assert_eq!(schemes, ["digest ''", "ip", "digest u"]);
+    }
 
     #[test]
     fn sha1_and_base64_known_answers() {

@@ -1091,7 +1091,10 @@ impl Conn {
         }
     }
 
-    fn queue_item(&mut self, req: Request) -> Queued {
+    fn queue_item(&mut self, mut req: Request) -> Queued {
+        if self.ctx.config.sasl_users.is_empty() && !self.ctx.config.sasl_gssapi {
+            no_sasl_provider(&mut req.body);
+        }
         let xid = req.xid;
         let ready = |err: i32| Queued::Ready { xid, op: req.op, err, body: Vec::new(), close: false };
         match req.body {
@@ -1102,7 +1105,9 @@ impl Conn {
                 if scheme == "digest" {
                     let id = auth::digest_id(&String::from_utf8_lossy(&cred));
                     if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
-                        Arc::make_mut(&mut self.auth).push(("digest".into(), id));
+                        let ids = Arc::make_mut(&mut self.auth);
+                        ids.push(("digest".into(), id));
+                        auth::order_like_zookeeper(ids);
                         self.ctx.watches.set_auth(self.id, self.auth.clone());
                     }
                     Queued::Ready { xid, op: op::AUTH, err: 0, body: Vec::new(), close: false }
@@ -1205,7 +1210,9 @@ impl Conn {
             tracing::info!("session 0x{session_id:x}: SASL authenticated as {authorization_id:?}");
             let id = ("sasl".to_string(), authorization_id);
             if !self.auth.contains(&id) {
-                Arc::make_mut(&mut self.auth).push(id);
+                let ids = Arc::make_mut(&mut self.auth);
+                ids.push(id);
+                auth::order_like_zookeeper(ids);
                 self.ctx.watches.set_auth(self.id, self.auth.clone());
             }
         };
@@ -1241,6 +1248,24 @@ fn propose_error_code(e: &ProposeError) -> i32 {
         ProposeError::Overloaded => ErrorCode::Throttled as i32,
         ProposeError::NoLeader | ProposeError::Stopped => ErrorCode::ConnectionLoss as i32,
         ProposeError::Raft(_) => ErrorCode::SystemError as i32,
+    }
+}
+
+/// Without SASL configured ZooKeeper has no "sasl" authentication provider, and fixupACL
+/// refuses a sasl ACL entry with InvalidACL, as it refuses any scheme without a provider. The
+/// store does not know the configuration, so such an entry reaches it under a scheme nothing
+/// accepts: it fails at the same point of the store's checks, and is never stored.
+fn no_sasl_provider(body: &mut RequestBody) {
+    let acl = match body {
+        RequestBody::Create { acl, .. } | RequestBody::SetAcl { acl, .. } => acl,
+        RequestBody::Multi(ops) => {
+            ops.iter_mut().for_each(|o| no_sasl_provider(&mut o.body));
+            return;
+        }
+        _ => return,
+    };
+    for a in acl.iter_mut().filter(|a| a.scheme == "sasl") {
+        a.scheme = "sasl (no SASL configured)".into();
     }
 }
 
