@@ -29,6 +29,11 @@ come in its hash set's order), and quotas (limits and stats nodes made and
 changed by hand, with the texts its StatsTrack parses, and the changes under
 them it counts).
 
+Every generator also runs pipelined: a session sends up to six requests before
+it reads their replies, which must come in their places among the watch events
+(ZooKeeper sends an event as it applies the change: after the replies of the
+requests before it, before the reply of the write that caused it).
+
 What legitimately differs is normalised: zxids are replaced by their rank
 among all zxids the transcript shows (ZooKeeper also spends zxids on sessions
 and failed writes); times are left out; session ids become the session's name.
@@ -408,6 +413,47 @@ def _run(port, seed, n, generator=None):
     return t.normalized()
 
 
+def _run_pipelined(port, seed, n, generator):
+    """As `_run`, but a session sends one to six requests back to back before it reads their
+    replies: each reply must come in its place among the watch events (ZooKeeper sends an
+    event as it applies the change, between the replies of the requests before and after it).
+    An auth request goes alone: ZooKeeper answers it as it arrives, racing its pipeline."""
+    rng = random.Random(seed)
+    t = Transcript()
+    a, b = Session(port, "A"), Session(port, "B")
+    t.sessions.update({a.session_id: "A", b.session_id: "B"})
+    log = t.entries
+    sent_total = 0
+    try:
+        while sent_total < n:
+            s = a if rng.random() < 0.5 else b
+            sent = []
+            for _ in range(rng.randrange(1, 7)):
+                op, body = generator(rng, s)
+                if op == 100 and sent:
+                    break
+                s.xid += 1
+                s.raw.send(s.xid, op, body)
+                sent.append((s.xid, op))
+                sent_total += 1
+                if op == 100:
+                    break
+            for want_xid, op in sent:
+                while True:
+                    xid, zxid, err, reply = s.raw.read()
+                    if xid == -1:
+                        log.append((s.name, "event") + tuple(parse_notification(reply)))
+                        continue
+                    assert xid == want_xid, f"{s.name}: reply to xid {xid} where {want_xid} was due"
+                    s.last_zxid = max(s.last_zxid, zxid)
+                    log.append((s.name, op, err, t.decode(op, err, reply)))
+                    break
+    finally:
+        a.close()
+        b.close()
+    return t.normalized()
+
+
 def _assert_same(reference, conclave):
     for at, (want, got) in enumerate(zip(reference, conclave)):
         assert got == want, f"entry {at}: ZooKeeper {want!r}, Conclave {got!r}; before: {reference[max(0, at - 8):at]}"
@@ -447,4 +493,14 @@ GENERATORS = {"wide": (_wide_request, 20, 400), "acl": (_acl_request, 10, 300), 
 def test_the_same_requests_of_each_kind_make_the_same_transcript(both, kind, seed):
     generator, _, n = GENERATORS[kind]
     reference, conclave = (_run(s.port, seed, n, generator) for s in both)
+    _assert_same(reference, conclave)
+
+
+# Every generator again, pipelined: five seeds of 400 requests each.
+PIPELINED = {"basic": lambda rng, _session: _request(rng), **{k: g for k, (g, _, _) in GENERATORS.items()}}
+
+
+@pytest.mark.parametrize("kind,seed", [(k, seed) for k in PIPELINED for seed in range(1, 6)])
+def test_pipelined_requests_make_the_same_transcript(both, kind, seed):
+    reference, conclave = (_run_pipelined(s.port, seed, 400, PIPELINED[kind]) for s in both)
     _assert_same(reference, conclave)

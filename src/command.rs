@@ -136,9 +136,16 @@ pub enum ZkOp {
     },
 }
 
-/// A znode path and the ACL that decides who hears its watch events: only sessions that may
-/// READ it (see `store::Effects::zk_acls`).
-pub type ReadGate = (String, std::sync::Arc<Vec<ZkAcl>>);
+/// A znode path and the ACL that decides who hears its watch events at `revision`: only
+/// sessions that may READ it (see `store::Effects::zk_acls`). One publish can hold several
+/// changes of the same node (a log entry's commands): each event is gated by the ACL as of
+/// its own change, as ZooKeeper checks it while applying that change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadGate {
+    pub path: String,
+    pub acl: std::sync::Arc<Vec<ZkAcl>>,
+    pub revision: i64,
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ZkAcl {

@@ -667,11 +667,11 @@ impl WriteTx<'_> {
         // only read: a parent's counts may have changed), every node it deleted.
         for (path, node) in &ov.nodes {
             if let Some(n) = node {
-                self.note_read_acl(path, &n.meta.acl);
+                self.note_read_acl(path, &n.meta.acl, ov.rev);
             }
         }
         for (path, acl) in &ov.deleted_acls {
-            self.note_read_acl(path, acl);
+            self.note_read_acl(path, acl, ov.rev);
         }
         for (path, node) in ov.nodes {
             match node {
@@ -1042,12 +1042,12 @@ impl WriteTx<'_> {
         let path = path.to_string();
         let parent_path = parent_of(&path).to_string();
         if let Some(node) = self.znode_get(&path)? {
-            self.note_read_acl(&path, &node.acl);
+            self.note_read_acl(&path, &node.acl, revision);
         }
         if let Some(mut parent) = self.znode_get(&parent_path)? {
             parent.num_children -= 1;
             parent.pzxid = revision;
-            self.note_read_acl(&parent_path, &parent.acl);
+            self.note_read_acl(&parent_path, &parent.acl, revision);
             self.znode_put(&parent_path, parent);
         }
         self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
@@ -1056,12 +1056,13 @@ impl WriteTx<'_> {
         self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
     }
 
-    /// Records the ACL that gates the watch events of `path` (`Effects::zk_acls`), unless
-    /// anyone may read it, which is every node's but a few: most writes record nothing.
-    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl]) {
+    /// Records the ACL that gates the watch events of `path` at `revision` (`Effects::zk_acls`),
+    /// unless anyone may read it, which is every node's but a few: most writes record nothing.
+    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl], revision: i64) {
         let world_readable = acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0);
         if !world_readable {
-            self.effects.zk_acls.push((path.to_string(), std::sync::Arc::new(acl.to_vec())));
+            let acl = std::sync::Arc::new(acl.to_vec());
+            self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision });
         }
     }
 

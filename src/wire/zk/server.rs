@@ -27,7 +27,7 @@ use super::gssapi::GssapiServer;
 use super::jute::{Reader, Writer};
 use super::proto::*;
 use super::sasl::{self, DigestMd5Server, SaslUsers};
-use super::watches::{ConnId, Guard, Kind, WatchTable};
+use super::watches::{ConnId, Guard, Kind, Notification, WatchTable};
 use crate::command::{zk_err, Applied, Command, CreateMode, Response, ZkAcl, ZkOp, ZkOpResult, ZkStat, ZkTxn};
 use crate::lessor::Lessor;
 use crate::replication::{ProposeError, Replica};
@@ -730,7 +730,7 @@ enum Queued {
 enum Step {
     Packet(Result<Option<usize>, std::io::Error>),
     Applied(Result<Applied, ProposeError>),
-    Notification(Option<Vec<u8>>),
+    Notification(Option<Notification>),
     Silence,
     Closed,
     Stopped,
@@ -752,7 +752,7 @@ async fn session_loop(
     mut rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
     mut buf: Vec<u8>,
-    mut notifications: mpsc::Receiver<Vec<u8>>,
+    mut notifications: mpsc::Receiver<Notification>,
     overflowed: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -762,6 +762,12 @@ async fn session_loop(
     let max_packet = ctx.config.max_packet_bytes;
     let max_outstanding = ctx.config.outstanding_per_conn_max.max(1);
     let mut pending: VecDeque<Queued> = VecDeque::new();
+    // Notifications received but not written yet: one whose revision is past the oldest
+    // unanswered write's waits for that write's reply (see `send`).
+    let mut held: VecDeque<Notification> = VecDeque::new();
+    let held_max = ctx.config.notifications_per_conn_max;
+    // The revision the last reply was ordered at (see `send`).
+    let mut last_order: i64 = 0;
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     // False once the client may send nothing more: EOF, a malformed packet, closeSession, an
     // expired session, a close from elsewhere, server shutdown. What was read is still answered.
@@ -829,11 +835,22 @@ async fn session_loop(
             }
             let reply = reply(&ctx, conn_id, item, applied);
             let close = reply.close;
-            send(&ctx, &stats, reply, &mut notifications, &mut out).await;
+            last_order = send(&ctx, &stats, reply, last_order, &mut notifications, &mut held, &mut out).await;
             if close {
                 let _ = wr.write_all(&out).await;
                 let _ = wr.shutdown().await;
                 break 'conn;
+            }
+        }
+        // Nothing older waits for an outcome: every notification received goes out. (A write
+        // still applying has a revision past every event received so far, unless it applied
+        // in the same entry as one: then its reply comes first, and `send` sorts that out.)
+        if !matches!(pending.front(), Some(Queued::Write { .. } | Queued::Deferred { .. })) {
+            while let Ok(n) = notifications.try_recv() {
+                held.push_back(n);
+            }
+            for n in held.drain(..) {
+                notification_out(&ctx, &mut out, &n.frame);
             }
         }
         if !reading && pending.is_empty() {
@@ -865,10 +882,15 @@ async fn session_loop(
             _ = &mut stopped, if reading => Step::Stopped,
         };
         match step {
+            // Written at the top of the loop, in their place among the replies.
             Step::Notification(Some(n)) => {
-                notification_out(&ctx, &mut out, &n);
+                held.push_back(n);
                 while let Ok(n) = notifications.try_recv() {
-                    notification_out(&ctx, &mut out, &n);
+                    held.push_back(n);
+                }
+                if held.len() > held_max {
+                    tracing::info!("closing ZooKeeper connection {conn_id}: its notification queue overflowed");
+                    break;
                 }
             }
             // The watch table dropped this connection's sender: nothing more can be delivered.
@@ -929,6 +951,8 @@ struct Reply {
     close: bool,
     /// When the request was read, for the latency statistics (none for answers known at once).
     started: Option<Instant>,
+    /// An answer known when the request was read (`Queued::Ready`), not from the store.
+    known: bool,
 }
 
 /// The reply to the oldest request; `applied` is a write's outcome.
@@ -939,23 +963,32 @@ struct Reply {
 /// SystemError in release builds rather than a panic.
 fn reply(ctx: &ZkCtx, conn_id: ConnId, item: Queued, applied: Option<Result<Applied, ProposeError>>) -> Reply {
     match (item, applied) {
-        // ZooKeeper answers SASL outside the request pipeline, with zxid 0.
+        // ZooKeeper answers auth and SASL outside the request pipeline, with zxid 0.
         (Queued::Ready { xid, op, err, body, close }, _) => {
-            let zxid = if op == op::SASL { 0 } else { ctx.revision() };
-            Reply { xid, op, zxid, err, body, close, started: None }
+            let zxid = if op == op::SASL || op == op::AUTH { 0 } else { ctx.revision() };
+            Reply { xid, op, zxid, err, body, close, started: None, known: true }
         }
         (Queued::Write { xid, op, ops, started, .. }, Some(applied)) => {
             let (zxid, err, body) = write_reply(op, &ops, applied);
-            Reply { xid, op, zxid, err, body, close: op == op::CLOSE_SESSION, started: Some(started) }
+            Reply { xid, op, zxid, err, body, close: op == op::CLOSE_SESSION, started: Some(started), known: false }
         }
         (Queued::Read { req, auth, started }, _) => {
             let (zxid, err, body) = execute_read(ctx, conn_id, &req, &auth);
-            Reply { xid: req.xid, op: req.op, zxid, err, body, close: false, started: Some(started) }
+            Reply { xid: req.xid, op: req.op, zxid, err, body, close: false, started: Some(started), known: false }
         }
         (Queued::Write { xid, op, started, .. }, None) | (Queued::Deferred { xid, op, started, .. }, _) => {
             debug_assert!(false, "a write answered before its outcome");
             let zxid = ctx.revision();
-            Reply { xid, op, zxid, err: zk_err::SYSTEM_ERROR, body: Vec::new(), close: false, started: Some(started) }
+            Reply {
+                xid,
+                op,
+                zxid,
+                err: zk_err::SYSTEM_ERROR,
+                body: Vec::new(),
+                close: false,
+                started: Some(started),
+                known: false,
+            }
         }
     }
 }
@@ -966,19 +999,33 @@ fn notification_out(ctx: &ZkCtx, out: &mut Vec<u8>, n: &[u8]) {
     ctx.stats.response_sizes.record(n.len());
 }
 
-/// Writes one reply into `out` after every watch event up to its zxid (ZooKeeper's ordering
-/// guarantee: a client sees an event before any reply showing newer state), and counts it.
+/// Writes one reply into `out` after every watch event up to the revision it is ordered at and
+/// before every later one, as ZooKeeper, which sends an event while it applies the change,
+/// orders them: a client sees an event before any reply showing newer state (the guarantee),
+/// and the replies of requests answered before the change before the event. A write or a read
+/// is ordered at its zxid; an answer known without the store (ping, auth, an error found
+/// before proposing) at the previous reply's (`last_order`): its place in the session's
+/// order, before the changes of the writes sent after it. Counts the reply; returns the
+/// revision it was ordered at.
 async fn send(
     ctx: &ZkCtx,
     stats: &ConnStats,
     reply: Reply,
-    notifications: &mut mpsc::Receiver<Vec<u8>>,
+    last_order: i64,
+    notifications: &mut mpsc::Receiver<Notification>,
+    held: &mut VecDeque<Notification>,
     out: &mut Vec<u8>,
-) {
-    let Reply { xid, op, zxid, err, body, close: _, started } = reply;
+) -> i64 {
+    let Reply { xid, op, zxid, err, body, close: _, started, known } = reply;
     ctx.watches.wait_published(zxid).await;
     while let Ok(n) = notifications.try_recv() {
-        notification_out(ctx, out, &n);
+        held.push_back(n);
+    }
+    let order = if known { last_order } else { zxid.max(last_order) };
+    while held.front().is_some_and(|n| n.revision <= order) {
+        if let Some(n) = held.pop_front() {
+            notification_out(ctx, out, &n.frame);
+        }
     }
     let header = ReplyHeader { xid, zxid, err }.bytes();
     frame::append(out, &[&header, &body]);
@@ -987,7 +1034,8 @@ async fn send(
     ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
     stats.sent.fetch_add(1, Ordering::Relaxed);
     ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
-    if op != op::SASL {
+    // Only the pipeline's replies count (FinalRequestProcessor's updateStatsForResponse).
+    if op != op::SASL && op != op::AUTH {
         stats.last_zxid.store(zxid, Ordering::Relaxed);
     }
     if op != op::AUTH && op != op::SASL {
@@ -1005,6 +1053,7 @@ async fn send(
         stats.latency.record(ms);
         stats.last_latency_ms.store(ms, Ordering::Relaxed);
     }
+    order
 }
 
 impl Conn {
@@ -1703,8 +1752,8 @@ fn set_watches(
     // As reads, these find the root under "" too (`stored`), and the watch stays on "".
     for p in data {
         match view.zk_node_stat(stored(p)).ok().flatten() {
-            None => g.notify_now(conn, event_type::NODE_DELETED, p),
-            Some(n) if n.stat.mzxid > rel => g.notify_now(conn, event_type::NODE_DATA_CHANGED, p),
+            None => g.notify_now(conn, event_type::NODE_DELETED, p, rev),
+            Some(n) if n.stat.mzxid > rel => g.notify_now(conn, event_type::NODE_DATA_CHANGED, p, rev),
             Some(_) => {
                 g.add_standard(conn, Kind::Data, p, rev, max);
             }
@@ -1712,7 +1761,7 @@ fn set_watches(
     }
     for p in exist {
         match view.zk_node_stat(stored(p)).ok().flatten() {
-            Some(_) => g.notify_now(conn, event_type::NODE_CREATED, p),
+            Some(_) => g.notify_now(conn, event_type::NODE_CREATED, p, rev),
             None => {
                 g.add_standard(conn, Kind::Data, p, rev, max);
             }
@@ -1720,8 +1769,8 @@ fn set_watches(
     }
     for p in child {
         match view.zk_node_stat(stored(p)).ok().flatten() {
-            None => g.notify_now(conn, event_type::NODE_DELETED, p),
-            Some(n) if n.stat.pzxid > rel => g.notify_now(conn, event_type::NODE_CHILDREN_CHANGED, p),
+            None => g.notify_now(conn, event_type::NODE_DELETED, p, rev),
+            Some(n) if n.stat.pzxid > rel => g.notify_now(conn, event_type::NODE_CHILDREN_CHANGED, p, rev),
             Some(_) => {
                 g.add_standard(conn, Kind::Child, p, rev, max);
             }

@@ -42,8 +42,16 @@ enum Mode {
     Recursive,
 }
 
-/// One notification queued for a connection: the encoded payload (without length prefix).
-pub type Notification = Vec<u8>;
+/// One notification queued for a connection: the encoded payload (without length prefix), and
+/// the revision it belongs to (the change's, or the view's for setWatches). Its header carries
+/// zxid -1, as ZooKeeper's does, so the connection learns the order from `revision`: ZooKeeper
+/// sends an event as it applies the change, so between the replies of the requests applied
+/// before and after it (see `session_loop`).
+#[derive(Debug)]
+pub struct Notification {
+    pub revision: i64,
+    pub frame: Vec<u8>,
+}
 
 struct Conn {
     tx: mpsc::Sender<Notification>,
@@ -54,8 +62,8 @@ struct Conn {
     auth: Arc<Vec<(String, String)>>,
 }
 
-/// The ACLs that gate a publish's events, by path (see `Effects::zk_acls`); a path not in it
-/// is readable by anyone.
+/// The ACLs that gate a publish's events, by path and revision (see `Effects::zk_acls`); a
+/// path not in it at an event's revision is readable by anyone then.
 type GateAcls<'a> = &'a [crate::command::ReadGate];
 
 #[derive(Default)]
@@ -159,7 +167,10 @@ impl WatchTable {
             let mut g = self.lock();
             for e in events {
                 let Some(path) = path_of(&e.kv.key) else { continue };
-                g.dispatch(path, e, revision, acls);
+                // One publish holds a whole log entry's changes: each event goes out with its
+                // own change's revision (a delete's kv carries the deletion's).
+                let at = if e.kv.mod_revision > 0 { e.kv.mod_revision } else { revision };
+                g.dispatch(path, e, at, acls);
             }
         }
         self.published.fetch_max(revision, Ordering::AcqRel);
@@ -224,7 +235,7 @@ impl Guard<'_> {
             if last.as_ref() != Some(&(target.clone(), ty)) {
                 notified.clear();
             }
-            let gate = acls.iter().rev().find(|(p, _)| *p == target).map(|(_, acl)| acl.as_slice());
+            let gate = acls.iter().find(|g| g.revision == revision && g.path == target).map(|g| g.acl.as_slice());
             self.trigger(kind, &target, ty, revision, &mut notified, gate);
             last = Some((target, ty));
         }
@@ -296,7 +307,7 @@ impl Guard<'_> {
                 {
                     continue;
                 }
-                let n = notification(-1, ty, keeper_state::SYNC_CONNECTED, path);
+                let n = Notification { revision, frame: notification(-1, ty, keeper_state::SYNC_CONNECTED, path) };
                 if c.tx.try_send(n).is_err() {
                     c.overflowed.store(true, Ordering::Release);
                 }
@@ -387,10 +398,12 @@ impl Guard<'_> {
         found
     }
 
-    /// Queues a notification for `conn` now (setWatches reporting a missed change).
-    pub fn notify_now(&self, conn: ConnId, ty: i32, path: &str) {
+    /// Queues a notification for `conn` now (setWatches reporting a missed change, as of the
+    /// view at `revision`).
+    pub fn notify_now(&self, conn: ConnId, ty: i32, path: &str, revision: i64) {
         if let Some(c) = self.inner.conns.get(&conn) {
-            if c.tx.try_send(notification(-1, ty, keeper_state::SYNC_CONNECTED, path)).is_err() {
+            let n = Notification { revision, frame: notification(-1, ty, keeper_state::SYNC_CONNECTED, path) };
+            if c.tx.try_send(n).is_err() {
                 c.overflowed.store(true, Ordering::Release);
             }
         }
@@ -414,7 +427,7 @@ mod tests {
     fn drain(rx: &mut mpsc::Receiver<Notification>) -> Vec<(i32, String)> {
         let mut out = Vec::new();
         while let Ok(n) = rx.try_recv() {
-            let mut r = super::super::jute::Reader::new(&n);
+            let mut r = super::super::jute::Reader::new(&n.frame);
             let (_xid, _zxid, _err) = (r.int().unwrap(), r.long().unwrap(), r.int().unwrap());
             let ty = r.int().unwrap();
             let _state = r.int().unwrap();
@@ -510,7 +523,12 @@ mod tests {
             }
         }
         let only_u = Arc::new(vec![crate::command::ZkAcl { perms: 31, scheme: "digest".into(), id: "u:hash".into() }]);
-        let acls = vec![("/a".to_string(), only_u.clone()), ("/p".to_string(), only_u)];
+        let gate = |path: &str, acl: &Arc<Vec<crate::command::ZkAcl>>| crate::command::ReadGate {
+            path: path.into(),
+            acl: acl.clone(),
+            revision: 1,
+        };
+        let acls = vec![gate("/a", &only_u), gate("/p", &only_u)];
         t.on_publish(1, &[ev(EventKind::Put, "/a", 1, false), ev(EventKind::Put, "/p/c", 1, true)], &acls);
         assert!(drain(&mut rx1).is_empty(), "conn 1 may not read /a or /p");
         assert_eq!(
