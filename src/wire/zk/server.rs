@@ -842,9 +842,10 @@ async fn session_loop(
                 break 'conn;
             }
         }
-        // Nothing older waits for an outcome: every notification received goes out. (A write
-        // still applying has a revision past every event received so far, unless it applied
-        // in the same entry as one: then its reply comes first, and `send` sorts that out.)
+        // No write waits at the front for its outcome: every notification received goes out
+        // now, as ZooKeeper sends an event as soon as it applies the change. Behind such a
+        // write they wait: the write may have applied in the same log entry as a later change,
+        // and then its reply comes first (`send` compares the revisions).
         if !matches!(pending.front(), Some(Queued::Write { .. } | Queued::Deferred { .. })) {
             while let Ok(n) = notifications.try_recv() {
                 held.push_back(n);
