@@ -576,7 +576,9 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
     let overflowed = ctx.watches.register_conn(conn_id, ntx);
-    let auth = Arc::new(vec![("ip".to_string(), peer.ip().to_string())]);
+    // The client's address as Java gives it: an IPv4 client of a dual-stack listener (an
+    // IPv4-mapped IPv6 address here) is an Inet4Address there, so ip ACLs match it.
+    let auth = Arc::new(vec![("ip".to_string(), peer.ip().to_canonical().to_string())]);
     ctx.watches.set_auth(conn_id, auth.clone());
     let conn = Conn {
         ctx: ctx.clone(),
