@@ -219,7 +219,7 @@ def _request(rng):
                 ops.append((5, s_(q) + s_(b"mm") + I.pack(-1)))
             else:
                 ops.append((13, s_(q) + I.pack(rng.choice([-1, 0, 1]))))
-        return 14, b"".join(struct.pack(">i?i", o, False, -1) + b for o, b in ops) + struct.pack(">i?i", -1, True, -1)
+        return 14, _multi(ops)
     if k == 12:
         return 106, s_(p) + I.pack(rng.choice([0, 1]))
     if k == 13:
