@@ -263,7 +263,6 @@ impl Store {
             tx.open_table(LEASE_KEYS)?;
             let mut meta = tx.open_table(META)?;
             tx.open_table(RAFT_META)?;
-            tx.open_table(ZK_CHILDREN)?;
             tx.open_table(ZK_REAP)?;
             // A store from before formats were recorded has keys or history but no format:
             // format 1. Nothing at all: a new store.
@@ -277,8 +276,13 @@ impl Store {
                     meta.insert(META_FORMAT, encode_i64(STORE_FORMAT).as_slice())?;
                 }
                 Some(STORE_FORMAT) => {}
+                Some(2) => {
+                    znode::upgrade_children_from_v2(&tx)?;
+                    meta.insert(META_FORMAT, encode_i64(STORE_FORMAT).as_slice())?;
+                }
                 Some(found) => return Err(StoreError::Format { path: path.to_path_buf(), found }),
             }
+            tx.open_table(ZK_CHILDREN)?;
         }
         znode::init_builtins(&tx)?;
         tx.commit()?;
@@ -723,7 +727,10 @@ impl Store {
                     6 => {
                         let nul =
                             k.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("zk child".into()))?;
-                        zk_children.insert((utf8(&k[..nul])?.as_str(), utf8(&k[nul + 1..])?.as_str()), ())?;
+                        let stamp = u64::from_le_bytes(
+                            v.as_slice().try_into().map_err(|_| StoreError::Corrupt("zk child stamp".into()))?,
+                        );
+                        zk_children.insert((utf8(&k[..nul])?.as_str(), utf8(&k[nul + 1..])?.as_str()), stamp)?;
                     }
                     7 => {
                         zk_reap.insert(utf8(k)?.as_str(), ())?;

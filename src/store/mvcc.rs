@@ -78,7 +78,7 @@ pub struct WriteTx<'t> {
     pub(super) znode_rows: std::cell::RefCell<std::collections::HashMap<String, Option<super::znode::ZnodeMeta>>>,
     /// Whether the table's quota root has children, once read (see `WriteTx::quotas_exist`).
     pub(super) quota_root_in_table: std::cell::Cell<Option<bool>>,
-    pub(super) zk_children: Table<'t, (&'static str, &'static str), ()>,
+    pub(super) zk_children: Table<'t, (&'static str, &'static str), u64>,
     pub(super) zk_reap: Table<'t, &'static str, ()>,
     rev: i64,
     compact_rev: i64,

@@ -24,7 +24,7 @@ pub struct ReadView {
     leases: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
     lease_keys: OnceCell<ReadOnlyTable<(i64, &'static [u8]), ()>>,
     znodes: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
-    zk_children: OnceCell<ReadOnlyTable<(&'static str, &'static str), ()>>,
+    zk_children: OnceCell<ReadOnlyTable<(&'static str, &'static str), u64>>,
     zk_reap: OnceCell<ReadOnlyTable<&'static str, ()>>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
     /// The znodes this view has read, so a read-mostly ZooKeeper load reads each one from
@@ -176,6 +176,8 @@ pub struct ZkNode {
     /// None is ZooKeeper's null data.
     pub data: Option<Vec<u8>>,
     pub acl: Vec<ZkAcl>,
+    /// The bucket count of ZooKeeper's set of its children (`ZnodeMeta::child_table`).
+    pub child_table: u32,
 }
 
 /// A page of history read for a watcher that is catching up.
@@ -274,7 +276,7 @@ impl ReadView {
         Ok(self.znodes.get_or_init(|| t))
     }
 
-    fn t_zk_children(&self) -> Result<&ReadOnlyTable<(&'static str, &'static str), ()>, StoreError> {
+    fn t_zk_children(&self) -> Result<&ReadOnlyTable<(&'static str, &'static str), u64>, StoreError> {
         if let Some(t) = self.zk_children.get() {
             return Ok(t);
         }
@@ -499,6 +501,7 @@ impl ReadView {
                 stat: meta.stat(kv.as_ref()),
                 data: if meta.null_data || !with_data { None } else { Some(data) },
                 acl: meta.acl,
+                child_table: meta.child_table,
             })
         });
         self.zk_cache.put(path, node.clone(), with_data);
@@ -515,24 +518,21 @@ impl ReadView {
         Ok(Some((KvState::of(&CurrentKv::decode(row.value())?), Vec::new())))
     }
 
-    /// Calls `f` with the names of a znode's children, in byte order, at most `max` of them;
-    /// returns how many. Without collecting them: a getChildren writes them straight into its
-    /// reply.
+    /// Calls `f` with the names of a znode's children, in ZooKeeper's order (see
+    /// `znode::java_children_order`), at most `max` of them; returns how many. Without
+    /// collecting them: a getChildren writes them straight into its reply.
     /// The list comes from the view's cache when this view listed it before.
     pub fn zk_each_child(&self, path: &str, max: usize, mut f: impl FnMut(&str)) -> Result<usize, StoreError> {
         let list = match self.zk_cache.children_of(path) {
             Some(list) => list,
             None => {
-                // At most one past the cached length is read: a longer list is not cached and
-                // is read again below, only as far as the caller asked.
-                let mut list = ChildList::default();
-                let complete = self.zk_scan_children(path, ZK_VIEW_CACHE_CHILDREN_MAX + 1, |name| list.push(name))?
-                    <= ZK_VIEW_CACHE_CHILDREN_MAX;
-                if !complete {
-                    return self.zk_scan_children(path, max, f);
-                }
+                // The whole list is read up to `max` (ZooKeeper's order is not the table's);
+                // a list cut there, or longer than a cached list may be, is not cached.
+                let (list, complete) = self.zk_scan_children(path, max)?;
                 let list = Arc::new(list);
-                self.zk_cache.put_children(path, list.clone());
+                if complete && list.ends.len() <= ZK_VIEW_CACHE_CHILDREN_MAX {
+                    self.zk_cache.put_children(path, list.clone());
+                }
                 list
             }
         };
@@ -544,22 +544,33 @@ impl ReadView {
         Ok(n)
     }
 
-    /// `zk_each_child` from redb.
-    fn zk_scan_children(&self, path: &str, max: usize, mut f: impl FnMut(&str)) -> Result<usize, StoreError> {
-        let mut n = 0;
+    /// A znode's children (at most `max` of them, the first in byte order) from redb, in
+    /// ZooKeeper's order, and whether that is all of them.
+    fn zk_scan_children(&self, path: &str, max: usize) -> Result<(ChildList, bool), StoreError> {
+        let table = self.zk_read(path, false)?.map_or(0, |n| n.child_table);
+        let mut rows: Vec<(Box<str>, u64)> = Vec::new();
+        let mut complete = true;
         for row in self.t_zk_children()?.range::<(&str, &str)>((path, "")..)? {
-            let (k, _) = row?;
+            let (k, v) = row?;
             let (parent, name) = k.value();
-            if parent != path || n >= max {
+            if parent != path {
                 break;
             }
-            f(name);
-            n += 1;
+            if rows.len() >= max {
+                complete = false;
+                break;
+            }
+            rows.push((name.into(), v.value()));
         }
-        Ok(n)
+        znode::java_children_order(&mut rows, table, |r| &r.0, |r| r.1);
+        let mut list = ChildList::default();
+        for (name, _) in &rows {
+            list.push(name);
+        }
+        Ok((list, complete))
     }
 
-    /// The names of a znode's children, in byte order, at most `max` of them.
+    /// The names of a znode's children, in ZooKeeper's order, at most `max` of them.
     pub fn zk_children(&self, path: &str, max: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         self.zk_each_child(path, max, |name| out.push(name.to_string()))?;
@@ -583,12 +594,23 @@ impl ReadView {
         Ok(n)
     }
 
-    /// The ephemeral znodes of a session (its lease's znode keys), sorted.
-    pub fn zk_ephemerals(&self, session_id: i64) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<String> =
-            self.lease_keys(session_id)?.iter().filter_map(|k| znode::path_of(k).map(str::to_string)).collect();
-        out.sort();
-        Ok(out)
+    /// The ephemeral znodes of a session (its lease's znode keys), in ZooKeeper's order (see
+    /// `znode::JavaCloneOrder`): as getEphemerals lists them (a clone of the session's set)
+    /// when `clone`, else as iterating the set itself does (the dump four-letter word).
+    pub fn zk_ephemerals(&self, session_id: i64, clone: bool) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        for key in self.lease_keys(session_id)? {
+            if let Some(path) = znode::path_of(&key) {
+                let created = self.zk_read(path, false)?.map_or(0, |n| n.stat.czxid);
+                out.push((path.to_string(), created));
+            }
+        }
+        let order = znode::JavaCloneOrder::of(out.len());
+        out.sort_by_cached_key(|(path, created)| {
+            let (in_clone, in_set, created) = order.key(path, *created);
+            (if clone { in_clone } else { 0 }, in_set, created, path.clone())
+        });
+        Ok(out.into_iter().map(|(p, _)| p).collect())
     }
 
     /// Ephemeral znodes of every session.
@@ -640,7 +662,8 @@ impl ReadView {
     }
 
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
-    /// 3 lease_keys, 4 meta, 5 znodes, 6 zk_children (key: parent NUL name), 7 zk_reap
+    /// 3 lease_keys, 4 meta, 5 znodes, 6 zk_children (key: parent NUL name, value: the stamp,
+    /// 8 bytes LE), 7 zk_reap
     /// (`dead` is rebuilt from hist on restore).
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut rows = Vec::new();
@@ -672,9 +695,9 @@ impl ReadView {
             rows.push((5, k.value().as_bytes().to_vec(), v.value().to_vec()));
         }
         for row in self.t_zk_children()?.iter()? {
-            let (k, _) = row?;
+            let (k, v) = row?;
             let (parent, name) = k.value();
-            rows.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), Vec::new()));
+            rows.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), v.value().to_le_bytes().to_vec()));
         }
         for row in self.t_zk_reap()?.iter()? {
             let (k, _) = row?;
@@ -710,7 +733,7 @@ mod tests {
             num_children: 0,
             pzxid: 1,
         };
-        Some(Arc::new(ZkNode { stat, data: Some(vec![7; data_len]), acl: Vec::new() }))
+        Some(Arc::new(ZkNode { stat, data: Some(vec![7; data_len]), acl: Vec::new(), child_table: 0 }))
     }
 
     /// Goal: a view's znode cache never holds more than its node and byte bounds, answers a

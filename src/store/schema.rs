@@ -34,16 +34,21 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 /// ZooKeeper: path -> znode metadata (see store::znode).
 pub const ZNODES: TableDefinition<&str, &[u8]> = TableDefinition::new("znodes");
-/// ZooKeeper: (parent path, child name) -> ().
-pub const ZK_CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("zk_children");
+/// ZooKeeper: (parent path, child name) -> insertion stamp (`znode::child_stamp`: the order
+/// the children were added in, which getChildren's order depends on).
+pub const ZK_CHILDREN: TableDefinition<(&str, &str), u64> = TableDefinition::new("zk_children");
+/// `zk_children` in store format 2, before it kept insertion stamps (read by the upgrade).
+pub const ZK_CHILDREN_V2: TableDefinition<(&str, &str), ()> = TableDefinition::new("zk_children");
 /// ZooKeeper: containers and TTL nodes, the reaper's candidates.
 pub const ZK_REAP: TableDefinition<&str, ()> = TableDefinition::new("zk_reap");
 
 pub const META_REVISION: &str = "revision";
 /// The layout version of the tables, so a store written in another layout is refused at open
 /// instead of being misread. 2: `hist` rows carry `prev` links, table `dead` (1 had `keyrev`).
+/// 3: `zk_children` rows carry insertion stamps (2 had none; a store in format 2 is upgraded
+/// at open).
 pub const META_FORMAT: &str = "format";
-pub const STORE_FORMAT: i64 = 2;
+pub const STORE_FORMAT: i64 = 3;
 
 /// The revision of an empty store. etcd starts at 1, so the first write is revision 2; clients
 /// and tests see these numbers, so we start there too.

@@ -566,7 +566,7 @@ fn znode_multi_and_session_end() {
 
     apply(&s, Command::LeaseGrant { id: 9, ttl_s: 10 });
     zk(&s, 9, vec![create("/m/e1", "", CreateMode::Ephemeral), create("/m/e2", "", CreateMode::EphemeralSequential)]);
-    assert_eq!(s.read().unwrap().zk_ephemerals(9).unwrap(), ["/m/e1", "/m/e20000000002"]);
+    assert_eq!(s.read().unwrap().zk_ephemerals(9, true).unwrap(), ["/m/e1", "/m/e20000000002"]);
     let (a, fx) = apply_fx(&s, Command::LeaseRevoke { id: 9 });
     assert_eq!(fx.events.len(), 2, "both ephemerals deleted in one revision");
     let m = stat(&s, "/m");
@@ -619,7 +619,7 @@ fn znodes_survive_snapshot_restore() {
         assert_eq!(a.zk_node(p).unwrap(), b.zk_node(p).unwrap(), "{p}");
         assert_eq!(a.zk_children(p, 100).unwrap(), b.zk_children(p, 100).unwrap(), "{p}");
     }
-    assert_eq!(b.zk_ephemerals(5).unwrap(), ["/a/e"]);
+    assert_eq!(b.zk_ephemerals(5, true).unwrap(), ["/a/e"]);
     assert_eq!(b.zk_reap_candidates(0, 10).unwrap(), ["/c"]);
 }
 
@@ -729,7 +729,7 @@ fn a_store_in_another_format_is_refused_at_open() {
     }
     match Store::open(&path, StoreConfig::default()) {
         Err(e @ StoreError::Format { found: 1, .. }) => {
-            assert!(e.to_string().contains("store format 1, this Conclave reads format 2"), "{e}")
+            assert!(e.to_string().contains("store format 1, this Conclave reads format 3"), "{e}")
         }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a format-1 store opened"),
@@ -738,6 +738,66 @@ fn a_store_in_another_format_is_refused_at_open() {
     drop(Store::open(&empty, StoreConfig::default()).unwrap());
     let s = Store::open(&empty, StoreConfig::default()).unwrap();
     assert_eq!(s.meta_get(META_FORMAT).unwrap(), Some(encode_i64(STORE_FORMAT).to_vec()));
+}
+
+/// Goal: a store in format 2 (children without insertion stamps) is upgraded at open, and
+/// its children then list in ZooKeeper's order. Method: a format-3 store rewritten to format
+/// 2's `zk_children` (a unit value) and format record, reopened: children created one by one
+/// list as before.
+#[test]
+fn a_format_2_store_is_upgraded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let names: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    let want = {
+        let s = Store::open(&path, StoreConfig::default()).unwrap();
+        zk(&s, 0, vec![create("/p", "", CreateMode::Persistent)]);
+        for n in &names {
+            zk(&s, 0, vec![create(&format!("/p/{n}"), "", CreateMode::Persistent)]);
+        }
+        let want = s.read().unwrap().zk_children("/p", 100).unwrap();
+        let tx = s.db.begin_write().unwrap();
+        let rows: Vec<(String, String)> = {
+            let t = tx.open_table(ZK_CHILDREN).unwrap();
+            t.iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, _) = r.unwrap();
+                    let (p, n) = k.value();
+                    (p.to_string(), n.to_string())
+                })
+                .collect()
+        };
+        tx.delete_table(ZK_CHILDREN).unwrap();
+        {
+            let mut old = tx.open_table(ZK_CHILDREN_V2).unwrap();
+            for (p, n) in &rows {
+                old.insert((p.as_str(), n.as_str()), ()).unwrap();
+            }
+            tx.open_table(META).unwrap().insert(META_FORMAT, encode_i64(2).as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+        want
+    };
+    let s = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(s.meta_get(META_FORMAT).unwrap(), Some(encode_i64(STORE_FORMAT).to_vec()));
+    let view = s.read().unwrap();
+    assert_eq!(view.zk_children("/p", 100).unwrap(), want, "20 children created one by one");
+    assert_ne!(
+        want,
+        {
+            let mut w = want.clone();
+            w.sort();
+            w
+        },
+        "not simply sorted"
+    );
+    assert_eq!(view.zk_children("/zookeeper", 10).unwrap(), ["config", "quota"]);
+    assert_eq!(view.zk_children("/", 10).unwrap(), ["p", "zookeeper"]);
+    drop(view);
+    // And it goes on from there.
+    zk(&s, 0, vec![create("/p/n3x", "", CreateMode::Persistent)]);
+    assert_eq!(s.read().unwrap().zk_children("/p", 100).unwrap().len(), 21);
 }
 
 /// Goal: ctime/mtime as ZooKeeper keeps them, now that a node's mtime lives in its key's row:

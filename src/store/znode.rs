@@ -45,10 +45,11 @@ pub mod perms {
     pub const ALL: i32 = 31;
 }
 
-/// Built-in nodes, created at first open: (path, children).
+/// Built-in nodes, created at first open: (path, children in the order ZooKeeper's DataTree
+/// adds them, which getChildren's order depends on).
 const BUILTINS: &[(&str, &[&str])] = &[
     ("/", &["zookeeper"]),
-    ("/zookeeper", &["config", "quota"]),
+    ("/zookeeper", &["quota", "config"]),
     ("/zookeeper/quota", &[]),
     ("/zookeeper/config", &[]),
 ];
@@ -66,41 +67,113 @@ pub fn key_of(path: &str) -> Vec<u8> {
     k
 }
 
+/// `String.hashCode` of `s` (over its UTF-16 code units) spread as `HashMap.hash` spreads
+/// it: the value whose low bits pick a `java.util.HashMap` bucket.
+pub fn java_hash(s: &str) -> u32 {
+    let h = s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c))) as u32;
+    h ^ (h >> 16)
+}
+
+/// The capacity (bucket count) of ZooKeeper's set of a node's children (`DataNode.children`, a
+/// `HashSet` made with capacity 8 on the first child) after one more child named `name` is
+/// added to `size` children in a table of `cap` buckets (0: no set yet). `same_bucket(cap)`
+/// counts the children already in the new name's bucket; it is only asked when it can matter
+/// (below 64 buckets, with 8 or more children), since it costs a scan of the children.
+///
+/// `HashMap.putVal`: the new entry is appended to its bucket's list; a list that reaches 9
+/// entries in a table under 64 buckets doubles the table (`treeifyBin` resizes instead of
+/// making a tree); then a size past 0.75 of the buckets doubles it. A table never shrinks.
+pub fn child_table_after_add(
+    cap: u32,
+    size: u32,
+    same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
+) -> Result<u32, Error> {
+    let mut cap = cap.max(8);
+    if cap < 64 && size >= 8 && same_bucket(cap)? >= 8 {
+        cap *= 2;
+    }
+    if u64::from(size) + 1 > u64::from(cap) / 4 * 3 {
+        cap = cap.saturating_mul(2);
+    }
+    Ok(cap)
+}
+
+/// The smallest children table a node with `n` children can have: a store written before
+/// tables were recorded, or a row that never grew past it. A recorded table is at least this.
+pub fn child_table_at_least(n: i32) -> u32 {
+    if n <= 0 {
+        return 0;
+    }
+    let mut cap: u32 = 8;
+    while u64::try_from(n).unwrap_or(0) > u64::from(cap) / 4 * 3 {
+        cap = cap.saturating_mul(2);
+    }
+    cap
+}
+
+/// Sorts children into ZooKeeper's getChildren order: `new ArrayList<>(node.getChildren())`
+/// iterates the `HashSet` bucket by bucket (`java_hash` masked by the table's size) and each
+/// bucket's list in insertion order (a resize splits a list keeping its order; a removal
+/// unlinks). `stamp` orders insertions (`zk_children`'s value). Not modelled: a bucket of 9 or
+/// more names in a table of 64 or more buckets, which Java turns into a tree (another order).
+pub fn java_children_order<T>(children: &mut [T], cap: u32, name: impl Fn(&T) -> &str, stamp: impl Fn(&T) -> u64) {
+    let mask = cap.max(1).next_power_of_two() - 1;
+    children.sort_by_cached_key(|c| (java_hash(name(c)) & mask, stamp(c)));
+}
+
+/// The insertion stamp of a child added by the `index`th child change of the transaction
+/// that commits as revision `rev`: revisions order transactions, the index a multi's ops.
+pub fn child_stamp(rev: i64, index: usize) -> u64 {
+    debug_assert!(index < 1 << 20, "a multi is far smaller than a million ops");
+    (u64::try_from(rev).unwrap_or(0) << 20) | (index as u64 & ((1 << 20) - 1))
+}
+
 /// Orders the keys a revoked lease held as they are deleted: etcd keys first, in key order;
 /// then ephemeral znodes in the order ZooKeeper 3.8.0 deletes a closed (or expired) session's
-/// ephemerals, which its watchers see. That order is the list in the CloseSessionTxn:
-/// `new ArrayList<>(es)`, where `es` is `HashSet.clone()` of the session's set of paths. The
-/// clone is a `HashMap` sized for its entries (`tableSizeFor((int) (n / 0.75f + 1))`) and
-/// filled in the original's iteration order; a `HashMap` iterates by bucket (`String.hashCode`
-/// spread as `HashMap.hash` does, masked by the capacity), and within a bucket in insertion
-/// order. So: by bucket in the clone, then by bucket in the original, then by creation.
+/// ephemerals, which its watchers see (see [`JavaCloneOrder`]).
+pub(super) fn ephemeral_delete_order(keys: &mut [(Vec<u8>, Option<CurrentKv>)]) {
+    let order = JavaCloneOrder::of(keys.iter().filter(|(k, _)| path_of(k).is_some()).count());
+    keys.sort_by_cached_key(|(key, current)| match path_of(key) {
+        None => (0, (0, 0, 0), key.clone()),
+        Some(path) => (1, order.key(path, current.as_ref().map_or(0, |c| c.create_revision)), key.clone()),
+    });
+}
+
+/// The order ZooKeeper 3.8.0 lists a session's ephemeral paths in: `HashSet.clone()` of the
+/// session's set, iterated. That is the list of a CloseSessionTxn (`new ArrayList<>(es)`, the
+/// order a closed session's ephemerals are deleted in) and of a getEphemerals reply. The clone
+/// is a `HashMap` sized for its entries (`tableSizeFor((int) (n / 0.75f + 1))`) and filled in
+/// the original's iteration order; a `HashMap` iterates by bucket, and within a bucket in
+/// insertion order. So: by bucket in the clone, then by bucket in the original, then by
+/// creation (ties, one multi creating several, by path).
 ///
 /// The original set's capacity is the smallest a fresh `HashSet` (16, doubling past a 0.75
 /// load) has for the ephemerals the session holds now. A Java set never shrinks, so for a
 /// session that once held more than 12 ephemerals at a time and fewer now, paths sharing a
 /// bucket of the clone may come in another order than ZooKeeper's; that history is not kept.
-/// Ties in creation (one multi creating several) go by path.
-pub(super) fn ephemeral_delete_order(keys: &mut [(Vec<u8>, Option<CurrentKv>)]) {
-    let count = keys.iter().filter(|(k, _)| path_of(k).is_some()).count();
-    let mut original: u32 = 16;
-    while count as u64 * 4 > original as u64 * 3 {
-        original *= 2;
-    }
-    // HashMap.tableSizeFor of (int) (size / loadFactor + 1.0f), in Java's float arithmetic.
-    let wanted = (count as f32 / 0.75f32 + 1.0f32) as u32;
-    let clone = wanted.max(1).next_power_of_two();
-    let hash = |path: &str| {
-        let h = path.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)) as u32;
-        h ^ (h >> 16)
-    };
-    keys.sort_by_cached_key(|(key, current)| match path_of(key) {
-        None => (0, 0, 0, 0, key.clone()),
-        Some(path) => {
-            let h = hash(path);
-            let created = current.as_ref().map_or(0, |c| c.create_revision);
-            (1, h & (clone - 1), h & (original - 1), created, key.clone())
+pub struct JavaCloneOrder {
+    clone_mask: u32,
+    original_mask: u32,
+}
+
+impl JavaCloneOrder {
+    /// For a set of `count` paths.
+    pub fn of(count: usize) -> JavaCloneOrder {
+        let mut original: u32 = 16;
+        while count as u64 * 4 > u64::from(original) * 3 {
+            original *= 2;
         }
-    });
+        // HashMap.tableSizeFor of (int) (size / loadFactor + 1.0f), in Java's float arithmetic.
+        let wanted = (count as f32 / 0.75f32 + 1.0f32) as u32;
+        let clone = wanted.max(1).next_power_of_two();
+        JavaCloneOrder { clone_mask: clone - 1, original_mask: original - 1 }
+    }
+
+    /// The sort key of `path`, created at revision `created` (then sort ties by path).
+    pub fn key(&self, path: &str, created: i64) -> (u32, u32, i64) {
+        let h = java_hash(path);
+        (h & self.clone_mask, h & self.original_mask, created)
+    }
 }
 
 /// The znode path of an MVCC key, if the key is in the znode range.
@@ -162,6 +235,11 @@ pub struct ZnodeMeta {
     /// The data is ZooKeeper's null (not merely empty): reads answer a null buffer.
     pub null_data: bool,
     pub acl: Vec<ZkAcl>,
+    /// The bucket count of ZooKeeper's set of this node's children (0: none yet), which
+    /// decides getChildren's order (see [`java_children_order`]). It depends on the node's
+    /// history (a Java set never shrinks), so it is kept; rows written before it was kept
+    /// read as [`child_table_at_least`] of their children.
+    pub child_table: u32,
 }
 
 impl ZnodeMeta {
@@ -190,6 +268,8 @@ impl ZnodeMeta {
                 out.extend_from_slice(s.as_bytes());
             }
         }
+        // A power of two (or 0), kept as its exponent + 1.
+        out.push(if self.child_table == 0 { 0 } else { self.child_table.trailing_zeros() as u8 + 1 });
         out
     }
 
@@ -233,6 +313,12 @@ impl ZnodeMeta {
             let [scheme, id] = strs;
             acl.push(ZkAcl { perms, scheme, id });
         }
+        let child_table = match b.get(at) {
+            None | Some(0) => 0,
+            Some(&e) if e <= 32 => 1u32 << (e - 1),
+            Some(_) => return Err(bad()),
+        };
+        let child_table = child_table.max(child_table_at_least(num_children));
         Ok(ZnodeMeta {
             czxid,
             ctime_ms,
@@ -245,6 +331,7 @@ impl ZnodeMeta {
             builtin,
             null_data,
             acl,
+            child_table,
         })
     }
 
@@ -320,6 +407,7 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
             builtin: true,
             null_data: false,
             acl: open_acl(),
+            child_table: child_table_at_least(kids.len() as i32),
         };
         // ZooKeeper's config node is read-only to clients (reconfig writes it) and starts at
         // aversion -1.
@@ -333,9 +421,54 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
             meta
         };
         znodes.insert(*path, meta.encode().as_slice())?;
-        for k in *kids {
-            children.insert((*path, *k), ())?;
+        for (i, k) in kids.iter().enumerate() {
+            children.insert((*path, *k), i as u64)?;
         }
+    }
+    Ok(())
+}
+
+/// Store format 2 -> 3: `zk_children` rows gain insertion stamps. Format 2 did not record the
+/// order children were added in, so it is taken as their creation order (czxid, then name;
+/// the built-in nodes first, in ZooKeeper's order), which is what it was unless a multi
+/// created several children of one parent. Parents' tables read as the smallest for their
+/// children (`child_table_at_least`, at decode). In the open's transaction: all or nothing.
+pub(super) fn upgrade_children_from_v2(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut rows: Vec<(String, String, (i64, usize, String))> = Vec::new();
+    {
+        let old = tx.open_table(ZK_CHILDREN_V2)?;
+        let znodes = tx.open_table(ZNODES)?;
+        for row in old.iter()? {
+            let (k, _) = row?;
+            let (parent, name) = k.value();
+            let path = if parent == "/" { format!("/{name}") } else { format!("{parent}/{name}") };
+            let builtin =
+                BUILTINS.iter().find(|(p, _)| *p == parent).and_then(|(_, kids)| kids.iter().position(|k| *k == name));
+            let key = match builtin {
+                Some(i) => (0, i, String::new()),
+                None => {
+                    let czxid = match znodes.get(path.as_str())? {
+                        Some(m) => ZnodeMeta::decode(m.value())?.czxid,
+                        None => 0,
+                    };
+                    (czxid, usize::MAX, name.to_string())
+                }
+            };
+            rows.push((parent.to_string(), name.to_string(), key));
+        }
+    }
+    tx.delete_table(ZK_CHILDREN_V2)?;
+    // Stamps as child_stamp gives them: the creation revision, then the rank among the
+    // parent's children created at that revision.
+    rows.sort_by(|a, b| (&a.0, &a.2).cmp(&(&b.0, &b.2)));
+    let mut children = tx.open_table(ZK_CHILDREN)?;
+    let mut last: Option<(&str, i64)> = None;
+    let mut rank = 0usize;
+    for (parent, name, (czxid, builtin, _)) in &rows {
+        rank = if last == Some((parent.as_str(), *czxid)) { rank + 1 } else { 0 };
+        last = Some((parent.as_str(), *czxid));
+        let stamp = if *builtin != usize::MAX { *builtin as u64 } else { child_stamp(*czxid, rank) };
+        children.insert((parent.as_str(), name.as_str()), stamp)?;
     }
     Ok(())
 }
@@ -656,9 +789,9 @@ impl WriteTx<'_> {
         }
         debug_assert!(!rev.changed() || rev.main == ov.rev);
         self.end(rev);
-        for (parent, name, add) in ov.children {
+        for (i, (parent, name, add)) in ov.children.into_iter().enumerate() {
             if add {
-                self.zk_children.insert((parent.as_str(), name.as_str()), ())?;
+                self.zk_children.insert((parent.as_str(), name.as_str()), child_stamp(ov.rev, i))?;
             } else {
                 self.zk_children.remove((parent.as_str(), name.as_str()))?;
             }
@@ -791,6 +924,7 @@ impl WriteTx<'_> {
         } else {
             0
         };
+        parent.meta.child_table = self.zk_child_table_after_add(ov, &parent_path, &parent.meta, name_of(&path))?;
         parent.meta.creates = parent.meta.creates.wrapping_add(1);
         parent.meta.num_children += 1;
         parent.meta.pzxid = ov.rev;
@@ -808,6 +942,7 @@ impl WriteTx<'_> {
             builtin: false,
             null_data: data.is_none(),
             acl,
+            child_table: 0,
         };
         let sent_len = data.as_ref().map_or(0, Vec::len);
         let mut data = data.clone().unwrap_or_default();
@@ -1024,6 +1159,36 @@ impl WriteTx<'_> {
             }
         }
         Ok((count, bytes))
+    }
+
+    /// The children table of `parent` once `name` is added (see [`child_table_after_add`]),
+    /// counting the bucket's names as this transaction sees the children.
+    fn zk_child_table_after_add(&self, ov: &Overlay, parent: &str, meta: &ZnodeMeta, name: &str) -> Result<u32, Error> {
+        child_table_after_add(meta.child_table, meta.num_children.max(0) as u32, |cap| {
+            let mask = cap - 1;
+            let bucket = java_hash(name) & mask;
+            // Only the names in the bucket are kept: a handful, not the whole list.
+            let mut names: Vec<String> = Vec::new();
+            for row in self.zk_children.range::<(&str, &str)>((parent, "")..)? {
+                let (k, _) = row?;
+                let (p, n) = k.value();
+                if p != parent {
+                    break;
+                }
+                if java_hash(n) & mask == bucket {
+                    names.push(n.to_string());
+                }
+            }
+            for (p, n, add) in &ov.children {
+                if p == parent && java_hash(n) & mask == bucket {
+                    names.retain(|x| x != n);
+                    if *add {
+                        names.push(n.clone());
+                    }
+                }
+            }
+            Ok(names.len() as u32)
+        })
     }
 
     /// A lease revoke (session close or expiry) deletes an ephemeral znode: its key goes with
@@ -1339,8 +1504,78 @@ mod tests {
             builtin: false,
             null_data: false,
             acl: vec![ZkAcl { perms: 31, scheme: "digest".into(), id: "u:x".into() }],
+            child_table: 32,
         };
         assert_eq!(ZnodeMeta::decode(&m.encode()).unwrap(), m);
         assert!(ZnodeMeta::decode(&m.encode()[..20]).is_err());
+        // A row from before tables were kept (no last byte) reads as the least table for its
+        // children.
+        let old = m.encode();
+        assert_eq!(ZnodeMeta::decode(&old[..old.len() - 1]).unwrap(), ZnodeMeta { child_table: 8, ..m });
+    }
+
+    /// A node's children as ZooKeeper's `HashSet` holds them: adds and removes, then the order.
+    struct JavaSet {
+        table: u32,
+        kids: Vec<(String, u64)>,
+        stamps: u64,
+    }
+
+    impl JavaSet {
+        fn add(&mut self, name: &str) {
+            let kids = &self.kids;
+            self.table = child_table_after_add(self.table, kids.len() as u32, |cap| {
+                let b = java_hash(name) & (cap - 1);
+                Ok(kids.iter().filter(|(k, _)| java_hash(k) & (cap - 1) == b).count() as u32)
+            })
+            .unwrap();
+            self.stamps += 1;
+            self.kids.push((name.to_string(), self.stamps));
+        }
+
+        fn order(&self) -> String {
+            let mut kids = self.kids.clone();
+            java_children_order(&mut kids, self.table, |k| &k.0, |k| k.1);
+            kids.iter().map(|k| k.0.as_str()).collect::<Vec<_>>().join(",")
+        }
+    }
+
+    /// Goal: getChildren lists children in ZooKeeper's order. Method: add and remove names as
+    /// `DataNode` does, and compare with what `new ArrayList<>(set)` gave on a JDK 17
+    /// `HashSet<String>(8)` for the same steps (its order has been `HashMap`'s since Java 8).
+    #[test]
+    fn children_come_in_java_hash_set_order() {
+        let mut set = JavaSet { table: 0, kids: Vec::new(), stamps: 0 };
+        for i in 0..30 {
+            set.add(&format!("n{i}"));
+        }
+        assert_eq!(set.table, 64);
+        assert_eq!(
+            set.order(),
+            "n0,n1,n2,n3,n4,n5,n6,n7,n8,n9,n10,n12,n11,n14,n13,n16,n15,n18,n17,n19,n21,n20,n23,n22,n25,n24,\
+             n27,n26,n29,n28"
+        );
+        set.kids.retain(|(k, _)| k != "n3" && k != "n17");
+        for name in ["n3", "é", "zookeeper"] {
+            set.add(name);
+        }
+        assert_eq!(
+            set.order(),
+            "n0,n1,n2,n3,n4,n5,n6,n7,n8,n9,n10,n12,n11,n14,n13,n16,n15,n18,n19,zookeeper,é,n21,n20,n23,n22,\
+             n25,n24,n27,n26,n29,n28"
+        );
+        // Nine names in one bucket of 16: the ninth doubles the table though the size is only
+        // 9 (`treeifyBin` resizes a table under 64 buckets instead of making a tree).
+        let mut set = JavaSet { table: 0, kids: Vec::new(), stamps: 0 };
+        for name in ["a6", "aF", "aV", "af", "av", "b7", "bG", "bW"] {
+            set.add(name);
+        }
+        assert_eq!((set.table, set.order().as_str()), (16, "a6,aF,aV,af,av,b7,bG,bW"));
+        set.add("bg");
+        assert_eq!((set.table, set.order().as_str()), (32, "aF,af,bG,bg,a6,aV,av,b7,bW"));
+        assert_eq!(child_table_at_least(0), 0);
+        assert_eq!(child_table_at_least(6), 8);
+        assert_eq!(child_table_at_least(7), 16);
+        assert_eq!(child_table_at_least(25), 64);
     }
 }

@@ -349,7 +349,7 @@ fn dump(ctx: &ZkCtx, s: &mut String) {
     let by_session: Vec<(i64, Vec<String>)> = leases
         .iter()
         .filter_map(|(id, _)| {
-            let e = view.as_ref()?.zk_ephemerals(*id).ok()?;
+            let e = view.as_ref()?.zk_ephemerals(*id, false).ok()?;
             (!e.is_empty()).then_some((*id, e))
         })
         .collect();

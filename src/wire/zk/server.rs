@@ -1619,7 +1619,7 @@ fn read_op(
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&conn)
                 .map(|s| s.session_id.load(Ordering::Relaxed));
-            let all = view.zk_ephemerals(session.unwrap_or(0)).map_err(|_| ErrorCode::SystemError as i32)?;
+            let all = view.zk_ephemerals(session.unwrap_or(0), true).map_err(|_| ErrorCode::SystemError as i32)?;
             let p = prefix.trim();
             let list: Vec<&String> =
                 all.iter().filter(|e| p.is_empty() || p == "/" || e.starts_with(prefix.as_str())).collect();
