@@ -398,20 +398,13 @@ CHILD_NAMES = [b"a6", b"aF", b"aV", b"af", b"av", b"b7", b"bG", b"bW", b"bg"] + 
 CHILD_PARENTS = [b"/q", b"/q/r", b"/"]
 
 
-# Ephemerals only under these names, so that a session never holds more than 12 (3 parents
-# x 4): past that, the order of its set depends on how large it ever grew, which Conclave
-# does not keep (see docs/ARCHITECTURE.md, "Known differences").
-EPHEMERAL_NAMES = [b"e1", b"aF", b"k3", b"lock-"]
-
-
-def _child(rng, names=CHILD_NAMES):
+def _child(rng):
     parent = rng.choice(CHILD_PARENTS)
-    return (b"" if parent == b"/" else parent) + b"/" + rng.choice(names)
+    return (b"" if parent == b"/" else parent) + b"/" + rng.choice(CHILD_NAMES)
 
 
 def _child_create(rng, data):
-    mode = rng.choice([0, 0, 1, 2])
-    return s_(_child(rng, EPHEMERAL_NAMES if mode == 1 else CHILD_NAMES)) + s_(data) + WORLD + I.pack(mode)
+    return s_(_child(rng)) + s_(data) + WORLD + I.pack(rng.choice([0, 0, 1, 2, 3]))
 
 
 def _children_request(rng, _session):

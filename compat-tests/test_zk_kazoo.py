@@ -456,6 +456,35 @@ def test_ephemeral_sequential(zk):
     assert b.create("/q/m-", sequence=True) == "/q/m-0000000002"
 
 
+def test_children_and_ephemerals_come_in_zookeepers_order(zk):
+    """ZooKeeper lists a node's children as its java.util.HashSet iterates them (by hash
+    bucket, then insertion; the table never shrinks), and a session's ephemerals as a clone of
+    its set iterates: kazoo hands both over as they come. The lists below are ZooKeeper
+    3.8.0's (and a JDK's HashSet's for the same steps)."""
+    c = zk.kazoo()
+    c.create("/o")
+    for i in range(30):
+        c.create(f"/o/n{i}")
+    c.delete("/o/n3")
+    c.delete("/o/n17")
+    t = c.transaction()
+    for name in ("n3", "\u00e9", "zookeeper"):
+        t.create(f"/o/{name}")
+    assert all(r == f"/o/{n}" for r, n in zip(t.commit(), ("n3", "\u00e9", "zookeeper")))
+    assert c.get_children("/o") == (
+        "n0,n1,n2,n3,n4,n5,n6,n7,n8,n9,n10,n12,n11,n14,n13,n16,n15,n18,n19,zookeeper,\u00e9,n21,n20,n23,n22,"
+        "n25,n24,n27,n26,n29,n28").split(",")
+    # A session that held 20 ephemerals and now holds three lists them as its grown set does.
+    a = zk.kazoo()
+    c.create("/eph")
+    for i in range(20):
+        a.create(f"/eph/e{i}", ephemeral=True)
+    for i in range(20):
+        if i not in (0, 3, 8):
+            c.delete(f"/eph/e{i}")
+    assert get_ephemerals(a, "/eph") == ["/eph/e8", "/eph/e0", "/eph/e3"]
+
+
 def test_get_ephemerals(zk):
     a = zk.kazoo()
     b = zk.kazoo()

@@ -65,7 +65,7 @@ pub struct WriteTx<'t> {
     hist: Table<'t, u128, &'static [u8]>,
     dead: Table<'t, &'static [u8], u128>,
     pub(super) leases: Table<'t, i64, &'static [u8]>,
-    lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    pub(super) lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Read and written only through [`WriteTx::znode_get`] and friends (see `znode_rows`).
     pub(super) znodes: Table<'t, &'static str, &'static [u8]>,
@@ -464,15 +464,15 @@ impl<'t> WriteTx<'t> {
         if self.leases.get(id)?.is_some() {
             return Err(ApplyError::LeaseExists.into());
         }
-        self.leases.insert(id, LeaseRow { ttl_s }.encode().as_slice())?;
+        self.leases.insert(id, LeaseRow { ttl_s, zk_set: None }.encode().as_slice())?;
         self.effects.leases_granted.push((id, ttl_s));
         Ok(Response::LeaseGrant { id, ttl_s })
     }
 
     fn lease_revoke(&mut self, id: i64) -> Result<(), Error> {
-        if self.leases.get(id)?.is_none() {
+        let Some(row) = self.leases.get(id)?.map(|r| LeaseRow::decode(r.value())).transpose()? else {
             return Err(ApplyError::LeaseNotFound.into());
-        }
+        };
         let mut keys = Vec::new();
         for row in self.lease_keys.range::<(i64, &[u8])>((id, &[][..])..(id.saturating_add(1), &[][..]))? {
             let (k, _) = row?;
@@ -486,7 +486,16 @@ impl<'t> WriteTx<'t> {
         // etcd keys go in key order (etcd's lessor sorts them), a session's ephemeral znodes
         // in the order ZooKeeper deletes them, which their watchers see (after the etcd keys:
         // a ZooKeeper session holds no etcd key unless an etcd client attached one to it).
-        super::znode::ephemeral_delete_order(&mut attached);
+        let mut inserted = std::collections::HashMap::new();
+        for (key, _) in &attached {
+            if let Some(path) = super::znode::path_of(key) {
+                let stamp = self.zk_children.get(super::znode::child_key(path))?.map_or(0, |v| v.value());
+                inserted.insert(path.to_string(), stamp);
+            }
+        }
+        super::znode::ephemeral_delete_order(&mut attached, row.zk_set.map_or(0, |z| z.table), |p| {
+            inserted.get(p).copied().unwrap_or(0)
+        });
         let mut rev = self.begin();
         let mut quota = super::znode::RevokeQuota::default();
         for (key, current) in attached {

@@ -598,14 +598,15 @@ impl ReadView {
     /// `znode::JavaCloneOrder`): as getEphemerals lists them (a clone of the session's set)
     /// when `clone`, else as iterating the set itself does (the dump four-letter word).
     pub fn zk_ephemerals(&self, session_id: i64, clone: bool) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<(String, i64)> = Vec::new();
+        let mut out: Vec<(String, u64)> = Vec::new();
         for key in self.lease_keys(session_id)? {
             if let Some(path) = znode::path_of(&key) {
-                let created = self.zk_read(path, false)?.map_or(0, |n| n.stat.czxid);
-                out.push((path.to_string(), created));
+                let inserted = self.t_zk_children()?.get(znode::child_key(path))?.map_or(0, |v| v.value());
+                out.push((path.to_string(), inserted));
             }
         }
-        let order = znode::JavaCloneOrder::of(out.len());
+        let table = self.lease(session_id)?.and_then(|l| l.zk_set).map_or(0, |z| z.table);
+        let order = znode::JavaCloneOrder::of(out.len(), table);
         out.sort_by_cached_key(|(path, created)| {
             let (in_clone, in_set, created) = order.key(path, *created);
             (if clone { in_clone } else { 0 }, in_set, created, path.clone())

@@ -241,17 +241,37 @@ impl HistEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseRow {
     pub ttl_s: i64,
+    /// For a ZooKeeper session: its ephemerals as ZooKeeper's set of them stands (see
+    /// `znode::JavaCloneOrder`). None: no ephemeral created since this was kept (a row of an
+    /// older store, an etcd lease).
+    pub zk_set: Option<ZkSessionSet>,
+}
+
+/// A session's set of ephemeral paths in ZooKeeper (`DataTree.ephemerals`, a `HashSet` made at
+/// the session's first ephemeral and dropped only with the session): how many it holds and its
+/// bucket count, which never shrinks. Their order depends on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZkSessionSet {
+    pub count: u32,
+    pub table: u32,
 }
 
 impl LeaseRow {
-    pub fn encode(&self) -> [u8; 8] {
-        self.ttl_s.to_le_bytes()
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.ttl_s.to_le_bytes().to_vec();
+        if let Some(z) = self.zk_set {
+            out.extend_from_slice(&z.count.to_le_bytes());
+            out.extend_from_slice(&z.table.to_le_bytes());
+        }
+        out
     }
     pub fn decode(b: &[u8]) -> Result<LeaseRow, StoreError> {
         if b.len() < 8 {
             return Err(StoreError::Corrupt(format!("lease row of {} bytes", b.len())));
         }
-        Ok(LeaseRow { ttl_s: get_i64(b, 0) })
+        let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let zk_set = (b.len() >= 16).then(|| ZkSessionSet { count: u32_at(8), table: u32_at(12) });
+        Ok(LeaseRow { ttl_s: get_i64(b, 0), zk_set })
     }
 }
 

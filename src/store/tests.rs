@@ -526,6 +526,41 @@ fn znode_errors() {
     assert_eq!(one(ttl), ZkOpResult::Error(zk_err::BAD_ARGUMENTS));
 }
 
+/// Goal: a session's ephemerals list (getEphemerals, and the delete order when it ends) in
+/// the order of ZooKeeper's set of them, which remembers how many the session once held.
+/// Method: 20 ephemerals, 17 deleted, against JDK 17 (`HashSet` of the 20, 17 removed,
+/// cloned: /p/e8, /p/e0, /p/e3; a set that only ever held the three: /p/e0, /p/e8, /p/e3).
+#[test]
+fn a_sessions_ephemerals_list_in_its_java_sets_order() {
+    let (_d, s) = open();
+    apply(&s, Command::LeaseGrant { id: 7, ttl_s: 10 });
+    apply(&s, Command::LeaseGrant { id: 8, ttl_s: 10 });
+    zk(&s, 0, vec![create("/p", "", CreateMode::Persistent)]);
+    for i in 0..20 {
+        zk(&s, 7, vec![create(&format!("/p/e{i}"), "", CreateMode::Ephemeral)]);
+    }
+    for i in (0..20).filter(|i| ![0, 3, 8].contains(i)) {
+        // Half of them deleted by another session: the owner's set loses them all the same.
+        let session = if i % 2 == 0 { 7 } else { 8 };
+        zk(&s, session, vec![ZkOp::Delete { path: format!("/p/e{i}"), version: -1 }]);
+    }
+    let want = ["/p/e8", "/p/e0", "/p/e3"];
+    assert_eq!(s.read().unwrap().zk_ephemerals(7, true).unwrap(), want);
+    assert_eq!(s.read().unwrap().zk_ephemerals(7, false).unwrap(), want);
+    let (_, fx) = apply_fx(&s, Command::LeaseRevoke { id: 7 });
+    let deleted: Vec<String> = fx.events.iter().map(|e| String::from_utf8(e.kv.key.clone()).unwrap()).collect();
+    assert_eq!(deleted, want.map(|p| format!("/zk{p}")));
+    // A session that only ever held three.
+    zk(&s, 8, vec![create("/p/e3", "", CreateMode::Ephemeral), create("/p/e0", "", CreateMode::Ephemeral)]);
+    zk(&s, 8, vec![create("/p/e8", "", CreateMode::Ephemeral)]);
+    assert_eq!(s.read().unwrap().zk_ephemerals(8, true).unwrap(), ["/p/e0", "/p/e8", "/p/e3"]);
+    // Two in one bucket, added by one multi: in op order, not by name (JDK: /p/e30, /p/e0).
+    apply(&s, Command::LeaseRevoke { id: 8 });
+    apply(&s, Command::LeaseGrant { id: 9, ttl_s: 10 });
+    zk(&s, 9, vec![create("/p/e30", "", CreateMode::Ephemeral), create("/p/e0", "", CreateMode::Ephemeral)]);
+    assert_eq!(s.read().unwrap().zk_ephemerals(9, true).unwrap(), ["/p/e30", "/p/e0"]);
+}
+
 /// Goal: a failed multi changes nothing and reports ZooKeeper's per-op codes; a good one is
 /// one revision. Then a lease revoke (session expiry) removes the session's ephemerals and
 /// keeps the parent's counts right.

@@ -75,20 +75,32 @@ pub fn java_hash(s: &str) -> u32 {
 }
 
 /// The capacity (bucket count) of ZooKeeper's set of a node's children (`DataNode.children`, a
-/// `HashSet` made with capacity 8 on the first child) after one more child named `name` is
-/// added to `size` children in a table of `cap` buckets (0: no set yet). `same_bucket(cap)`
-/// counts the children already in the new name's bucket; it is only asked when it can matter
-/// (below 64 buckets, with 8 or more children), since it costs a scan of the children.
-///
-/// `HashMap.putVal`: the new entry is appended to its bucket's list; a list that reaches 9
-/// entries in a table under 64 buckets doubles the table (`treeifyBin` resizes instead of
-/// making a tree); then a size past 0.75 of the buckets doubles it. A table never shrinks.
+/// `HashSet` made with capacity 8 on the first child) after one more child is added to `size`
+/// children in a table of `cap` buckets (0: no set yet). `same_bucket(cap)` counts the children
+/// already in the new name's bucket (see [`java_table_after_add`]).
 pub fn child_table_after_add(
     cap: u32,
     size: u32,
     same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
 ) -> Result<u32, Error> {
-    let mut cap = cap.max(8);
+    java_table_after_add(8, cap, size, same_bucket)
+}
+
+/// The bucket count of a `java.util.HashSet` made with `initial` buckets once one more entry is
+/// added to `size` entries in `cap` buckets (0: the table is not made yet). `same_bucket(cap)`
+/// counts the entries already in the new one's bucket; it is only asked when it can matter
+/// (below 64 buckets, with 8 or more entries), since it costs a scan.
+///
+/// `HashMap.putVal`: the new entry is appended to its bucket's list; a list that reaches 9
+/// entries in a table under 64 buckets doubles the table (`treeifyBin` resizes instead of
+/// making a tree); then a size past 0.75 of the buckets doubles it. A table never shrinks.
+pub fn java_table_after_add(
+    initial: u32,
+    cap: u32,
+    size: u32,
+    same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
+) -> Result<u32, Error> {
+    let mut cap = cap.max(initial);
     if cap < 64 && size >= 8 && same_bucket(cap)? >= 8 {
         cap *= 2;
     }
@@ -101,14 +113,30 @@ pub fn child_table_after_add(
 /// The smallest children table a node with `n` children can have: a store written before
 /// tables were recorded, or a row that never grew past it. A recorded table is at least this.
 pub fn child_table_at_least(n: i32) -> u32 {
-    if n <= 0 {
+    java_table_at_least(8, u64::try_from(n).unwrap_or(0))
+}
+
+/// The smallest table a `HashSet` made with `initial` buckets has after `n` additions (0 for
+/// none: the table is made at the first).
+fn java_table_at_least(initial: u32, n: u64) -> u32 {
+    if n == 0 {
         return 0;
     }
-    let mut cap: u32 = 8;
-    while u64::try_from(n).unwrap_or(0) > u64::from(cap) / 4 * 3 {
+    let mut cap = initial;
+    while n > u64::from(cap) / 4 * 3 {
         cap = cap.saturating_mul(2);
     }
     cap
+}
+
+/// A session's ephemeral set (`DataTree.ephemerals`: `new HashSet<String>()`, 16 buckets) once
+/// one more path is added.
+pub fn session_table_after_add(
+    cap: u32,
+    size: u32,
+    same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
+) -> Result<u32, Error> {
+    java_table_after_add(16, cap, size, same_bucket)
 }
 
 /// Sorts children into ZooKeeper's getChildren order: `new ArrayList<>(node.getChildren())`
@@ -131,12 +159,23 @@ pub fn child_stamp(rev: i64, index: usize) -> u64 {
 /// Orders the keys a revoked lease held as they are deleted: etcd keys first, in key order;
 /// then ephemeral znodes in the order ZooKeeper 3.8.0 deletes a closed (or expired) session's
 /// ephemerals, which its watchers see (see [`JavaCloneOrder`]).
-pub(super) fn ephemeral_delete_order(keys: &mut [(Vec<u8>, Option<CurrentKv>)]) {
-    let order = JavaCloneOrder::of(keys.iter().filter(|(k, _)| path_of(k).is_some()).count());
-    keys.sort_by_cached_key(|(key, current)| match path_of(key) {
+/// `inserted` gives a path's insertion stamp (its `zk_children` row: the order the paths
+/// entered the session's set in, a multi's creates in op order).
+pub(super) fn ephemeral_delete_order(
+    keys: &mut [(Vec<u8>, Option<CurrentKv>)],
+    table: u32,
+    inserted: impl Fn(&str) -> u64,
+) {
+    let order = JavaCloneOrder::of(keys.iter().filter(|(k, _)| path_of(k).is_some()).count(), table);
+    keys.sort_by_cached_key(|(key, _)| match path_of(key) {
         None => (0, (0, 0, 0), key.clone()),
-        Some(path) => (1, order.key(path, current.as_ref().map_or(0, |c| c.create_revision)), key.clone()),
+        Some(path) => (1, order.key(path, inserted(path)), key.clone()),
     });
+}
+
+/// (parent, name) of a path, as `zk_children` keys it.
+pub fn child_key(path: &str) -> (&str, &str) {
+    (parent_of(path), name_of(path))
 }
 
 /// The order ZooKeeper 3.8.0 lists a session's ephemeral paths in: `HashSet.clone()` of the
@@ -145,34 +184,31 @@ pub(super) fn ephemeral_delete_order(keys: &mut [(Vec<u8>, Option<CurrentKv>)]) 
 /// is a `HashMap` sized for its entries (`tableSizeFor((int) (n / 0.75f + 1))`) and filled in
 /// the original's iteration order; a `HashMap` iterates by bucket, and within a bucket in
 /// insertion order. So: by bucket in the clone, then by bucket in the original, then by
-/// creation (ties, one multi creating several, by path).
+/// insertion.
 ///
-/// The original set's capacity is the smallest a fresh `HashSet` (16, doubling past a 0.75
-/// load) has for the ephemerals the session holds now. A Java set never shrinks, so for a
-/// session that once held more than 12 ephemerals at a time and fewer now, paths sharing a
-/// bucket of the clone may come in another order than ZooKeeper's; that history is not kept.
+/// The original set's bucket count is the session's `ZkSessionSet::table` (it depends on how
+/// many ephemerals the session ever held at once: a Java set never shrinks); for a session
+/// whose row does not keep it (made by an older store), the smallest a fresh `HashSet` (16,
+/// doubling past a 0.75 load) has for what it holds now.
 pub struct JavaCloneOrder {
     clone_mask: u32,
     original_mask: u32,
 }
 
 impl JavaCloneOrder {
-    /// For a set of `count` paths.
-    pub fn of(count: usize) -> JavaCloneOrder {
-        let mut original: u32 = 16;
-        while count as u64 * 4 > u64::from(original) * 3 {
-            original *= 2;
-        }
+    /// For a set of `count` paths in a table of `table` buckets (0: not known).
+    pub fn of(count: usize, table: u32) -> JavaCloneOrder {
+        let original = table.max(java_table_at_least(16, count as u64)).max(1);
         // HashMap.tableSizeFor of (int) (size / loadFactor + 1.0f), in Java's float arithmetic.
         let wanted = (count as f32 / 0.75f32 + 1.0f32) as u32;
         let clone = wanted.max(1).next_power_of_two();
         JavaCloneOrder { clone_mask: clone - 1, original_mask: original - 1 }
     }
 
-    /// The sort key of `path`, created at revision `created` (then sort ties by path).
-    pub fn key(&self, path: &str, created: i64) -> (u32, u32, i64) {
+    /// The sort key of `path`, added to the set with insertion stamp `inserted`.
+    pub fn key(&self, path: &str, inserted: u64) -> (u32, u32, u64) {
         let h = java_hash(path);
-        (h & self.clone_mask, h & self.original_mask, created)
+        (h & self.clone_mask, h & self.original_mask, inserted)
     }
 }
 
@@ -656,6 +692,10 @@ struct Overlay {
     rev: i64,
     /// The ACLs of the nodes this txn deletes, from before (see `Effects::zk_acls`).
     deleted_acls: Vec<(String, Vec<ZkAcl>)>,
+    /// Sessions whose ephemeral set this txn changes, as it leaves them.
+    sessions: BTreeMap<i64, ZkSessionSet>,
+    /// The ephemeral paths this txn adds to (true) or removes from its sessions' sets.
+    session_paths: Vec<(i64, String, bool)>,
 }
 
 impl WriteTx<'_> {
@@ -742,6 +782,8 @@ impl WriteTx<'_> {
             children: Vec::new(),
             rev: self.revision() + 1,
             deleted_acls: Vec::new(),
+            sessions: BTreeMap::new(),
+            session_paths: Vec::new(),
         };
         let mut results = Vec::with_capacity(txn.ops.len());
         let mut failed = None;
@@ -794,6 +836,12 @@ impl WriteTx<'_> {
                 self.zk_children.insert((parent.as_str(), name.as_str()), child_stamp(ov.rev, i))?;
             } else {
                 self.zk_children.remove((parent.as_str(), name.as_str()))?;
+            }
+        }
+        for (id, set) in ov.sessions {
+            let row = self.leases.get(id)?.map(|r| LeaseRow::decode(r.value())).transpose()?;
+            if let Some(row) = row.filter(|r| r.zk_set != Some(set)) {
+                self.leases.insert(id, LeaseRow { zk_set: Some(set), ..row }.encode().as_slice())?;
             }
         }
         // The ACLs its events are delivered under: every node it left in place (changed or
@@ -924,6 +972,13 @@ impl WriteTx<'_> {
         } else {
             0
         };
+        if kind == NodeKind::Ephemeral {
+            let set = self.zk_session_set(ov, lease)?;
+            let table =
+                session_table_after_add(set.table, set.count, |cap| self.zk_session_bucket(ov, lease, &path, cap))?;
+            ov.sessions.insert(lease, ZkSessionSet { count: set.count.saturating_add(1), table });
+            ov.session_paths.push((lease, path.clone(), true));
+        }
         parent.meta.child_table = self.zk_child_table_after_add(ov, &parent_path, &parent.meta, name_of(&path))?;
         parent.meta.creates = parent.meta.creates.wrapping_add(1);
         parent.meta.num_children += 1;
@@ -996,6 +1051,12 @@ impl WriteTx<'_> {
             if node.meta.num_children > 0 {
                 return Ok(Err(zk_err::NOT_EMPTY));
             }
+        }
+        if let (NodeKind::Ephemeral, Some(owner)) = (node.meta.kind, node.kv.as_ref().map(|k| k.lease)) {
+            // DataTree.deleteNode takes the path out of its owner's set (the set stays).
+            let set = self.zk_session_set(ov, owner)?;
+            ov.sessions.insert(owner, ZkSessionSet { count: set.count.saturating_sub(1), ..set });
+            ov.session_paths.push((owner, path.to_string(), false));
         }
         parent.meta.num_children -= 1;
         parent.meta.pzxid = ov.rev;
@@ -1189,6 +1250,48 @@ impl WriteTx<'_> {
             }
             Ok(names.len() as u32)
         })
+    }
+
+    /// A session's ephemeral set as this transaction sees it. A row that does not keep it yet
+    /// (a session without ephemerals so far, or of an older store) counts what the session
+    /// holds, in the smallest table for that.
+    fn zk_session_set(&self, ov: &Overlay, id: i64) -> Result<ZkSessionSet, Error> {
+        if let Some(set) = ov.sessions.get(&id) {
+            return Ok(*set);
+        }
+        let row = self.leases.get(id)?.map(|r| LeaseRow::decode(r.value())).transpose()?;
+        if let Some(set) = row.and_then(|r| r.zk_set) {
+            return Ok(set);
+        }
+        let mut count = 0u32;
+        for row in self.lease_keys.range::<(i64, &[u8])>((id, ZK_RANGE_START)..(id, ZK_RANGE_END))? {
+            row?;
+            count = count.saturating_add(1);
+        }
+        Ok(ZkSessionSet { count, table: java_table_at_least(16, u64::from(count)) })
+    }
+
+    /// How many of a session's ephemeral paths (as this transaction sees them) share `path`'s
+    /// bucket in a table of `cap` buckets.
+    fn zk_session_bucket(&self, ov: &Overlay, id: i64, path: &str, cap: u32) -> Result<u32, Error> {
+        let mask = cap - 1;
+        let bucket = java_hash(path) & mask;
+        let mut paths: Vec<String> = Vec::new();
+        for row in self.lease_keys.range::<(i64, &[u8])>((id, ZK_RANGE_START)..(id, ZK_RANGE_END))? {
+            let (k, _) = row?;
+            if let Some(p) = path_of(k.value().1).filter(|p| java_hash(p) & mask == bucket) {
+                paths.push(p.to_string());
+            }
+        }
+        for (owner, p, add) in &ov.session_paths {
+            if *owner == id && java_hash(p) & mask == bucket {
+                paths.retain(|x| x != p);
+                if *add {
+                    paths.push(p.clone());
+                }
+            }
+        }
+        Ok(paths.len() as u32)
     }
 
     /// A lease revoke (session close or expiry) deletes an ephemeral znode: its key goes with
@@ -1462,7 +1565,11 @@ mod tests {
             (key_of("/s/b0000000007"), kv(1)),
             (b"etcd-a".to_vec(), kv(8)),
         ];
-        ephemeral_delete_order(&mut keys);
+        let stamps: std::collections::HashMap<String, u64> = keys
+            .iter()
+            .filter_map(|(k, c)| Some((path_of(k)?.to_string(), child_stamp(c.as_ref()?.create_revision, 0))))
+            .collect();
+        ephemeral_delete_order(&mut keys, 0, |p| stamps[p]);
         let order: Vec<Vec<u8>> = keys.into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             order,
@@ -1482,7 +1589,11 @@ mod tests {
             (key_of("/t/c0000000004"), kv(11)),
             (key_of("/s/a/x0000000004"), kv(10)),
         ];
-        ephemeral_delete_order(&mut keys);
+        let stamps: std::collections::HashMap<String, u64> = keys
+            .iter()
+            .filter_map(|(k, c)| Some((path_of(k)?.to_string(), child_stamp(c.as_ref()?.create_revision, 0))))
+            .collect();
+        ephemeral_delete_order(&mut keys, 0, |p| stamps[p]);
         let order: Vec<Vec<u8>> = keys.into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             order,
