@@ -397,6 +397,11 @@ def test_dump(zk):
         assert any(re.fullmatch(rf"ip: /127\.0\.0\.1:\d+ sessionId: {session}", e) for e in listed), listed
     assert all(re.fullmatch(r"ip: /127\.0\.0\.1:\d+ sessionId: 0x[0-9a-f]+", e) for e in listed), listed
     assert rest == []
+    # A session whose last ephemeral is gone is still listed, with none: ZooKeeper keeps its
+    # (empty) set until the session ends.
+    c.delete("/p/e")
+    text = zk.four("dump")
+    assert f"ephemeral nodes dump:\nSessions with Ephemerals (1):\n{sid}:\nConnections dump" in text, text
 
 
 def test_unknown_word_closes_connection(zk):

@@ -346,11 +346,15 @@ fn dump(ctx: &ZkCtx, s: &mut String) {
     });
     expiry_sets(s, "Session", &clock, sessions.collect());
     s.push_str("ephemeral nodes dump:\n");
+    // ZooKeeper lists every session whose set of ephemerals exists: made at its first
+    // ephemeral, kept (perhaps empty) until the session ends.
     let by_session: Vec<(i64, Vec<String>)> = leases
         .iter()
         .filter_map(|(id, _)| {
-            let e = view.as_ref()?.zk_ephemerals(*id, false).ok()?;
-            (!e.is_empty()).then_some((*id, e))
+            let view = view.as_ref()?;
+            let e = view.zk_ephemerals(*id, false).ok()?;
+            let had_set = view.lease(*id).ok().flatten().is_some_and(|l| l.zk_set.is_some());
+            (had_set || !e.is_empty()).then_some((*id, e))
         })
         .collect();
     let _ = writeln!(s, "Sessions with Ephemerals ({}):", by_session.len());
