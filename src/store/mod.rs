@@ -727,9 +727,14 @@ impl Store {
                     6 => {
                         let nul =
                             k.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("zk child".into()))?;
-                        let stamp = u64::from_le_bytes(
-                            v.as_slice().try_into().map_err(|_| StoreError::Corrupt("zk child stamp".into()))?,
-                        );
+                        // A snapshot of a format-2 store (an older leader) has no stamps:
+                        // creation order is then what the names' order gives.
+                        let stamp = match v.len() {
+                            0 => 0,
+                            _ => u64::from_le_bytes(
+                                v.as_slice().try_into().map_err(|_| StoreError::Corrupt("zk child stamp".into()))?,
+                            ),
+                        };
                         zk_children.insert((utf8(&k[..nul])?.as_str(), utf8(&k[nul + 1..])?.as_str()), stamp)?;
                     }
                     7 => {
@@ -738,6 +743,9 @@ impl Store {
                     t => return Err(StoreError::Corrupt(format!("snapshot table {t}"))),
                 }
             }
+            // The rows were written in this build's layout, whatever format the snapshot's
+            // `meta` names (a leader of an older build sends its own).
+            meta.insert(META_FORMAT, encode_i64(STORE_FORMAT).as_slice())?;
         }
         tx.commit()?;
         self.applies.fetch_add(1, Ordering::SeqCst);

@@ -656,6 +656,26 @@ fn znodes_survive_snapshot_restore() {
     }
     assert_eq!(b.zk_ephemerals(5, true).unwrap(), ["/a/e"]);
     assert_eq!(b.zk_reap_candidates(0, 10).unwrap(), ["/c"]);
+    drop(b);
+    // A snapshot from a leader of the format before child stamps: no stamps, format 2 in its
+    // meta rows. It installs in this layout, and the store opens again afterwards.
+    let old: Vec<DumpRow> = rows
+        .iter()
+        .map(|(t, k, v)| match *t {
+            6 => (6, k.clone(), Vec::new()),
+            4 if k.as_slice() == META_FORMAT.as_bytes() => (4, k.clone(), encode_i64(2).to_vec()),
+            _ => (*t, k.clone(), v.clone()),
+        })
+        .collect();
+    let (d3, u) = open();
+    u.restore(&old).unwrap();
+    assert_eq!(u.read().unwrap().zk_children("/a", 10).unwrap(), ["e"]);
+    let path = u.path().to_path_buf();
+    drop(u);
+    let u = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(u.meta_get(META_FORMAT).unwrap(), Some(encode_i64(STORE_FORMAT).to_vec()));
+    assert_eq!(u.read().unwrap().zk_children("/", 10).unwrap(), ["a", "c", "zookeeper"]);
+    drop(d3);
 }
 
 /// Goal: reads at every uncompacted revision, watch history with prev_kv, and what compaction
