@@ -74,17 +74,12 @@ pub fn java_hash(s: &str) -> u32 {
     h ^ (h >> 16)
 }
 
-/// The capacity (bucket count) of ZooKeeper's set of a node's children (`DataNode.children`, a
-/// `HashSet` made with capacity 8 on the first child) after one more child is added to `size`
-/// children in a table of `cap` buckets (0: no set yet). `same_bucket(cap)` counts the children
-/// already in the new name's bucket (see [`java_table_after_add`]).
-pub fn child_table_after_add(
-    cap: u32,
-    size: u32,
-    same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
-) -> Result<u32, Error> {
-    java_table_after_add(8, cap, size, same_bucket)
-}
+/// The initial bucket count of ZooKeeper's set of a node's children (`DataNode.children`: a
+/// `new HashSet<String>(8)` at the first child).
+pub const CHILD_TABLE_INITIAL: u32 = 8;
+/// The initial bucket count of ZooKeeper's set of a session's ephemerals
+/// (`DataTree.ephemerals`: a `new HashSet<String>()` at the session's first ephemeral).
+pub const SESSION_TABLE_INITIAL: u32 = 16;
 
 /// The bucket count of a `java.util.HashSet` made with `initial` buckets once one more entry is
 /// added to `size` entries in `cap` buckets (0: the table is not made yet). `same_bucket(cap)`
@@ -113,7 +108,7 @@ pub fn java_table_after_add(
 /// The smallest children table a node with `n` children can have: a store written before
 /// tables were recorded, or a row that never grew past it. A recorded table is at least this.
 pub fn child_table_at_least(n: i32) -> u32 {
-    java_table_at_least(8, u64::try_from(n).unwrap_or(0))
+    java_table_at_least(CHILD_TABLE_INITIAL, u64::try_from(n).unwrap_or(0))
 }
 
 /// The smallest table a `HashSet` made with `initial` buckets has after `n` additions (0 for
@@ -127,16 +122,6 @@ fn java_table_at_least(initial: u32, n: u64) -> u32 {
         cap = cap.saturating_mul(2);
     }
     cap
-}
-
-/// A session's ephemeral set (`DataTree.ephemerals`: `new HashSet<String>()`, 16 buckets) once
-/// one more path is added.
-pub fn session_table_after_add(
-    cap: u32,
-    size: u32,
-    same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
-) -> Result<u32, Error> {
-    java_table_after_add(16, cap, size, same_bucket)
 }
 
 /// Sorts children into ZooKeeper's getChildren order: `new ArrayList<>(node.getChildren())`
@@ -198,7 +183,7 @@ pub struct JavaCloneOrder {
 impl JavaCloneOrder {
     /// For a set of `count` paths in a table of `table` buckets (0: not known).
     pub fn of(count: usize, table: u32) -> JavaCloneOrder {
-        let original = table.max(java_table_at_least(16, count as u64)).max(1);
+        let original = table.max(java_table_at_least(SESSION_TABLE_INITIAL, count as u64)).max(1);
         // HashMap.tableSizeFor of (int) (size / loadFactor + 1.0f), in Java's float arithmetic.
         let wanted = (count as f32 / 0.75f32 + 1.0f32) as u32;
         let clone = wanted.max(1).next_power_of_two();
@@ -974,8 +959,9 @@ impl WriteTx<'_> {
         };
         if kind == NodeKind::Ephemeral {
             let set = self.zk_session_set(ov, lease)?;
-            let table =
-                session_table_after_add(set.table, set.count, |cap| self.zk_session_bucket(ov, lease, &path, cap))?;
+            let table = java_table_after_add(SESSION_TABLE_INITIAL, set.table, set.count, |cap| {
+                self.zk_session_bucket(ov, lease, &path, cap)
+            })?;
             ov.sessions.insert(lease, ZkSessionSet { count: set.count.saturating_add(1), table });
             ov.session_paths.push((lease, path.clone(), true));
         }
@@ -1222,10 +1208,10 @@ impl WriteTx<'_> {
         Ok((count, bytes))
     }
 
-    /// The children table of `parent` once `name` is added (see [`child_table_after_add`]),
+    /// The children table of `parent` once `name` is added (see [`java_table_after_add`]),
     /// counting the bucket's names as this transaction sees the children.
     fn zk_child_table_after_add(&self, ov: &Overlay, parent: &str, meta: &ZnodeMeta, name: &str) -> Result<u32, Error> {
-        child_table_after_add(meta.child_table, meta.num_children.max(0) as u32, |cap| {
+        java_table_after_add(CHILD_TABLE_INITIAL, meta.child_table, meta.num_children.max(0) as u32, |cap| {
             let mask = cap - 1;
             let bucket = java_hash(name) & mask;
             // Only the names in the bucket are kept: a handful, not the whole list.
@@ -1268,7 +1254,7 @@ impl WriteTx<'_> {
             row?;
             count = count.saturating_add(1);
         }
-        Ok(ZkSessionSet { count, table: java_table_at_least(16, u64::from(count)) })
+        Ok(ZkSessionSet { count, table: java_table_at_least(SESSION_TABLE_INITIAL, u64::from(count)) })
     }
 
     /// How many of a session's ephemeral paths (as this transaction sees them) share `path`'s
@@ -1635,7 +1621,7 @@ mod tests {
     impl JavaSet {
         fn add(&mut self, name: &str) {
             let kids = &self.kids;
-            self.table = child_table_after_add(self.table, kids.len() as u32, |cap| {
+            self.table = java_table_after_add(CHILD_TABLE_INITIAL, self.table, kids.len() as u32, |cap| {
                 let b = java_hash(name) & (cap - 1);
                 Ok(kids.iter().filter(|(k, _)| java_hash(k) & (cap - 1) == b).count() as u32)
             })
