@@ -27,7 +27,9 @@ which ZooKeeper's default configuration has ip and digest only; odd perms; ip
 ids as its IPv4-only parser reads them; addauth and whoAmI, whose identities
 come in its hash set's order), and quotas (limits and stats nodes made and
 changed by hand, with the texts its StatsTrack parses, and the changes under
-them it counts).
+them it counts). A children generator adds and removes many children under a
+few parents in every way, with sessions ending now and then: getChildren and
+getEphemerals lists are compared as they come (ZooKeeper's hash sets' order).
 
 Every generator also runs pipelined: a session sends up to six requests before
 it reads their replies, which must come in their places among the watch events

@@ -58,7 +58,7 @@ struct ZkViewCache {
     bytes: AtomicUsize,
 }
 
-/// A znode's children as one view lists them, in byte order: the names back to back in
+/// A znode's children as one view lists them, in ZooKeeper's order: the names back to back in
 /// `names`, name i ending at `ends[i]` (one allocation for the list, not one per name).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ChildList {
