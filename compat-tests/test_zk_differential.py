@@ -414,9 +414,13 @@ def _children_request(rng, _session):
     sequential, ephemeral, several in one multi in any order): getChildren lists them in
     ZooKeeper's hash set order, which depends on the order they were added in and on how
     large the set ever grew; getEphemerals lists a session's in its own set's order."""
-    k = rng.randrange(10)
+    k = rng.randrange(11)
     if k < 3:
         return rng.choice([1, 15]), _child_create(rng, b"v")
+    if k == 10:
+        # Persistent and recursive watches see every child event, a closed session's
+        # deletions among them, in their order.
+        return 106, s_(rng.choice(CHILD_PARENTS)) + I.pack(rng.choice([0, 1]))
     if k == 3:
         return 2, s_(_child(rng)) + I.pack(-1)
     if k == 4:
