@@ -95,15 +95,18 @@ pub fn java_table_after_add(
     size: u32,
     same_bucket: impl FnOnce(u32) -> Result<u32, Error>,
 ) -> Result<u32, Error> {
-    let mut cap = cap.max(initial);
+    let mut cap = cap.clamp(initial, JAVA_TABLE_MAX);
     if cap < 64 && size >= 8 && same_bucket(cap)? >= 8 {
         cap *= 2;
     }
     if u64::from(size) + 1 > u64::from(cap) / 4 * 3 {
-        cap = cap.saturating_mul(2);
+        cap = (cap * 2).min(JAVA_TABLE_MAX);
     }
     Ok(cap)
 }
+
+/// `HashMap.MAXIMUM_CAPACITY`: a table stops growing there.
+const JAVA_TABLE_MAX: u32 = 1 << 30;
 
 /// The smallest children table a node with `n` children can have: a store written before
 /// tables were recorded, or a row that never grew past it. A recorded table is at least this.
@@ -118,8 +121,8 @@ fn java_table_at_least(initial: u32, n: u64) -> u32 {
         return 0;
     }
     let mut cap = initial;
-    while n > u64::from(cap) / 4 * 3 {
-        cap = cap.saturating_mul(2);
+    while n > u64::from(cap) / 4 * 3 && cap < JAVA_TABLE_MAX {
+        cap *= 2;
     }
     cap
 }
@@ -1674,5 +1677,7 @@ mod tests {
         assert_eq!(child_table_at_least(6), 8);
         assert_eq!(child_table_at_least(7), 16);
         assert_eq!(child_table_at_least(25), 64);
+        assert_eq!(child_table_at_least(i32::MAX), 1 << 30, "a table stops at Java's maximum");
+        assert_eq!(java_table_after_add(8, 1 << 30, u32::MAX, |_| Ok(0)).unwrap(), 1 << 30);
     }
 }
