@@ -127,6 +127,32 @@ fn java_table_at_least(initial: u32, n: u64) -> u32 {
     cap
 }
 
+/// `other`, kept only if it shares `name`'s bucket in a table of `cap` buckets: a scan for
+/// [`count_in_bucket`] keeps a handful of names, not the whole list.
+fn in_bucket(name: &str, cap: u32, other: &str) -> Option<String> {
+    (java_hash(other) & (cap - 1) == java_hash(name) & (cap - 1)).then(|| other.to_string())
+}
+
+/// How many entries share `name`'s bucket in a table of `cap` buckets: those `stored` (already
+/// filtered by [`in_bucket`]) as a transaction's earlier adds (true) and removes change them,
+/// in order.
+fn count_in_bucket<'a>(
+    name: &str,
+    cap: u32,
+    mut stored: Vec<String>,
+    pending: impl Iterator<Item = (&'a str, bool)>,
+) -> u32 {
+    for (other, add) in pending {
+        if let Some(other) = in_bucket(name, cap, other) {
+            stored.retain(|x| *x != other);
+            if add {
+                stored.push(other);
+            }
+        }
+    }
+    stored.len() as u32
+}
+
 /// Sorts children into ZooKeeper's getChildren order: `new ArrayList<>(node.getChildren())`
 /// iterates the `HashSet` bucket by bucket (`java_hash` masked by the table's size) and each
 /// bucket's list in insertion order (a resize splits a list keeping its order; a removal
@@ -1215,29 +1241,17 @@ impl WriteTx<'_> {
     /// counting the bucket's names as this transaction sees the children.
     fn zk_child_table_after_add(&self, ov: &Overlay, parent: &str, meta: &ZnodeMeta, name: &str) -> Result<u32, Error> {
         java_table_after_add(CHILD_TABLE_INITIAL, meta.child_table, meta.num_children.max(0) as u32, |cap| {
-            let mask = cap - 1;
-            let bucket = java_hash(name) & mask;
-            // Only the names in the bucket are kept: a handful, not the whole list.
-            let mut names: Vec<String> = Vec::new();
+            let mut stored = Vec::new();
             for row in self.zk_children.range::<(&str, &str)>((parent, "")..)? {
                 let (k, _) = row?;
                 let (p, n) = k.value();
                 if p != parent {
                     break;
                 }
-                if java_hash(n) & mask == bucket {
-                    names.push(n.to_string());
-                }
+                stored.extend(in_bucket(name, cap, n));
             }
-            for (p, n, add) in &ov.children {
-                if p == parent && java_hash(n) & mask == bucket {
-                    names.retain(|x| x != n);
-                    if *add {
-                        names.push(n.clone());
-                    }
-                }
-            }
-            Ok(names.len() as u32)
+            let pending = ov.children.iter().filter(|(p, _, _)| p == parent).map(|(_, n, add)| (n.as_str(), *add));
+            Ok(count_in_bucket(name, cap, stored, pending))
         })
     }
 
@@ -1252,6 +1266,8 @@ impl WriteTx<'_> {
         if let Some(set) = row.and_then(|r| r.zk_set) {
             return Ok(set);
         }
+        // Counted once here; from then on the row keeps the count, so an ephemeral create
+        // never scans a session's keys (a session may hold thousands).
         let mut count = 0u32;
         for row in self.lease_keys.range::<(i64, &[u8])>((id, ZK_RANGE_START)..(id, ZK_RANGE_END))? {
             row?;
@@ -1263,24 +1279,13 @@ impl WriteTx<'_> {
     /// How many of a session's ephemeral paths (as this transaction sees them) share `path`'s
     /// bucket in a table of `cap` buckets.
     fn zk_session_bucket(&self, ov: &Overlay, id: i64, path: &str, cap: u32) -> Result<u32, Error> {
-        let mask = cap - 1;
-        let bucket = java_hash(path) & mask;
-        let mut paths: Vec<String> = Vec::new();
+        let mut stored = Vec::new();
         for row in self.lease_keys.range::<(i64, &[u8])>((id, ZK_RANGE_START)..(id, ZK_RANGE_END))? {
             let (k, _) = row?;
-            if let Some(p) = path_of(k.value().1).filter(|p| java_hash(p) & mask == bucket) {
-                paths.push(p.to_string());
-            }
+            stored.extend(path_of(k.value().1).and_then(|p| in_bucket(path, cap, p)));
         }
-        for (owner, p, add) in &ov.session_paths {
-            if *owner == id && java_hash(p) & mask == bucket {
-                paths.retain(|x| x != p);
-                if *add {
-                    paths.push(p.clone());
-                }
-            }
-        }
-        Ok(paths.len() as u32)
+        let pending = ov.session_paths.iter().filter(|(o, _, _)| *o == id).map(|(_, p, add)| (p.as_str(), *add));
+        Ok(count_in_bucket(path, cap, stored, pending))
     }
 
     /// A lease revoke (session close or expiry) deletes an ephemeral znode: its key goes with
