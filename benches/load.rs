@@ -280,39 +280,27 @@ async fn run(cli: Cli) -> Result<i32, String> {
             let op = Op::Put { sequential, space: c.key_space };
             let r = run_closed(&c, &conns, op, c.clients, total(&c), deadline(&c)).await;
             let extra = if sequential { vec![("sequential", json!(true))] } else { vec![] };
-            Ok(report("put", &c, &r, "", extra))
+            Ok(report("put", &c, Reach::Conns(c.conns), &r, "", extra))
         }
         Cmd::Range { consistency, prefill } => {
             check_common(&c)?;
             let conns = connect_kv(&c).await?;
-            let space = match prefill {
-                Some(n) => {
-                    do_prefill(&c, &conns, n).await?;
-                    n
-                }
-                None => c.key_space,
-            };
+            let space = prefilled_space(&c, &conns, prefill).await?;
             let serializable = matches!(consistency, Consistency::S);
             let op = Op::Range { serializable, space };
             let r = run_closed(&c, &conns, op, c.clients, total(&c), deadline(&c)).await;
             let name = if serializable { "range-s" } else { "range-l" };
             let note = format!(", {} misses (key not found)", r.flagged);
-            Ok(report(name, &c, &r, &note, vec![("misses", json!(r.flagged))]))
+            Ok(report(name, &c, Reach::Conns(c.conns), &r, &note, vec![("misses", json!(r.flagged))]))
         }
         Cmd::Txn { prefill } => {
             check_common(&c)?;
             let conns = connect_kv(&c).await?;
-            let space = match prefill {
-                Some(n) => {
-                    do_prefill(&c, &conns, n).await?;
-                    n
-                }
-                None => c.key_space,
-            };
+            let space = prefilled_space(&c, &conns, prefill).await?;
             let op = Op::Txn { space };
             let r = run_closed(&c, &conns, op, c.clients, total(&c), deadline(&c)).await;
             let note = format!(", {} compares failed (key created)", r.flagged);
-            Ok(report("txn", &c, &r, &note, vec![("compare_failed", json!(r.flagged))]))
+            Ok(report("txn", &c, Reach::Conns(c.conns), &r, &note, vec![("compare_failed", json!(r.flagged))]))
         }
         Cmd::WatchLatency { watchers, streams, rate, prefix, drain_s } => {
             check_common(&c)?;
@@ -706,6 +694,18 @@ async fn worker(mut kv: KvCall, op: Op, s: Arc<Shared>, mut rng: Rng) -> RunResu
     r
 }
 
+/// The keys a read workload draws from: with `--prefill N`, keys 0..N-1, written first (not
+/// measured); without, the whole key space.
+async fn prefilled_space(c: &Common, conns: &Conns, prefill: Option<u64>) -> Result<u64, String> {
+    match prefill {
+        Some(n) => {
+            do_prefill(c, conns, n).await?;
+            Ok(n)
+        }
+        None => Ok(c.key_space),
+    }
+}
+
 /// Writes keys 0..n once each (sequentially numbered, --clients workers), not measured.
 async fn do_prefill(c: &Common, conns: &Conns, n: u64) -> Result<(), String> {
     if n == 0 {
@@ -752,19 +752,34 @@ fn summarize(lat: &mut [u32]) -> Summary {
     Summary { ops: n as u64, p50: pct(0.50), p90: pct(0.90), p99: pct(0.99), max: pct(1.0) }
 }
 
+/// How a run's clients reached the server, as its report says it.
+enum Reach {
+    /// etcd workloads: the workers share this many gRPC channels.
+    Conns(usize),
+    /// ZooKeeper workloads: a connection per client, with this many requests in flight on each.
+    InFlight(usize),
+}
+
 /// Prints the human line and the JSON line; returns the exit code.
-fn report(workload: &str, c: &Common, r: &RunResult, note: &str, extra: Vec<(&str, Value)>) -> i32 {
+fn report(workload: &str, c: &Common, reach: Reach, r: &RunResult, note: &str, extra: Vec<(&str, Value)>) -> i32 {
     let mut lat = r.lat_us.clone();
     let s = summarize(&mut lat);
     let ops_per_s = s.ops as f64 / r.seconds.max(1e-9);
+    let (shape, conns) = match reach {
+        Reach::Conns(n) => (format!("conns {n}"), n),
+        Reach::InFlight(n) => (format!("in-flight {n}"), c.clients),
+    };
     say!(
-        "{workload}: clients {} conns {}: {} ops in {:.3} s = {:.1} ops/s; latency ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}; {} errors{note}",
-        c.clients, c.conns, s.ops, r.seconds, ops_per_s, s.p50, s.p90, s.p99, s.max, r.errors
+        "{workload}: clients {} {shape}: {} ops in {:.3} s = {:.1} ops/s; latency ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}; {} errors{note}",
+        c.clients, s.ops, r.seconds, ops_per_s, s.p50, s.p90, s.p99, s.max, r.errors
     );
+    if r.errors > 0 {
+        eprintln!("{workload}: THIS RUN HAD {} ERRORS (first messages above)", r.errors);
+    }
     let mut fields = vec![
         ("workload", json!(workload)),
         ("clients", json!(c.clients)),
-        ("conns", json!(c.conns)),
+        ("conns", json!(conns)),
         ("ops", json!(s.ops)),
         ("seconds", json!(round3(r.seconds))),
         ("ops_per_s", json!(round3(ops_per_s))),

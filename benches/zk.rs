@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::{key, note_error, ordered_json, round3, summarize, timeout, us, value, Common, Rng, RunResult};
+use super::{key, note_error, report, timeout, us, value, Common, Reach, Rng, RunResult};
 
 /// Largest reply accepted (ZooKeeper's own limit is jute.maxbuffer, 1 MiB by default).
 const MAX_REPLY: usize = 64 << 20;
@@ -647,7 +647,7 @@ pub(super) async fn run(c: &Common, a: ZkArgs) -> Result<i32, String> {
         extra.push(("prefill", json!(prefill)));
     }
     extra.push(("val_size", json!(c.val_size)));
-    Ok(report(a.workload.name(), c, a.inflight, &r, &note, extra))
+    Ok(report(a.workload.name(), c, Reach::InFlight(a.inflight), &r, &note, extra))
 }
 
 /// Opens `n` sessions, endpoints round-robin, up to 16 handshakes at a time.
@@ -973,40 +973,4 @@ async fn lock_once(cl: &mut ZkClient, s: &Shared) -> Result<bool, String> {
     }
     phase(LockPhase::Delete).add(deleting);
     Ok(violated)
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// The human line and the JSON line (as the etcd workloads'); returns the exit code.
-fn report(workload: &str, c: &Common, inflight: usize, r: &RunResult, note: &str, extra: Vec<(&str, Value)>) -> i32 {
-    let mut lat = r.lat_us.clone();
-    let s = summarize(&mut lat);
-    let ops_per_s = s.ops as f64 / r.seconds.max(1e-9);
-    say!(
-        "{workload}: clients {} in-flight {}: {} ops in {:.3} s = {:.1} ops/s; latency ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}; {} errors{note}",
-        c.clients, inflight, s.ops, r.seconds, ops_per_s, s.p50, s.p90, s.p99, s.max, r.errors
-    );
-    if r.errors > 0 {
-        eprintln!("{workload}: THIS RUN HAD {} ERRORS (first messages above)", r.errors);
-    }
-    let mut fields = vec![
-        ("workload", json!(workload)),
-        ("clients", json!(c.clients)),
-        ("conns", json!(c.clients)),
-        ("ops", json!(s.ops)),
-        ("seconds", json!(round3(r.seconds))),
-        ("ops_per_s", json!(round3(ops_per_s))),
-        ("p50_ms", json!(s.p50)),
-        ("p90_ms", json!(s.p90)),
-        ("p99_ms", json!(s.p99)),
-        ("max_ms", json!(s.max)),
-        ("errors", json!(r.errors)),
-    ];
-    fields.extend(extra);
-    say!("{}", ordered_json(fields));
-    if s.ops == 0 {
-        2
-    } else {
-        0
-    }
 }

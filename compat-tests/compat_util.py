@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 DEFAULT_TIMEOUT = 15
 
 
@@ -131,6 +133,58 @@ class BackgroundProc:
             self.proc.send_signal(signal.SIGINT)
 
 
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1 (all bound at once, so none repeats)."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def stop_process_group(proc, data_dir):
+    """Stops a server started in its own session (SIGTERM to its group, SIGKILL after 10 s)
+    and removes its data dir."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def build_rust_scenario(crate, binary, hint=""):
+    """Builds the scenario program of compat-tests/<crate> (its own Cargo project, its own
+    target dir under target/) and returns the binary's path; fails the test with cargo's
+    output if the build fails."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    target = os.path.join(os.path.dirname(here), "target", crate)
+    found = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    if not os.path.exists(found):
+        pytest.fail(f"cargo not found (needed to build compat-tests/{crate})", pytrace=False)
+    env = dict(os.environ)
+    env.pop("CARGO_TARGET_DIR", None)
+    cp = subprocess.run([found, "build", "--quiet", "--manifest-path", os.path.join(here, crate, "Cargo.toml"),
+                         "--target-dir", target],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        env=env, timeout=1500)
+    if cp.returncode != 0:
+        pytest.fail(f"cargo build of compat-tests/{crate} failed{hint}:\n"
+                    + cp.stdout.decode("utf-8", "replace")[-6000:], pytrace=False)
+    return os.path.join(target, "debug", binary)
+
+
 def port_open(port):
     """True if something accepts TCP connections on 127.0.0.1:port."""
     try:
@@ -235,17 +289,7 @@ class Server:
             except Exception:
                 pass
         self._bg = []
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        stop_process_group(self.proc, self.data_dir)
 
 
 # ---------------------------------------------------------------------------

@@ -37,7 +37,6 @@ the expected values against ZooKeeper.
 
 import os
 import shlex
-import socket
 import struct
 import subprocess
 import sys
@@ -56,7 +55,7 @@ for _v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"
 os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
-from compat_util import Server, port_open as _port_open  # noqa: E402
+from compat_util import Server, free_ports as _free_ports, port_open as _port_open  # noqa: E402
 from zk_util import JAVA, ZOOKEEPER_CLASSPATH, RawSession, ZkServer, four_letter_word  # noqa: E402
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
@@ -65,22 +64,21 @@ CONCLAVE_BIN = os.environ.get("CONCLAVE_BIN", os.path.join(REPO, "target", "debu
 STARTUP_TIMEOUT = float(os.environ.get("COMPAT_STARTUP_TIMEOUT", "20"))
 
 
-def _targets():
-    raw = os.environ.get("COMPAT_TARGETS", "conclave,etcd")
-    kinds = [t.strip() for t in raw.split(",") if t.strip()]
+def _kinds(variable, default, known):
+    """The server kinds a fixture runs against: a comma list in the environment."""
+    kinds = [t.strip() for t in os.environ.get(variable, default).split(",") if t.strip()]
     for k in kinds:
-        if k not in ("conclave", "etcd"):
-            raise pytest.UsageError(f"COMPAT_TARGETS: unknown server kind {k!r}")
+        if k not in known:
+            raise pytest.UsageError(f"{variable}: unknown server kind {k!r}")
     return kinds
+
+
+def _targets():
+    return _kinds("COMPAT_TARGETS", "conclave,etcd", ("conclave", "etcd"))
 
 
 def _zk_targets():
-    raw = os.environ.get("COMPAT_ZK_TARGETS", "conclave,zookeeper")
-    kinds = [t.strip() for t in raw.split(",") if t.strip()]
-    for k in kinds:
-        if k not in ("conclave", "zookeeper"):
-            raise pytest.UsageError(f"COMPAT_ZK_TARGETS: unknown server kind {k!r}")
-    return kinds
+    return _kinds("COMPAT_ZK_TARGETS", "conclave,zookeeper", ("conclave", "zookeeper"))
 
 
 def pytest_configure(config):
@@ -93,20 +91,6 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("server", _targets(), indirect=True)
     if "zk" in metafunc.fixturenames:
         metafunc.parametrize("zk", _zk_targets(), indirect=True)
-
-
-def _free_ports(n):
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def _etcd_flags(data_dir, cport, pport):

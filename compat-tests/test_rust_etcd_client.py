@@ -8,39 +8,18 @@ The --with-lock step runs etcd-client's lock()/unlock(), which use the v3lock gR
 service (v3lockpb.Lock).
 """
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-MANIFEST = os.path.join(HERE, "rust-client", "Cargo.toml")
-TARGET_DIR = os.path.join(REPO, "target", "rust-client")
-BINARY = os.path.join(TARGET_DIR, "debug", "etcd-client-scenario")
+from compat_util import build_rust_scenario
 
 _outputs = {}  # output of the kinds whose run passed, for the direct comparison
 
 
-def _cargo():
-    found = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
-    if not os.path.exists(found):
-        pytest.fail("cargo not found (needed to build compat-tests/rust-client)", pytrace=False)
-    return found
-
-
 @pytest.fixture(scope="session")
 def scenario_binary():
-    env = dict(os.environ)
-    env.pop("CARGO_TARGET_DIR", None)
-    cp = subprocess.run([_cargo(), "build", "--quiet", "--manifest-path", MANIFEST, "--target-dir", TARGET_DIR],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        env=env, timeout=1500)
-    if cp.returncode != 0:
-        pytest.fail("cargo build of compat-tests/rust-client failed (protoc is needed: Debian's "
-                    "protobuf-compiler):\n" + cp.stdout.decode("utf-8", "replace")[-6000:], pytrace=False)
-    return BINARY
+    return build_rust_scenario("rust-client", "etcd-client-scenario", " (protoc is needed: Debian's protobuf-compiler)")
 
 
 # the first run may include the cold build of etcd-client and tonic (minutes on 2 cores)

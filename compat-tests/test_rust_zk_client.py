@@ -31,37 +31,16 @@ ZooKeeper 3.8.0 facts this pins:
   * a child watch on a node that is deleted fires NodeDeleted.
 """
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-MANIFEST = os.path.join(HERE, "rust-zk-client", "Cargo.toml")
-TARGET_DIR = os.path.join(REPO, "target", "rust-zk-client")
-BINARY = os.path.join(TARGET_DIR, "debug", "zk-client-scenario")
-
-
-def _cargo():
-    found = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
-    if not os.path.exists(found):
-        pytest.fail("cargo not found (needed to build compat-tests/rust-zk-client)", pytrace=False)
-    return found
+from compat_util import build_rust_scenario
 
 
 @pytest.fixture(scope="session")
 def zk_scenario_binary():
-    env = dict(os.environ)
-    env.pop("CARGO_TARGET_DIR", None)
-    cp = subprocess.run([_cargo(), "build", "--quiet", "--manifest-path", MANIFEST, "--target-dir", TARGET_DIR],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        env=env, timeout=1500)
-    if cp.returncode != 0:
-        pytest.fail("cargo build of compat-tests/rust-zk-client failed:\n"
-                    + cp.stdout.decode("utf-8", "replace")[-6000:], pytrace=False)
-    return BINARY
+    return build_rust_scenario("rust-zk-client", "zk-client-scenario")
 
 
 EXPECTED = """\

@@ -83,6 +83,9 @@ import types
 
 import pytest
 
+from compat_util import free_ports
+from zk_util import four_letter_word
+
 TARGET = os.environ.get("UPSTREAM_KAZOO_TARGET", "")
 WORKDIR = os.environ.get("UPSTREAM_KAZOO_WORKDIR") or tempfile.mkdtemp(prefix="upstream-kazoo-")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,32 +183,6 @@ def _conclave_sasl_flags(jaas_auth):
     return []
 
 
-def _free_ports(n):
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def _four_letter_word(port, word, timeout=1.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(word.encode())
-        chunks = []
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            chunks.append(b)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
 def _session_handshake(port, timeout=2.0):
     """A ConnectRequest (protocol 0, timeout 10 s, new session) answered with a
     positive negotiated timeout; the session is closed again at once.
@@ -239,7 +216,7 @@ def _session_handshake(port, timeout=2.0):
 
 def _ready(port):
     try:
-        return _four_letter_word(port, "ruok") == "imok" and _session_handshake(port)
+        return four_letter_word("127.0.0.1", port, "ruok", timeout=1.0) == "imok" and _session_handshake(port)
     except (OSError, ValueError, struct.error):
         return False
 
@@ -267,10 +244,10 @@ class SingleServer:
 
     def _pick_ports(self):
         if self.kind == "zookeeper":
-            (self.zk_port,) = _free_ports(1)
+            (self.zk_port,) = free_ports(1)
             self.etcd_ports = ()
         else:
-            cport, pport, self.zk_port = _free_ports(3)
+            cport, pport, self.zk_port = free_ports(3)
             self.etcd_ports = (cport, pport)
         self.server_info = ServerInfo(server_id=1, client_port=self.zk_port, secure_client_port=None,
                                       election_port=None, leader_port=None, admin_port=None,
@@ -484,7 +461,7 @@ def _start_kdc():
     kdc_dir = os.path.join(base, "krb5kdc")
     shutil.rmtree(base, True)
     os.makedirs(kdc_dir)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     conf_path = os.path.join(base, "krb5.conf")
     with open(conf_path, "w") as f:
         f.write(f"""[logging]

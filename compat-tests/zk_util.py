@@ -24,8 +24,6 @@ a node with empty data prints an empty line) stay.
 import os
 import queue
 import re
-import signal
-import shutil
 import socket
 import struct
 import subprocess
@@ -35,6 +33,8 @@ from collections import namedtuple
 from kazoo.protocol.serialization import (Connect, int_struct, read_string, reply_header_struct, stat_struct,
                                           write_buffer, write_string)
 from kazoo.protocol.states import ZnodeStat
+
+from compat_util import stop_process_group
 
 DEFAULT_TIMEOUT = 15
 
@@ -170,17 +170,7 @@ class ZkServer:
             except Exception:
                 pass
         self._clients = []
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        stop_process_group(self.proc, self.data_dir)
 
 
 def four_letter_word(host, port, word, timeout=5):

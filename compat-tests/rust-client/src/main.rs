@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, Error, EventType, GetOptions, KeyValue, LeaseTimeToLiveOptions,
-    LockOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse,
-    WatchStream,
+    LockOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    WatchResponse, WatchStream,
 };
 use tokio::time::timeout;
 
@@ -283,6 +283,16 @@ async fn kv_steps(c: &mut Client, run: &mut Run) {
     run.check("delete prefix foo/ again", res(r, |r| format!("{} deleted {}", rev(r.header()), r.deleted())), "rev 8 deleted 0");
 }
 
+/// A txn response as the checks spell it: revision, branch, and each op's response.
+fn txn_resp(r: TxnResponse) -> String {
+    format!(
+        "{} succeeded {} [{}]",
+        rev(r.header()),
+        r.succeeded(),
+        r.op_responses().iter().map(op_resp).collect::<Vec<_>>().join(", ")
+    )
+}
+
 async fn txn_steps(c: &mut Client, run: &mut Run) {
     let txn = Txn::new()
         .when([Compare::value("foo", CompareOp::Equal, "baz"), Compare::mod_revision("foo", CompareOp::Equal, 3)])
@@ -291,14 +301,7 @@ async fn txn_steps(c: &mut Client, run: &mut Run) {
     let r = c.txn(txn).await;
     run.check(
         "txn value(foo)==baz && mod(foo)==3",
-        res(r, |r| {
-            format!(
-                "{} succeeded {} [{}]",
-                rev(r.header()),
-                r.succeeded(),
-                r.op_responses().iter().map(op_resp).collect::<Vec<_>>().join(", ")
-            )
-        }),
+        res(r, txn_resp),
         "rev 9 succeeded true [put(rev 9), get(rev 9 count 1 [foo=qux c2 m9 v3])]",
     );
 
@@ -309,14 +312,7 @@ async fn txn_steps(c: &mut Client, run: &mut Run) {
     let r = c.txn(txn).await;
     run.check(
         "txn version(foo)>5 (else branch)",
-        res(r, |r| {
-            format!(
-                "{} succeeded {} [{}]",
-                rev(r.header()),
-                r.succeeded(),
-                r.op_responses().iter().map(op_resp).collect::<Vec<_>>().join(", ")
-            )
-        }),
+        res(r, txn_resp),
         // a sub-response carries the revision at the time of its op: the get precedes the delete
         "rev 10 succeeded false [get(rev 9 count 1 [foo=qux c2 m9 v3]), delete(rev 10 deleted 1)]",
     );
