@@ -1,7 +1,8 @@
 """Helpers shared by the compatibility tests: the Server handle, background
-etcdctl processes with line reading under a timeout, and the normalisation of
-values that legitimately differ between two servers (cluster/member ids, raft
-term/index, lease ids, db size, timestamps)."""
+etcdctl processes with line reading under a timeout, free ports and stopping a
+server's process group, the build of the Rust scenario crates, and the
+normalisation of values that legitimately differ between two servers
+(cluster/member ids, raft term/index, lease ids, db size, timestamps)."""
 
 import json
 import os
