@@ -149,20 +149,21 @@ def free_ports(n):
     return ports
 
 
-def stop_process_group(proc, data_dir):
-    """Stops a server started in its own session (SIGTERM to its group, SIGKILL after 10 s)
-    and removes its data dir."""
+def stop_process_group(proc, data_dir=None, grace_s=10):
+    """Stops a server started in its own session (SIGTERM to its group, SIGKILL after
+    `grace_s`) and removes its data dir, if one is given."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    if data_dir is not None:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def build_rust_scenario(crate, binary, hint=""):

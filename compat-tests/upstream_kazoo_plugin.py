@@ -83,7 +83,7 @@ import types
 
 import pytest
 
-from compat_util import free_ports
+from compat_util import free_ports, stop_process_group
 from zk_util import four_letter_word
 
 TARGET = os.environ.get("UPSTREAM_KAZOO_TARGET", "")
@@ -338,17 +338,8 @@ class SingleServer:
         self._running = False
         proc, self.process = self.process, None
         try:
-            if proc is None or proc.poll() is not None:
-                return
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if proc is not None:
+                stop_process_group(proc, grace_s=15)
         finally:
             try:
                 os.unlink(self.pid_path)
