@@ -5,14 +5,13 @@ import queue
 import threading
 import time
 
+import etcd3
+import grpc
 import pytest
 
-etcd3 = pytest.importorskip("etcd3")
-import grpc  # noqa: E402
-
-from etcd3 import events as ev_mod  # noqa: E402
-from etcd3 import exceptions as exc  # noqa: E402
-from etcd3.etcdrpc import rpc_pb2  # noqa: E402
+from etcd3 import events as ev_mod
+from etcd3 import exceptions as exc
+from etcd3.etcdrpc import rpc_pb2
 
 
 def test_put_get_delete(server):
