@@ -9,7 +9,12 @@ ephemeral and protected nodes, background callbacks, deletingChildrenIfNeeded,
 container reaping), transactions (transaction().forOperations, its
 background flavour, inTransaction()), NodeCache and CuratorCache (the latter
 uses a persistent recursive watch, addWatch), LeaderLatch, InterProcessMutex,
-DistributedAtomicLong and DistributedQueue.
+DistributedAtomicLong and DistributedQueue; and from CuratorRecipes.java:
+LeaderSelector, InterProcessSemaphoreV2, InterProcessSemaphoreMutex,
+InterProcessMultiLock, InterProcessReadWriteLock, DistributedBarrier,
+DistributedDoubleBarrier, SharedCount, PersistentNode, PersistentTtlNode,
+GroupMember, PathChildrenCache, TreeCache, the priority, id and delay queues,
+and the watchers() API (addWatch, checkWatches, removeWatches).
 
 The program prints one line per step, built only from what is deterministic on
 any correct server (no session ids, zxids or times).  The expected lines below
@@ -27,7 +32,9 @@ import pytest
 from zk_util import JAVA
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.join(HERE, "curator", "CuratorScenarios.java")
+# CuratorScenarios.java holds main, the helpers and the first scenarios;
+# CuratorRecipes.java the rest of the recipes.
+SOURCES = sorted(glob.glob(os.path.join(HERE, "curator", "*.java")))
 
 # The Debian jars' manifests carry their Class-Path (guava, slf4j-api,
 # zookeeper-jute, jackson, netty ...), so these are enough.  slf4j-simple makes
@@ -43,7 +50,7 @@ SCENARIO_TIMEOUT = 150  # the program's own watchdog fires after 100 s
 
 @pytest.fixture(scope="session")
 def curator_classes(tmp_path_factory):
-    """javac CuratorScenarios.java once per session; returns the class dir."""
+    """javac curator/*.java once per session; returns the class dir."""
     missing = [j for j in CURATOR_JARS if not os.path.exists(j)]
     if missing:
         pytest.fail(f"missing {missing}: apt-get install libcurator-framework-java libcurator-recipes-java "
@@ -52,10 +59,10 @@ def curator_classes(tmp_path_factory):
     if not os.path.exists(javac):
         pytest.fail("javac not found (a JDK is needed: Debian's openjdk-17-jdk-headless)", pytrace=False)
     out = tmp_path_factory.mktemp("curator-classes")
-    cp = subprocess.run([javac, "-Xlint:all,-path", "-d", str(out), "-cp", ":".join(CURATOR_JARS), SOURCE],
+    cp = subprocess.run([javac, "-Xlint:all,-path", "-d", str(out), "-cp", ":".join(CURATOR_JARS)] + SOURCES,
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=300)
     if cp.returncode != 0 or not glob.glob(str(out / "CuratorScenarios*.class")):
-        pytest.fail("javac CuratorScenarios.java failed:\n" + cp.stdout.decode("utf-8", "replace"), pytrace=False)
+        pytest.fail("javac curator/*.java failed:\n" + cp.stdout.decode("utf-8", "replace"), pytrace=False)
     return str(out)
 
 
@@ -220,6 +227,227 @@ EXPECTED = {
         "received while running: item-6,item-7,item-8,item-9,item-10,item-11",
         "items left in the queue: 0",
         "nothing received twice: true",
+        "done",
+    ],
+    "selector": [
+        # LeaderSelector with autoRequeue: a leader that gives up queues again behind the other;
+        # interruptLeadership() and close() interrupt takeLeadership, which then gives the lock up
+        "event: s1 leader",
+        "participants: s1(leader) s2",
+        "hasLeadership: s1=true s2=false",
+        "leader seen by s2: s1",
+        "event: s1 relinquished",
+        "event: s2 leader",
+        "participants: s2(leader) s1",
+        "event: s2 relinquished",
+        "event: s1 leader",
+        "event: s1 interrupted",
+        "event: s2 leader",
+        "event: s2 interrupted",
+        "event: s1 leader",
+        "participants: s1(leader)",
+        "event: s1 interrupted",
+        "lock nodes left: 0",
+        "further events: none",
+        "done",
+    ],
+    "semaphore": [
+        # InterProcessSemaphoreV2, InterProcessSemaphoreMutex (not reentrant), InterProcessMultiLock
+        "s1 acquire 2 of 2: 2 leases",
+        "participant nodes: 2",
+        "s2 acquire 300ms with none left: null",
+        "s2 acquire after s1 returned one: true",
+        "participant nodes: 2",
+        "lease nodes left: 0",
+        "contention: [ok, ok, ok, ok, ok, ok] at most 3 at once: true",
+        "m1 acquire: true",
+        "m1 acquire again 300ms (not reentrant): false",
+        "m2 acquire 300ms: false",
+        "m2 acquire after m1 released: true",
+        "multi acquire: true",
+        "b acquire 300ms while multi holds: false",
+        "b acquire after multi released: true",
+        "multi acquire 300ms while b is held: false",
+        "a left free after the failed multi acquire: true",
+        "lock nodes left: a=0 b=0",
+        "done",
+    ],
+    "rwlock": [
+        # InterProcessReadWriteLock: readers share, a writer waits for them, its holder may downgrade
+        "a read: true",
+        "b read while a reads: true",
+        "lock nodes: 2",
+        "w write 300ms while two read: false",
+        "writer waiting while b reads: true",
+        "writer acquired: true",
+        "a read 300ms while w writes: false",
+        "release by a thread that does not hold it: IllegalMonitorStateException",
+        "writer takes the read lock too: true",
+        "writer released the write lock",
+        "a read while w only reads: true",
+        "lock nodes: 2",
+        "writer: done",
+        "lock nodes left: 0",
+        "done",
+    ],
+    "barrier": [
+        # DistributedBarrier, and DistributedDoubleBarrier with 3 members (its "ready" node goes too)
+        "wait on an unset barrier: true",
+        "wait 300ms on a set barrier: false",
+        "waiter still waiting: true",
+        "waiter after removeBarrier: true",
+        "barrier node: false",
+        "entered with 2 of 3 there: false",
+        "enter: [true, true, true]",
+        "children once all entered: [<id>, <id>, <id>, ready]",
+        "leave: [true, true, true]",
+        "children once all left: []",
+        "done",
+    ],
+    "sharedcount": [
+        # SharedCount: seeded once, versioned sets, the other instance's listener
+        "counts after start (the first seed wins): 7 7",
+        "version: 0",
+        "reader saw 10",
+        "trySetCount with a stale version: false",
+        "trySetCount with the current version: true",
+        "reader saw 12",
+        "reader: 12 version 2",
+        "node: length=4 value=12 version=2 cversion=0 aversion=0 owner=none dataLength=4 numChildren=0",
+        "further reader events: none",
+        "done",
+    ],
+    "nodes": [
+        # PersistentNode (made again when deleted; a protected sequential one keeps its name),
+        # PersistentTtlNode (a container with a TTL child touched every TTL/2; reaped once closed),
+        # GroupMember (a PersistentNode plus a CuratorCache of the group)
+        "created: true at /cur/pn",
+        "stat: version=0 cversion=0 aversion=0 owner=self dataLength=1 numChildren=0",
+        "made again after a delete: true",
+        "data: x",
+        "data after setData: true",
+        "gone after close: true",
+        "sequential: [/cur/pns/_c_<id>-m-0000000000]",
+        "made again: true",
+        "children: [_c_<id>-m-0000000000]",
+        "actual path: [/cur/pns/_c_<id>-m-0000000000]",
+        "ttl node created: true",
+        "ttl node data: t",
+        "ttl node's touch child made: true",
+        "touch child: version=0 cversion=0 aversion=0 owner=none dataLength=0 numChildren=0",
+        "still there after its TTL while touched: true",
+        "gone after close (TTL child expired, container reaped): true",
+        "m1 sees both: true [m1=d1, m2=d2]",
+        "m1 sees m2's new data: true [m1=d1, m2=d2b]",
+        "m1 sees m2 leave: true [m1=d1]",
+        "done",
+    ],
+    "childcache": [
+        # PathChildrenCache's initial events follow getChildren, i.e. the parent's HashSet order;
+        # TreeCache loads breadth first over one connection's in-order replies
+        "PathChildrenCache: CHILD_ADDED /cur/pc/delta=delta version=0",
+        "PathChildrenCache: CHILD_ADDED /cur/pc/bravo=bravo version=0",
+        "PathChildrenCache: CHILD_ADDED /cur/pc/echo=echo version=0",
+        "PathChildrenCache: CHILD_ADDED /cur/pc/alpha=alpha version=0",
+        "PathChildrenCache: CHILD_ADDED /cur/pc/charlie=charlie version=0",
+        "PathChildrenCache: INITIALIZED with 5",
+        "PathChildrenCache: CHILD_ADDED /cur/pc/foxtrot=f version=0",
+        "PathChildrenCache: CHILD_UPDATED /cur/pc/bravo=b2 version=1",
+        "PathChildrenCache: CHILD_REMOVED /cur/pc/alpha=alpha version=0",
+        "PathChildrenCache current data: "
+        "[/cur/pc/bravo=b2 version=1, /cur/pc/charlie=charlie version=0, /cur/pc/delta=delta version=0, "
+        "/cur/pc/echo=echo version=0, /cur/pc/foxtrot=f version=0]",
+        "PathChildrenCache further events: none",
+        "TreeCache: NODE_ADDED /cur/tc=tc version=1",
+        "TreeCache: NODE_ADDED /cur/tc/x= version=0",
+        "TreeCache: NODE_ADDED /cur/tc/y=y version=0",
+        "TreeCache: NODE_ADDED /cur/tc/x/x1=x1 version=0",
+        "TreeCache: INITIALIZED",
+        "TreeCache: NODE_ADDED /cur/tc/y/y1=y1 version=0",
+        "TreeCache: NODE_UPDATED /cur/tc/x/x1=x1b version=1",
+        "TreeCache: NODE_REMOVED /cur/tc/x/x1=x1b version=1",
+        "TreeCache: NODE_REMOVED /cur/tc/x= version=0",
+        "TreeCache children of root: [y]",
+        "TreeCache further events: none",
+        "done",
+    ],
+    "queues": [
+        # DistributedPriorityQueue (lowest priority first), DistributedIdQueue, DistributedDelayQueue
+        "priority queue, in order: [p-2-3, p1-1, p1-5, p3-2, p4-4, p5-0]",
+        "priority queue left: 0",
+        "id queue: removed by id-a: 2",
+        "id queue: removed by id-missing: 0",
+        "id queue received: [second]",
+        "id queue left: 0",
+        "delay queue, in order: [now, sooner, later] not before the last's time: true",
+        "delay queue left: 0",
+        "further items: none",
+        "done",
+    ],
+    "framework": [
+        # digest auth and ACLs (CREATOR_ALL_ACL, a versioned setACL to read-only), TTL nodes (expired
+        # only once childless), idempotent create/setData/delete, createContainers, getConfig, and a
+        # session closed through another handle: SUSPENDED, LOST, then a new session
+        "alice getACL: digest:alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E= perms=31;",
+        "anon getData: KeeperException.NOAUTH",
+        "anon exists: version=0 cversion=0 aversion=0 owner=none dataLength=1 numChildren=0",
+        "anon getACL: KeeperException.NOAUTH",
+        "anon setACL: KeeperException.NOAUTH",
+        "alice setACL version 0: version=0 cversion=0 aversion=1 owner=none dataLength=1 numChildren=0",
+        "alice setACL stale version: KeeperException.NOAUTH",
+        "anon getData now: s acl world:anyone perms=1;",
+        "anon setData now: KeeperException.NOAUTH",
+        "alice setData now: KeeperException.NOAUTH",
+        "anon create child: KeeperException.NOAUTH",
+        "anon delete: ok",
+        "alice create with an unknown scheme: KeeperException.INVALIDACL",
+        "ttl node: version=0 cversion=0 aversion=0 owner=none dataLength=1 numChildren=0",
+        "ttl node expires: true",
+        "ttl node with a child kept: true",
+        "then expires once childless: true",
+        "ttl out of range: IllegalArgumentException",
+        "idempotent create again, same data: ok",
+        "idempotent create again, other data: KeeperException.NODEEXISTS",
+        "idempotent setData version 0: version=1 cversion=0 aversion=0 owner=none dataLength=1 numChildren=0",
+        "idempotent setData version 0 again: ok",
+        "idempotent setData version 0, other data: KeeperException.BADVERSION",
+        "idempotent delete: ok",
+        "idempotent delete again: ok",
+        "createContainers: version=0 cversion=0 aversion=0 owner=none dataLength=0 numChildren=0",
+        "a container that never had children stays: true",
+        "both reaped once emptied: true",
+        "getConfig: '' version=0 cversion=0 aversion=-1 owner=none dataLength=0 numChildren=0",
+        "killer: SyncConnected same session: true",
+        "ephemeral gone with the session: true",
+        "victim state: SUSPENDED",
+        "victim state: LOST",
+        "victim state: RECONNECTED",
+        "victim has a new session: true",
+        "victim works: version=0 cversion=12 aversion=0 owner=none dataLength=0 numChildren=0",
+        "further states: none",
+        "done",
+    ],
+    "watchers": [
+        # the framework's watchers() API: addWatch (persistent, recursive), checkWatches (a given
+        # watcher: op 17) and removeWatches (removeAll: op 18); a local removal sends nothing
+        "persistent: NodeDataChanged /cur/w",
+        "persistent: NodeDataChanged /cur/w",
+        "persistent: NodeChildrenChanged /cur/w",
+        "persistent, grandchild created: none",
+        "removed: PersistentWatchRemoved /cur/w",
+        "after removal: none",
+        "remove again: KeeperException.NOWATCHER",
+        "remove again quietly: ok",
+        "recursive: NodeCreated /cur/w/k/deep2",
+        "recursive: NodeDataChanged /cur/w/k/deep2",
+        "recursive: NodeDeleted /cur/w/k/deep2",
+        "removeAll: PersistentWatchRemoved /cur/w",
+        "children watch removed: ChildWatchRemoved /cur/w",
+        "after a child create: none",
+        "data watch still there: NodeDataChanged /cur/w; then none",
+        "remove a fired data watch: KeeperException.NOWATCHER",
+        "removed locally: DataWatchRemoved /cur/w",
+        "after a local removal: none",
         "done",
     ],
 }

@@ -7,7 +7,7 @@
 #      for the reference server, zkCli.sh, and the C client's cli_mt), and
 #      default-jdk-headless libcurator-framework-java libcurator-recipes-java
 #      libcurator-client-java (Apache Curator 5.4 for test_zk_curator.py,
-#      which compiles compat-tests/curator/CuratorScenarios.java with javac),
+#      which compiles compat-tests/curator/*.java with javac),
 #      and krb5-kdc krb5-admin-server krb5-user libkrb5-dev python3-dev (the
 #      upstream kazoo suite's SASL/GSSAPI tests: a throw-away KDC, and the
 #      `kerberos` PyPI module, which builds from source);

@@ -5,7 +5,8 @@
  *     java -cp CLASSES:CURATOR_JARS CuratorScenarios HOST:PORT SCENARIO
  *
  * SCENARIO is one of basic, transaction, cache, leader, mutex, atomic, queue
- * (see SCENARIOS below).  Each prints one line per step on stdout, built only
+ * (see SCENARIOS below), or one of CuratorRecipes.SCENARIOS (CuratorRecipes.java,
+ * which uses the helpers here).  Each prints one line per step on stdout, built only
  * from what is deterministic on any correct server: data, versions, child
  * counts, error codes, relations between zxids ("mzxid>czxid=true"),
  * ephemeral owners as self/other/none -- never a session id, zxid or time.
@@ -99,6 +100,16 @@ public class CuratorScenarios {
         return e.getClass().getSimpleName();
     }
 
+    /** An ACL list as "scheme:id perms=N;" for each entry. */
+    static String acls(List<ACL> acl) {
+        StringBuilder sb = new StringBuilder();
+        for (ACL a : acl) {
+            sb.append(a.getId().getScheme()).append(':').append(a.getId().getId()).append(" perms=")
+                    .append(a.getPerms()).append(';');
+        }
+        return sb.toString();
+    }
+
     static List<String> sorted(List<String> l) {
         List<String> out = new ArrayList<>(l);
         Collections.sort(out);
@@ -133,14 +144,23 @@ public class CuratorScenarios {
     }
 
     static CuratorFramework client() throws Exception {
-        CuratorFramework c = CuratorFrameworkFactory.builder()
+        return start(builder());
+    }
+
+    /** The builder every client here starts from. */
+    static CuratorFrameworkFactory.Builder builder() {
+        return CuratorFrameworkFactory.builder()
                 .connectString(hosts)
                 .sessionTimeoutMs(10000)
                 .connectionTimeoutMs(10000)
                 .retryPolicy(new RetryNTimes(3, 100))
                 // Curator's default node data is this machine's IP address
-                .defaultData(new byte[0])
-                .build();
+                .defaultData(new byte[0]);
+    }
+
+    /** Builds and starts a client, closed at exit; returns once it is connected. */
+    static CuratorFramework start(CuratorFrameworkFactory.Builder builder) throws Exception {
+        CuratorFramework c = builder.build();
         toClose.add(c);
         c.start();
         if (!c.blockUntilConnected(WAIT_S, TimeUnit.SECONDS)) {
@@ -232,13 +252,7 @@ public class CuratorScenarios {
         ev = poll(events, "background getData of a missing node");
         p("background getData missing: " + ev.getType() + " rc=" + ev.getResultCode());
 
-        List<ACL> acl = c.getACL().forPath(path);
-        StringBuilder sb = new StringBuilder();
-        for (ACL a : acl) {
-            sb.append(a.getId().getScheme()).append(':').append(a.getId().getId()).append(" perms=")
-                    .append(a.getPerms()).append(';');
-        }
-        p("getACL: " + sb);
+        p("getACL: " + acls(c.getACL().forPath(path)));
 
         try {
             c.delete().withVersion(5).forPath("/cur/basic/list/b");
@@ -711,7 +725,8 @@ public class CuratorScenarios {
 
     public static void main(String[] args) {
         if (args.length != 2) {
-            System.err.println("usage: CuratorScenarios HOST:PORT " + String.join("|", SCENARIOS));
+            System.err.println("usage: CuratorScenarios HOST:PORT " + String.join("|", SCENARIOS) + "|"
+                    + String.join("|", CuratorRecipes.SCENARIOS));
             System.exit(2);
         }
         hosts = args[0];
@@ -744,8 +759,10 @@ public class CuratorScenarios {
                 case "atomic": atomic(); break;
                 case "queue": queue(); break;
                 default:
-                    System.err.println("unknown scenario " + scenario);
-                    System.exit(2);
+                    if (!CuratorRecipes.run(scenario)) {
+                        System.err.println("unknown scenario " + scenario);
+                        System.exit(2);
+                    }
             }
             p("done");
         } catch (Throwable e) {
