@@ -24,7 +24,10 @@
 #      compat-tests/rust-client (the etcd-client crate; needs protoc) into
 #      target/rust-client, even with SKIP_CARGO=1; test_rust_zk_client.py
 #      likewise builds compat-tests/rust-zk-client (the zookeeper-client
-#      crate) into target/rust-zk-client.
+#      crate) into target/rust-zk-client, and test_zk_node_client.py runs
+#      `npm ci` of compat-tests/node (node-zookeeper-client, from the npm
+#      registry) into target/node-client, with Debian's nodejs and npm
+#      installed first if `node` or `npm` is missing.
 #
 # Exits non-zero if anything fails.  Extra arguments go to pytest, e.g.
 #   scripts/test.sh -k watch -x        (paths are relative to compat-tests/)
@@ -51,6 +54,11 @@ PKGS=(gcc libc6-dev etcd-server etcd-client protobuf-compiler libprotobuf-dev py
       default-jdk-headless libcurator-framework-java libcurator-recipes-java libcurator-client-java
       krb5-kdc krb5-admin-server krb5-user libkrb5-dev python3-dev)
 missing=()
+# node + npm for test_zk_node_client.py (npm ci of compat-tests/node); only when the commands
+# are missing, since a machine may carry another build of Node.js that bundles npm
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    missing+=(nodejs npm)
+fi
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$p")
