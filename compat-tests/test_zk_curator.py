@@ -14,7 +14,10 @@ LeaderSelector, InterProcessSemaphoreV2, InterProcessSemaphoreMutex,
 InterProcessMultiLock, InterProcessReadWriteLock, DistributedBarrier,
 DistributedDoubleBarrier, SharedCount, PersistentNode, PersistentTtlNode,
 GroupMember, PathChildrenCache, TreeCache, the priority, id and delay queues,
-and the watchers() API (addWatch, checkWatches, removeWatches).
+and the watchers() API (addWatch, checkWatches, removeWatches); and from
+ZkRecipes.java, ZooKeeper's own recipe jars (zookeeper-recipes-lock, -queue,
+-election from libzookeeper-java): WriteLock, DistributedQueue and
+LeaderElectionSupport on the plain ZooKeeper client.
 
 The program prints one line per step, built only from what is deterministic on
 any correct server (no session ids, zxids or times).  The expected lines below
@@ -40,7 +43,9 @@ SOURCES = sorted(glob.glob(os.path.join(HERE, "curator", "*.java")))
 # zookeeper-jute, jackson, netty ...), so these are enough.  slf4j-simple makes
 # Curator's and the ZooKeeper client's warnings readable on stderr.
 CURATOR_JARS = [f"/usr/share/java/{j}.jar" for j in (
-    "curator-recipes", "curator-framework", "curator-client", "zookeeper")]
+    "curator-recipes", "curator-framework", "curator-client", "zookeeper",
+    # ZooKeeper's own recipes (ZkRecipes.java), from libzookeeper-java like zookeeper.jar
+    "zookeeper-recipes-lock", "zookeeper-recipes-queue", "zookeeper-recipes-election")]
 LOG_JARS = ["/usr/share/java/slf4j-simple.jar"]
 JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
@@ -425,6 +430,44 @@ EXPECTED = {
         "victim has a new session: true",
         "victim works: version=0 cversion=12 aversion=0 owner=none dataLength=0 numChildren=0",
         "further states: none",
+        "done",
+    ],
+    "zk-recipes": [
+        # ZooKeeper's own recipe jars on the plain client: WriteLock (a holder's session closing
+        # hands the lock on), DistributedQueue (qn- sequential nodes), LeaderElectionSupport
+        "WriteLock l1 lock: true owner: true",
+        "WriteLock l1 acquired",
+        "WriteLock l2 lock: false owner: false",
+        "WriteLock l3 lock: false owner: false",
+        "WriteLock nodes: 3",
+        "WriteLock l1 released",
+        "WriteLock l2 acquired owner: true",
+        "WriteLock l3 still waiting: true",
+        "WriteLock l3 acquired owner: true",
+        "WriteLock l3 released",
+        "WriteLock nodes left: 0",
+        "DistributedQueue peek, no queue yet: null",
+        "DistributedQueue poll, no queue yet: null",
+        "DistributedQueue element, no queue yet: NoSuchElementException",
+        "DistributedQueue nodes: [qn-0000000000, qn-0000000001, qn-0000000002]",
+        "DistributedQueue peek: a",
+        "DistributedQueue remove: a",
+        "DistributedQueue poll: b",
+        "DistributedQueue element: c",
+        "DistributedQueue take: c",
+        "DistributedQueue take waits on an empty queue: true",
+        "DistributedQueue take after an offer: d",
+        "DistributedQueue poll, empty: null",
+        "DistributedQueue nodes left: 0",
+        "LeaderElectionSupport h1: START OFFER_START OFFER_COMPLETE DETERMINE_START DETERMINE_COMPLETE ELECTED_START ELECTED_COMPLETE",
+        "LeaderElectionSupport h2: START OFFER_START OFFER_COMPLETE DETERMINE_START DETERMINE_COMPLETE READY_START READY_COMPLETE",
+        "LeaderElectionSupport leader seen by h2: h1",
+        "LeaderElectionSupport h1: STOP_START STOP_COMPLETE",
+        "LeaderElectionSupport h2: DETERMINE_START DETERMINE_COMPLETE ELECTED_START ELECTED_COMPLETE",
+        "LeaderElectionSupport leader seen by h2: h2",
+        "LeaderElectionSupport h2: STOP_START STOP_COMPLETE",
+        "LeaderElectionSupport leader: null",
+        "LeaderElectionSupport offers left: 0",
         "done",
     ],
     "watchers": [

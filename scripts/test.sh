@@ -92,7 +92,8 @@ done
 # and Curator's (compat-tests/test_zk_curator.py CURATOR_JARS)
 for f in /usr/share/java/zookeeper.jar /usr/share/java/slf4j-simple.jar \
          /usr/share/java/curator-framework.jar /usr/share/java/curator-recipes.jar \
-         /usr/share/java/curator-client.jar; do
+         /usr/share/java/curator-client.jar /usr/share/java/zookeeper-recipes-lock.jar \
+         /usr/share/java/zookeeper-recipes-queue.jar /usr/share/java/zookeeper-recipes-election.jar; do
     [ -f "$f" ] || { echo "missing $f after install" >&2; exit 1; }
 done
 

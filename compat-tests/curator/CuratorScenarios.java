@@ -6,7 +6,7 @@
  *
  * SCENARIO is one of basic, transaction, cache, leader, mutex, atomic, queue
  * (see SCENARIOS below), or one of CuratorRecipes.SCENARIOS (CuratorRecipes.java,
- * which uses the helpers here).  Each prints one line per step on stdout, built only
+ * which uses the helpers here), or ZkRecipes.SCENARIOS (ZooKeeper's own recipes).  Each prints one line per step on stdout, built only
  * from what is deterministic on any correct server: data, versions, child
  * counts, error codes, relations between zxids ("mzxid>czxid=true"),
  * ephemeral owners as self/other/none -- never a session id, zxid or time.
@@ -726,7 +726,7 @@ public class CuratorScenarios {
     public static void main(String[] args) {
         if (args.length != 2) {
             System.err.println("usage: CuratorScenarios HOST:PORT " + String.join("|", SCENARIOS) + "|"
-                    + String.join("|", CuratorRecipes.SCENARIOS));
+                    + String.join("|", CuratorRecipes.SCENARIOS) + "|" + String.join("|", ZkRecipes.SCENARIOS));
             System.exit(2);
         }
         hosts = args[0];
@@ -759,7 +759,7 @@ public class CuratorScenarios {
                 case "atomic": atomic(); break;
                 case "queue": queue(); break;
                 default:
-                    if (!CuratorRecipes.run(scenario)) {
+                    if (!CuratorRecipes.run(scenario) && !ZkRecipes.runZk(scenario)) {
                         System.err.println("unknown scenario " + scenario);
                         System.exit(2);
                     }
