@@ -242,20 +242,27 @@ def _start_zk(kind, workdir, config):
                 argv += ["--maxClientCnxns", str(config["max_client_cnxns"])]
             argv += shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
         log_path = os.path.join(workdir, f"{kind}-zk-{zkport}.log")
-        log = open(log_path, "wb")
         # no stray settings from the environment: etcd's, conclave's ZooKeeper
         # ones (CONCLAVE_ZK_FLAGS is the way to add flags), zkEnv's JVM flags
         env = {k: v for k, v in os.environ.items()
                if not (k.startswith(("ETCD_", "ETCDCTL_", "CONCLAVE_ZK_")) or k in ("JVMFLAGS", "SERVER_JVMFLAGS"))}
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=data_dir, start_new_session=True)
-        log.close()
-        zk = ZkServer(kind, zkport, proc, log_path, data_dir, workdir)
+
+        def launch(argv=argv, env=env, data_dir=data_dir, log_path=log_path):
+            # appends, so a restarted server's log follows the first run's
+            with open(log_path, "ab") as log:
+                return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=env, cwd=data_dir, start_new_session=True)
+
+        def ready(zkport=zkport):
+            return _port_open(zkport) and _zk_ready(zkport, whitelist or "*")
+
+        proc = launch()
+        zk = ZkServer(kind, zkport, proc, log_path, data_dir, workdir, relaunch=(launch, ready))
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            if _port_open(zkport) and _zk_ready(zkport, whitelist or "*"):
+            if ready():
                 return zk
             time.sleep(0.05)
         tail = zk.log_tail(3000)

@@ -62,8 +62,10 @@ class ZkServer:
     """One running server that speaks the ZooKeeper protocol (the real
     ZooKeeper or conclave) on 127.0.0.1:port."""
 
-    def __init__(self, kind, port, proc, log_path, data_dir, workdir):
+    def __init__(self, kind, port, proc, log_path, data_dir, workdir, relaunch=None):
         self.kind = kind
+        # (launch() -> Popen on the same argv, port and data dir; ready() -> bool), for restart()
+        self._relaunch = relaunch
         self.host = "127.0.0.1"
         self.port = port
         self.hosts = f"{self.host}:{port}"
@@ -161,6 +163,25 @@ class ZkServer:
                 return f.read()[-n:].decode("utf-8", "replace")
         except OSError as e:
             return f"(no log: {e})"
+
+    def restart(self, down_s=0.0, timeout_s=60):
+        """Stop the server (SIGTERM to its process group; its data stays), wait
+        `down_s`, and start it again with the same command line on the same port
+        and data dir; returns once it answers ruok again.  Clients handed out
+        stay: they see the connection drop and reconnect by themselves."""
+        launch, ready = self._relaunch
+        stop_process_group(self.proc)
+        time.sleep(down_s)
+        self.proc = launch()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if ready():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.kind} did not come back after a restart (exit={self.proc.poll()}); "
+                             f"log tail:\n{self.log_tail(3000)}")
 
     def stop(self):
         for c in self._clients:

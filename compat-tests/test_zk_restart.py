@@ -1,0 +1,137 @@
+"""A server restart under live clients (SIGTERM, then the same command line on
+the same port and data dir: zk_util.ZkServer.restart), run against both kinds.
+
+What a user restarting one server in a test rig relies on, as ZooKeeper 3.8.0
+does it (every expectation below held against it first):
+  * a session outlives the restart: its client reconnects with its id and
+    password and keeps the session and its ephemerals, and the watches it
+    sends again in a SetWatches fire for what changed while it was away;
+  * a session whose client never comes back still expires, a session timeout
+    after the server is up again, not at once, and its ephemerals go then;
+  * data, Stats, sequence counters and the zxid order carry over.
+"""
+
+import time
+
+from kazoo.protocol.serialization import Create, Exists, GetData
+from kazoo.protocol.states import EventType, KazooState
+from kazoo.retry import KazooRetry
+from kazoo.security import OPEN_ACL_UNSAFE
+
+from zk_util import Events, RawSession, ev, parse_notification, set_watches_body, wait_until
+
+EPHEMERAL = 1
+# WatcherEvent type / state codes, SetWatches' xid and opcode
+CHANGED, CHILD, SYNC_CONNECTED = 3, 4, 3
+SET_WATCHES_XID, OP_SET_WATCHES = -8, 101
+
+
+def _client(zk):
+    # reconnect quickly and for as long as it takes: the server is away for a moment only
+    return zk.kazoo(connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=0.5))
+
+
+def test_a_session_and_its_ephemerals_outlive_a_restart(zk):
+    c = _client(zk)
+    states = []
+    c.add_listener(states.append)
+    sid = c.client_id[0]
+    c.create("/r/eph", b"e", ephemeral=True, makepath=True)
+
+    zk.restart()
+    wait_until(lambda: states[-1:] == [KazooState.CONNECTED], what="the client to reconnect")
+    assert states == [KazooState.SUSPENDED, KazooState.CONNECTED]  # never LOST
+    assert c.client_id[0] == sid
+
+    other = zk.kazoo()
+    assert other.exists("/r/eph").ephemeralOwner == sid
+    c.stop()
+    assert other.exists("/r/eph") is None
+
+
+def test_watches_come_back_through_set_watches_after_a_restart(zk):
+    # (kazoo drops its one-shot watches when the connection goes; the Java and C
+    # clients send them again in a SetWatches: what this does by hand)
+    other = zk.kazoo()
+    for p in ("/w", "/w/changed", "/w/same"):
+        other.create(p)
+    s = RawSession(zk.host, zk.port, 10000)
+    last_zxid, _, _ = s.request(GetData("/w/same", False))
+    sid, pw = s.session_id, s.passwd
+    s.drop()
+    zk.restart()
+    other.set("/w/changed", b"x")  # a change made while the client was away
+    s = RawSession(zk.host, zk.port, 10000, sid, pw)
+    try:
+        assert s.session_id == sid
+        s.send(SET_WATCHES_XID, OP_SET_WATCHES, set_watches_body(
+            last_zxid, data=["/w/changed", "/w/same"], child=["/w"]))
+        notes = []
+        while True:
+            xid, zxid, err, body = s.read()
+            if xid != -1:
+                break
+            notes.append(parse_notification(body))
+        assert (xid, err, body) == (SET_WATCHES_XID, 0, b"")
+        assert notes == [(CHANGED, SYNC_CONNECTED, "/w/changed")]
+        other.set("/w/same", b"y")
+        other.create("/w/new")
+        s.request(Exists("/", False))  # a round trip, so the events are in
+        assert sorted(s.notifications) == sorted([(CHANGED, SYNC_CONNECTED, "/w/same"),
+                                                  (CHILD, SYNC_CONNECTED, "/w")])
+    finally:
+        s.close_session()
+
+
+def test_a_session_resumes_after_a_restart_with_its_password_only(zk):
+    s = RawSession(zk.host, zk.port, 10000)
+    assert s.request(Create("/resume", b"", OPEN_ACL_UNSAFE, EPHEMERAL))[1:] == (0, "/resume")
+    sid, pw = s.session_id, s.passwd
+    s.drop()
+    zk.restart()
+    bad = RawSession(zk.host, zk.port, 10000, sid, bytes(16))
+    assert (bad.negotiated_timeout, bad.session_id) == (0, 0)
+    bad.drop()
+    again = RawSession(zk.host, zk.port, 10000, sid, pw)
+    assert (again.session_id, again.negotiated_timeout) == (sid, 10000)
+    zxid, err, st = again.request(Exists("/resume", False))
+    assert err == 0 and st.ephemeralOwner == sid
+    again.close_session()
+    assert zk.kazoo().exists("/resume") is None
+
+
+def test_a_session_left_behind_expires_a_timeout_after_the_restart(zk):
+    s = RawSession(zk.host, zk.port, 4000)  # the shortest timeout: 2 ticks of 2000 ms
+    assert s.request(Create("/left", b"", OPEN_ACL_UNSAFE, EPHEMERAL))[1:] == (0, "/left")
+    s.drop()  # a crashed client: the socket goes, the session stays
+    time.sleep(2.0)  # half its timeout gone before the server stops
+    zk.restart(down_s=1.0)
+    up = time.monotonic()
+    watcher = zk.kazoo()
+    events = Events()
+    assert watcher.exists("/left", watch=events) is not None  # the timeout restarts with the server
+    assert events.next(timeout=20) == ev(EventType.DELETED, "/left")
+    # expired a whole timeout after the server came back, not by the deadline it had before
+    assert time.monotonic() - up >= 2.5
+    assert watcher.exists("/left") is None
+
+
+def test_data_stats_sequences_and_zxids_carry_over(zk):
+    c = _client(zk)
+    c.create("/d/seq-", b"", sequence=True, makepath=True)
+    c.create("/d/seq-", b"", sequence=True)
+    c.set("/d", b"parent")
+    c.create("/d/gone")
+    c.delete("/d/gone")
+    before_data, before = c.get("/d")
+    kids_before = sorted(c.get_children("/d"))
+
+    zk.restart()
+    wait_until(lambda: c.connected, what="the client to reconnect")
+    after_data, after = c.get("/d")
+    assert (after_data, after) == (before_data, before)
+    assert sorted(c.get_children("/d")) == kids_before
+    # the next sequence number counts the parent's creates (3 so far), which kept counting
+    assert c.create("/d/seq-", b"", sequence=True) == "/d/seq-0000000003"
+    st = c.set("/d", b"again")
+    assert st.mzxid > before.mzxid and st.version == before.version + 1
