@@ -24,6 +24,7 @@ a node with empty data prints an empty line) stay.
 import os
 import queue
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -164,12 +165,16 @@ class ZkServer:
         except OSError as e:
             return f"(no log: {e})"
 
-    def restart(self, down_s=0.0, timeout_s=60):
-        """Stop the server (SIGTERM to its process group; its data stays), wait
-        `down_s`, and start it again with the same command line on the same port
-        and data dir; returns once it answers ruok again.  Clients handed out
-        stay: they see the connection drop and reconnect by themselves."""
+    def restart(self, down_s=0.0, timeout_s=60, kill=False):
+        """Stop the server (SIGTERM to its process group, or SIGKILL with
+        kill=True: a crash; its data stays), wait `down_s`, and start it again
+        with the same command line on the same port and data dir; returns once it
+        answers ruok again.  Clients handed out stay: they see the connection
+        drop and reconnect by themselves."""
         launch, ready = self._relaunch
+        if kill and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
         stop_process_group(self.proc)
         time.sleep(down_s)
         self.proc = launch()
