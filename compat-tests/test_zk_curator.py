@@ -17,7 +17,9 @@ GroupMember, PathChildrenCache, TreeCache, the priority, id and delay queues,
 and the watchers() API (addWatch, checkWatches, removeWatches); and from
 ZkRecipes.java, ZooKeeper's own recipe jars (zookeeper-recipes-lock, -queue,
 -election from libzookeeper-java): WriteLock, DistributedQueue and
-LeaderElectionSupport on the plain ZooKeeper client.
+LeaderElectionSupport on the plain ZooKeeper client.  The scenario `restart`
+restarts the server in its middle (it prints RESTART; run_scenario restarts the
+server and answers on its stdin).
 
 The program prints one line per step, built only from what is deterministic on
 any correct server (no session ids, zxids or times).  The expected lines below
@@ -28,7 +30,10 @@ re-validate with `COMPAT_ZK_TARGETS=zookeeper pytest test_zk_curator.py`.
 import glob
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
+import threading
 
 import pytest
 
@@ -72,13 +77,37 @@ def curator_classes(tmp_path_factory):
 
 
 def run_scenario(classes, zk, scenario):
-    """Run one scenario; returns (rc, stdout lines, stderr)."""
+    """Run one scenario; returns (rc, stdout lines, stderr).  A line RESTART from the
+    program is not output: the server is restarted (zk.restart()) and the program told
+    so by a line on its stdin."""
     argv = [JAVA] + JVM_FLAGS + ["-cp", ":".join([classes] + CURATOR_JARS + LOG_JARS),
                                  "CuratorScenarios", zk.hosts, scenario]
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH")}
-    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                        env=env, timeout=SCENARIO_TIMEOUT, start_new_session=True)
-    return cp.returncode, cp.stdout.decode("utf-8", "replace").splitlines(), cp.stderr.decode("utf-8", "replace")
+    # stderr to a file: a pipe nobody reads while the program runs could fill up and stall it
+    with tempfile.TemporaryFile() as err_file:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.PIPE,
+                                env=env, start_new_session=True)
+        # the program's own watchdog ends it after 100 s; this one covers a hung JVM
+        killer = threading.Timer(SCENARIO_TIMEOUT, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        killer.start()
+        lines = []
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line == "RESTART":
+                    zk.restart()
+                    proc.stdin.write(b"restarted\n")
+                    proc.stdin.flush()
+                else:
+                    lines.append(line)
+            rc = proc.wait()
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        err_file.seek(0)
+        return rc, lines, err_file.read().decode("utf-8", "replace")
 
 
 # A persistent node's stat, for brevity: data version, cversion, data length, children.
@@ -468,6 +497,24 @@ EXPECTED = {
         "LeaderElectionSupport h2: STOP_START STOP_COMPLETE",
         "LeaderElectionSupport leader: null",
         "LeaderElectionSupport offers left: 0",
+        "done",
+    ],
+    "restart": [
+        # the server restarted under a connected client (the program prints RESTART, the test
+        # restarts the server): the same session, its ephemeral and its lock kept; NodeCache's
+        # data watch and CuratorCache's recursive watch sent again by the Java client
+        # (SetWatches / SetWatches2) and firing
+        "m1 acquire: true",
+        "c1 state: SUSPENDED",
+        "c1 state: RECONNECTED",
+        "same session: true",
+        "ephemeral kept: version=0 cversion=0 aversion=0 owner=self dataLength=1 numChildren=0",
+        "NodeCache after the restart: /cur/rs/n=1 version=1",
+        "CuratorCache after the restart: changed /cur/rs/n=1 version=1",
+        "CuratorCache after the restart: created /cur/rs/new=x version=0",
+        "m1 still holds: true, m2 acquire 300ms: false",
+        "m2 acquire once m1 released: true",
+        "further states: none",
         "done",
     ],
     "watchers": [

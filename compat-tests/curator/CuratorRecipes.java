@@ -20,6 +20,9 @@
  * prints rather than sleeping, so the line does not depend on timing.
  */
 
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
@@ -41,6 +44,9 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.recipes.barriers.DistributedBarrier;
 import org.apache.curator.framework.recipes.barriers.DistributedDoubleBarrier;
 import org.apache.curator.framework.recipes.cache.ChildData;
+import org.apache.curator.framework.recipes.cache.CuratorCache;
+import org.apache.curator.framework.recipes.cache.CuratorCacheListener;
+import org.apache.curator.framework.recipes.cache.NodeCache;
 import org.apache.curator.framework.recipes.cache.PathChildrenCache;
 import org.apache.curator.framework.recipes.cache.PathChildrenCacheEvent;
 import org.apache.curator.framework.recipes.cache.TreeCache;
@@ -79,7 +85,7 @@ import org.apache.zookeeper.data.Stat;
 public class CuratorRecipes extends CuratorScenarios {
     static final String[] SCENARIOS = {
         "selector", "semaphore", "rwlock", "barrier", "sharedcount", "nodes", "childcache", "queues", "watchers",
-        "framework"};
+        "framework", "restart"};
 
     /** Runs a scenario of this file; false if the name is not one of them. */
     static boolean run(String scenario) throws Exception {
@@ -94,6 +100,7 @@ public class CuratorRecipes extends CuratorScenarios {
             case "queues": queues(); return true;
             case "watchers": watchers(); return true;
             case "framework": framework(); return true;
+            case "restart": restart(); return true;
             default: return false;
         }
     }
@@ -795,6 +802,67 @@ public class CuratorRecipes extends CuratorScenarios {
         p("victim has a new session: "
                 + (victim.getZookeeperClient().getZooKeeper().getSessionId() != oldSession));
         p("victim works: " + stat(victim.checkExists().forPath("/cur/fw"), victim));
+        p("further states: " + rest(states));
+    }
+
+    // ------------------------------------------------------------------ across a server restart
+
+    static void restart() throws Exception {
+        CuratorFramework c1 = client();
+        CuratorFramework c2 = client();
+        BlockingQueue<String> states = new LinkedBlockingQueue<>();
+        c1.getConnectionStateListenable().addListener((cl, st) -> {
+            if (st != ConnectionState.CONNECTED) {  // see framework()
+                states.add(st.toString());
+            }
+        });
+        long session = sessionId(c1);
+        c1.create().creatingParentsIfNeeded().forPath("/cur/rs/n", b("0"));
+        c1.create().withMode(CreateMode.EPHEMERAL).forPath("/cur/rs/eph", b("e"));
+
+        BlockingQueue<String> ncEvents = new LinkedBlockingQueue<>();
+        @SuppressWarnings("deprecation")
+        NodeCache nc = new NodeCache(c1, "/cur/rs/n");
+        toClose.add(nc);
+        nc.getListenable().addListener(() -> ncEvents.add(child(nc.getCurrentData())));
+        nc.start(true);
+        BlockingQueue<String> ccEvents = new LinkedBlockingQueue<>();
+        CuratorCache cc = CuratorCache.build(c1, "/cur/rs");
+        toClose.add(cc);
+        cc.listenable().addListener(CuratorCacheListener.builder()
+                .forCreates(d -> ccEvents.add("created " + child(d)))
+                .forChanges((o, n) -> ccEvents.add("changed " + child(n)))
+                .forDeletes(d -> ccEvents.add("deleted " + child(d)))
+                .forInitialized(() -> ccEvents.add("initialized"))
+                .build());
+        cc.start();
+        for (int i = 0; i < 4; i++) {
+            poll(ccEvents, "CuratorCache initial events");
+        }
+        InterProcessMutex m1 = new InterProcessMutex(c1, "/cur/rs-lock");
+        InterProcessMutex m2 = new InterProcessMutex(c2, "/cur/rs-lock");
+        p("m1 acquire: " + m1.acquire(WAIT_S, TimeUnit.SECONDS));
+
+        p("RESTART");
+        if (new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)).readLine() == null) {
+            throw new IllegalStateException("stdin closed before the restart was done");
+        }
+        p("c1 state: " + poll(states, "SUSPENDED"));
+        p("c1 state: " + poll(states, "RECONNECTED"));
+        p("same session: " + (sessionId(c1) == session));
+        p("ephemeral kept: " + stat(c2.checkExists().forPath("/cur/rs/eph"), c1));
+
+        // the Java client sent its watches again (SetWatches / SetWatches2): the caches go on
+        c2.setData().forPath("/cur/rs/n", b("1"));
+        p("NodeCache after the restart: " + poll(ncEvents, "NodeCache change"));
+        p("CuratorCache after the restart: " + poll(ccEvents, "CuratorCache change"));
+        c2.create().forPath("/cur/rs/new", b("x"));
+        p("CuratorCache after the restart: " + poll(ccEvents, "CuratorCache create"));
+        p("m1 still holds: " + m1.isAcquiredInThisProcess() + ", m2 acquire 300ms: "
+                + m2.acquire(300, TimeUnit.MILLISECONDS));
+        m1.release();
+        p("m2 acquire once m1 released: " + m2.acquire(WAIT_S, TimeUnit.SECONDS));
+        m2.release();
         p("further states: " + rest(states));
     }
 
