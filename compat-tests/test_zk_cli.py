@@ -429,3 +429,23 @@ def test_c_client_cli_mt(zk):
         "/zookeeper/config: rc = 0\n value_len = 0\n\nStat:\n"
         "\tctime = Thu Jan  1 00:00:00 1970\n\tczxid=0\n\tmtime=Thu Jan  1 00:00:00 1970\n\tmzxid=0\n"
         "\tversion=0\taversion=ffffffff\n\tephemeralOwner = 0\n")
+
+
+# --------------------------------------------------------------------------- one-command mode
+
+
+def test_one_command_mode_as_scripts_use_it(zk):
+    # `zkCli.sh -server HOST:PORT CMD ARGS`: one command, its exit code (0, 1 after a
+    # KeeperException); the JVM exits without closing its session, so an ephemeral it
+    # made lives on until that session times out
+    def run(*args):
+        r = zk.zkcli_command(*args)
+        return r.rc, norm_cli_stat(r.out)
+
+    assert run("create", "/s", "v1") == (0, "Created /s\n")
+    assert run("get", "-s", "/s") == (0, "v1\n" + cli_stat(length=2))
+    assert run("get", "/missing") == (1, "Node does not exist: /missing\n")
+    assert run("create", "/s", "again") == (1, "Node already exists: /s\n")
+    assert run("delete", "/s") == (0, "")
+    assert run("create", "-e", "/e", "gone") == (0, "Created /e\n")
+    assert run("ls", "/") == (0, "[e, zookeeper]\n")

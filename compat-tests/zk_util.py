@@ -127,6 +127,23 @@ class ZkServer:
         res.events = events
         return res
 
+    def zkcli_command(self, *args, timeout=60):
+        """zkCli.sh in its one-command mode, as scripts use it: `zkCli.sh -server
+        HOST:PORT ARGS...` runs the one command and exits.  Returns a CliResult with
+        stdout and stderr merged in their real order (log lines and the banner
+        dropped)."""
+        env = dict(os.environ)
+        env["CLIENT_JVMFLAGS"] = ZKCLI_JVMFLAGS
+        env["TZ"] = "UTC"
+        env.pop("JVMFLAGS", None)
+        cp = subprocess.run([ZKCLI_BIN, "-server", self.hosts] + list(args), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=timeout,
+                            start_new_session=True)
+        out, events = clean_zkcli_stdout(cp.stdout.decode("utf-8", "replace"))
+        res = CliResult(cp.returncode, clean_java_stderr(out), "")
+        res.events = events
+        return res
+
     def zkcli_ok(self, *commands):
         """zkcli(..., merge=True) that requires rc 0; returns the output."""
         r = self.zkcli(*commands, merge=True)
