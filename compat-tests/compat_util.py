@@ -166,6 +166,18 @@ def stop_process_group(proc, data_dir=None, grace_s=10):
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def check_scenario_output(program, scenario, kind, rc, lines, err, expected):
+    """For the scenario programs (Curator, node): prints what `program` printed for
+    `scenario` on the server `kind` (pytest shows it when the test fails), then
+    asserts it is `expected` line for line and that the program exited 0."""
+    print(f"--- {program} {scenario} on {kind} (exit {rc}):")
+    print("\n".join(lines))
+    if err.strip():
+        print("--- its stderr (client warnings):\n" + err[-8000:])
+    assert lines == expected, f"{program} {scenario}: the output differs from ZooKeeper's on {kind}"
+    assert rc == 0
+
+
 def build_rust_scenario(crate, binary, hint=""):
     """Builds the scenario program of compat-tests/<crate> (its own Cargo project, its own
     target dir under target/) and returns the binary's path; fails the test with cargo's

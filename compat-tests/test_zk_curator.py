@@ -37,6 +37,7 @@ import threading
 
 import pytest
 
+from compat_util import check_scenario_output
 from zk_util import JAVA
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -547,9 +548,4 @@ EXPECTED = {
 @pytest.mark.parametrize("scenario", list(EXPECTED))
 def test_curator_scenario(curator_classes, zk, scenario):
     rc, lines, err = run_scenario(curator_classes, zk, scenario)
-    print(f"--- CuratorScenarios {scenario} on {zk.kind} (exit {rc}):")
-    print("\n".join(lines))
-    if err.strip():
-        print("--- its stderr (Curator / ZooKeeper client warnings):\n" + err[-8000:])
-    assert lines == EXPECTED[scenario], f"Curator {scenario} output differs from ZooKeeper's on {zk.kind}"
-    assert rc == 0
+    check_scenario_output("CuratorScenarios", scenario, zk.kind, rc, lines, err, EXPECTED[scenario])

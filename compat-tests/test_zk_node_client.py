@@ -30,6 +30,8 @@ import subprocess
 
 import pytest
 
+from compat_util import check_scenario_output
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PACKAGE = os.path.join(HERE, "node")
@@ -150,9 +152,4 @@ EXPECTED = {
 @pytest.mark.parametrize("scenario", list(EXPECTED))
 def test_node_zk_client_scenario(node_modules, zk, scenario):
     rc, lines, err = run_scenario(node_modules, zk, scenario)
-    print(f"--- zk_scenarios.js {scenario} on {zk.kind} (exit {rc}):")
-    print("\n".join(lines))
-    if err.strip():
-        print("--- its stderr:\n" + err[-8000:])
-    assert lines == EXPECTED[scenario], f"node-zookeeper-client {scenario} output differs from ZooKeeper's on {zk.kind}"
-    assert rc == 0
+    check_scenario_output("zk_scenarios.js", scenario, zk.kind, rc, lines, err, EXPECTED[scenario])

@@ -17,13 +17,12 @@ from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, Ge
 from kazoo.protocol.states import EventType
 from kazoo.security import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 
-from zk_util import Events, RawSession, ev, parse_notification, set_watches_body
+from zk_util import Events, RawSession, ev, parse_notification, resume_dropped_session
 
 # WatcherEvent type / state codes
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
 SYNC_CONNECTED = 3
-SET_WATCHES_XID, PING_XID = -8, -2
-OP_PING, OP_SET_WATCHES = 11, 101
+PING_XID, OP_PING = -2, 11
 
 
 def test_session_timeout_negotiation(zk):
@@ -55,20 +54,9 @@ def test_session_expiry_removes_ephemerals(zk):
 
 
 def test_session_resume_and_bad_password(zk):
-    s = RawSession(zk.host, zk.port, 10000)
-    s.request(Create("/e", b"", OPEN_ACL_UNSAFE, 1))
-    sid, pw = s.session_id, s.passwd
-    s.drop()
-    # a wrong password: the ConnectResponse says timeout 0 / session 0 and the
-    # server closes the connection
-    bad = RawSession(zk.host, zk.port, 10000, sid, bytes(16))
-    assert (bad.negotiated_timeout, bad.session_id) == (0, 0)
-    bad.drop()
-    # the right one resumes the session (and its ephemerals) on a new connection
-    again = RawSession(zk.host, zk.port, 10000, sid, pw)
-    assert (again.session_id, again.negotiated_timeout) == (sid, 10000)
-    zxid, err, st = again.request(Exists("/e", False))
-    assert err == 0 and st.ephemeralOwner == sid
+    # a wrong password is refused, the right one resumes the session and its ephemerals
+    again = resume_dropped_session(zk, "/e")
+    sid, pw = again.session_id, again.passwd
     again.close_session()
     c = zk.kazoo()
     assert c.exists("/e") is None
@@ -189,16 +177,8 @@ def test_set_watches_after_reconnect(zk):
         assert s.session_id == sid
         # SetWatches (xid -8): the server fires at once every watch whose node
         # changed after relativeZxid, then answers; the others are set
-        s.send(SET_WATCHES_XID, OP_SET_WATCHES, set_watches_body(
-            last_zxid, data=["/changed", "/same", "/deleted"], exist=["/appeared", "/still-missing"],
-            child=["/p", "/q"]))
-        notes = []
-        while True:
-            xid, zxid, err, body = s.read()
-            if xid != -1:
-                break
-            notes.append(parse_notification(body))
-        assert (xid, err, body) == (SET_WATCHES_XID, 0, b"")
+        notes = s.set_watches(last_zxid, data=["/changed", "/same", "/deleted"],
+                              exist=["/appeared", "/still-missing"], child=["/p", "/q"])
         assert sorted(notes) == sorted([(CHANGED, SYNC_CONNECTED, "/changed"),
                                         (DELETED, SYNC_CONNECTED, "/deleted"),
                                         (CREATED, SYNC_CONNECTED, "/appeared"),

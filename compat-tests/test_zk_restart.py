@@ -20,12 +20,11 @@ from kazoo.protocol.states import EventType, KazooState
 from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from zk_util import Events, RawSession, ev, parse_notification, set_watches_body, wait_until
+from zk_util import Events, RawSession, ev, resume_dropped_session, wait_until
 
 EPHEMERAL = 1
-# WatcherEvent type / state codes, SetWatches' xid and opcode
+# WatcherEvent type / state codes
 CHANGED, CHILD, SYNC_CONNECTED = 3, 4, 3
-SET_WATCHES_XID, OP_SET_WATCHES = -8, 101
 
 
 def _client(zk):
@@ -66,15 +65,7 @@ def test_watches_come_back_through_set_watches_after_a_restart(zk):
     s = RawSession(zk.host, zk.port, 10000, sid, pw)
     try:
         assert s.session_id == sid
-        s.send(SET_WATCHES_XID, OP_SET_WATCHES, set_watches_body(
-            last_zxid, data=["/w/changed", "/w/same"], child=["/w"]))
-        notes = []
-        while True:
-            xid, zxid, err, body = s.read()
-            if xid != -1:
-                break
-            notes.append(parse_notification(body))
-        assert (xid, err, body) == (SET_WATCHES_XID, 0, b"")
+        notes = s.set_watches(last_zxid, data=["/w/changed", "/w/same"], child=["/w"])
         assert notes == [(CHANGED, SYNC_CONNECTED, "/w/changed")]
         other.set("/w/same", b"y")
         other.create("/w/new")
@@ -86,18 +77,7 @@ def test_watches_come_back_through_set_watches_after_a_restart(zk):
 
 
 def test_a_session_resumes_after_a_restart_with_its_password_only(zk):
-    s = RawSession(zk.host, zk.port, 10000)
-    assert s.request(Create("/resume", b"", OPEN_ACL_UNSAFE, EPHEMERAL))[1:] == (0, "/resume")
-    sid, pw = s.session_id, s.passwd
-    s.drop()
-    zk.restart()
-    bad = RawSession(zk.host, zk.port, 10000, sid, bytes(16))
-    assert (bad.negotiated_timeout, bad.session_id) == (0, 0)
-    bad.drop()
-    again = RawSession(zk.host, zk.port, 10000, sid, pw)
-    assert (again.session_id, again.negotiated_timeout) == (sid, 10000)
-    zxid, err, st = again.request(Exists("/resume", False))
-    assert err == 0 and st.ephemeralOwner == sid
+    again = resume_dropped_session(zk, "/resume", between=zk.restart)
     again.close_session()
     assert zk.kazoo().exists("/resume") is None
 

@@ -110,10 +110,7 @@ class ZkServer:
         last command's exit code).  At end of input zkCli just exits, and its
         session -- with its ephemerals -- would live on until it times out.
         """
-        env = dict(os.environ)
-        env["CLIENT_JVMFLAGS"] = ZKCLI_JVMFLAGS
-        env["TZ"] = "UTC"
-        env.pop("JVMFLAGS", None)
+        env = _zkcli_env()
         text = "".join(c + "\n" for c in commands + (("quit",) if close else ()))
         cp = subprocess.run([ZKCLI_BIN, "-server", self.hosts], input=text.encode(),
                             stdout=subprocess.PIPE,
@@ -132,10 +129,7 @@ class ZkServer:
         HOST:PORT ARGS...` runs the one command and exits.  Returns a CliResult with
         stdout and stderr merged in their real order (log lines and the banner
         dropped)."""
-        env = dict(os.environ)
-        env["CLIENT_JVMFLAGS"] = ZKCLI_JVMFLAGS
-        env["TZ"] = "UTC"
-        env.pop("JVMFLAGS", None)
+        env = _zkcli_env()
         cp = subprocess.run([ZKCLI_BIN, "-server", self.hosts] + list(args), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=timeout,
                             start_new_session=True)
@@ -214,6 +208,15 @@ class ZkServer:
                 pass
         self._clients = []
         stop_process_group(self.proc, self.data_dir)
+
+
+def _zkcli_env():
+    """zkCli.sh's environment: a small client JVM, UTC times, no server JVM flags."""
+    env = dict(os.environ)
+    env["CLIENT_JVMFLAGS"] = ZKCLI_JVMFLAGS
+    env["TZ"] = "UTC"
+    env.pop("JVMFLAGS", None)
+    return env
 
 
 def four_letter_word(host, port, word, timeout=5):
@@ -510,6 +513,21 @@ class RawSession:
                 result = req.deserialize(body, 0)
             return zxid, err, result
 
+    def set_watches(self, relative_zxid, data=(), exist=(), child=()):
+        """SetWatches (xid -8, op 101), as a reconnecting Java client sends it: the
+        server fires at once every watch whose node changed after relative_zxid
+        and sets the others, then answers.  Returns the notifications that came
+        before the answer, as (type, state, path); asserts the answer is OK."""
+        self.send(-8, 101, set_watches_body(relative_zxid, data, exist, child))
+        notes = []
+        while True:
+            xid, zxid, err, body = self.read()
+            if xid != -1:
+                break
+            notes.append(parse_notification(body))
+        assert (xid, err, body) == (-8, 0, b""), (xid, err, body)
+        return notes
+
     def close_session(self):
         """OpCode.closeSession (-11): ends the session (ephemerals go now)."""
         from kazoo.protocol.serialization import Close
@@ -527,6 +545,29 @@ class RawSession:
             self.sock.close()
         except OSError:
             pass
+
+
+def resume_dropped_session(zk, path, between=lambda: None):
+    """A session that made the ephemeral `path` is dropped without closing (a
+    crashed client), `between()` runs (e.g. zk.restart), then: a wrong password
+    gets timeout 0 / session 0 (and the server closes that connection), the right
+    one resumes the session on a new connection with its ephemeral.  Returns the
+    resumed RawSession."""
+    from kazoo.protocol.serialization import Create, Exists
+    from kazoo.security import OPEN_ACL_UNSAFE
+    s = RawSession(zk.host, zk.port, 10000)
+    assert s.request(Create(path, b"", OPEN_ACL_UNSAFE, 1))[1:] == (0, path)
+    sid, pw = s.session_id, s.passwd
+    s.drop()
+    between()
+    bad = RawSession(zk.host, zk.port, 10000, sid, bytes(16))
+    assert (bad.negotiated_timeout, bad.session_id) == (0, 0)
+    bad.drop()
+    again = RawSession(zk.host, zk.port, 10000, sid, pw)
+    assert (again.session_id, again.negotiated_timeout) == (sid, 10000)
+    zxid, err, st = again.request(Exists(path, False))
+    assert err == 0 and st.ephemeralOwner == sid
+    return again
 
 
 def parse_notification(body):
