@@ -9,12 +9,15 @@ does it (every expectation below held against it first):
   * a session whose client never comes back still expires, a session timeout
     after the server is up again, not at once, and its ephemerals go then;
   * data, Stats, sequence counters and the zxid order carry over;
-  * after a crash (SIGKILL) every write that was acknowledged is there.
+  * after a crash (SIGKILL) every write that was acknowledged is there;
+  * kazoo's recipes (ChildrenWatch, DataWatch, a held Lock) carry on.
 """
 
 import threading
 import time
 
+import pytest
+from kazoo.exceptions import LockTimeout
 from kazoo.protocol.serialization import Create, Exists, GetData
 from kazoo.protocol.states import EventType, KazooState
 from kazoo.retry import KazooRetry
@@ -149,3 +152,32 @@ def test_every_acknowledged_write_survives_a_kill_9(zk):
     assert not missing, f"{len(missing)} acknowledged creates lost, first {missing[:5]}"
     # beyond them at most the one create that was in flight when the server died
     assert len(present) - len(acked) in (0, 1)
+
+
+def test_kazoo_recipes_carry_on_across_a_restart(zk):
+    # kazoo's watch recipes read again when the connection is back, and its lock
+    # stays held: its node is an ephemeral of the session, which survives
+    c = _client(zk)
+    c.ensure_path("/kr")
+    children, data = [], []
+    c.ChildrenWatch("/kr", lambda ch: children.append(sorted(ch)))
+    c.DataWatch("/kr", lambda d, st: data.append(d))
+    lock = c.Lock("/kr-lock", "holder")
+    assert lock.acquire(timeout=10)
+    wait_until(lambda: children == [[]] and data == [b""], what="the recipes' first reads")
+
+    zk.restart()
+    wait_until(lambda: c.connected, what="the client to reconnect")
+    other = zk.kazoo()
+    other.create("/kr/a")
+    other.set("/kr", b"x")
+    wait_until(lambda: children[-1:] == [["a"]], what="ChildrenWatch to see /kr/a")
+    wait_until(lambda: data[-1:] == [b"x"], what="DataWatch to see the new data")
+    assert lock.is_acquired
+    contender = other.Lock("/kr-lock", "contender")
+    with pytest.raises(LockTimeout):
+        contender.acquire(timeout=0.5)
+    assert other.Lock("/kr-lock").contenders() == ["holder"]
+    lock.release()
+    assert contender.acquire(timeout=10)
+    contender.release()
