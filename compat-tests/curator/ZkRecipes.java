@@ -32,7 +32,7 @@ public class ZkRecipes extends CuratorRecipes {
             return false;
         }
         writeLock();
-        queue();
+        distributedQueue();
         election();
         return true;
     }
@@ -97,17 +97,13 @@ public class ZkRecipes extends CuratorRecipes {
 
     // ------------------------------------------------------------------ DistributedQueue
 
-    static String str(byte[] b) {
-        return s(b);
-    }
-
-    static void queue() throws Exception {
+    static void distributedQueue() throws Exception {
         ZooKeeper z1 = zk();
         ZooKeeper z2 = zk();
         DistributedQueue consumer = new DistributedQueue(z1, "/zkr/queue", ZooDefs.Ids.OPEN_ACL_UNSAFE);
         DistributedQueue producer = new DistributedQueue(z2, "/zkr/queue", ZooDefs.Ids.OPEN_ACL_UNSAFE);
-        p("DistributedQueue peek, no queue yet: " + str(consumer.peek()));
-        p("DistributedQueue poll, no queue yet: " + str(consumer.poll()));
+        p("DistributedQueue peek, no queue yet: " + s(consumer.peek()));
+        p("DistributedQueue poll, no queue yet: " + s(consumer.poll()));
         try {
             consumer.element();
             p("DistributedQueue element, no queue yet: ok?!");
@@ -118,17 +114,17 @@ public class ZkRecipes extends CuratorRecipes {
             producer.offer(b(item));  // makes the queue's node on the first offer
         }
         p("DistributedQueue nodes: " + sorted(z1.getChildren("/zkr/queue", false)));
-        p("DistributedQueue peek: " + str(consumer.peek()));
-        p("DistributedQueue remove: " + str(consumer.remove()));
-        p("DistributedQueue poll: " + str(consumer.poll()));
-        p("DistributedQueue element: " + str(consumer.element()));
-        p("DistributedQueue take: " + str(consumer.take()));
-        Future<Object> taker = spawn(() -> str(consumer.take()));
+        p("DistributedQueue peek: " + s(consumer.peek()));
+        p("DistributedQueue remove: " + s(consumer.remove()));
+        p("DistributedQueue poll: " + s(consumer.poll()));
+        p("DistributedQueue element: " + s(consumer.element()));
+        p("DistributedQueue take: " + s(consumer.take()));
+        Future<Object> taker = spawn(() -> s(consumer.take()));
         Thread.sleep(100);
         p("DistributedQueue take waits on an empty queue: " + !taker.isDone());
         producer.offer(b("d"));
         p("DistributedQueue take after an offer: " + result(taker, "take"));
-        p("DistributedQueue poll, empty: " + str(consumer.poll()));
+        p("DistributedQueue poll, empty: " + s(consumer.poll()));
         p("DistributedQueue nodes left: " + z1.getChildren("/zkr/queue", false).size());
     }
 
