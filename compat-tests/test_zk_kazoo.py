@@ -429,6 +429,24 @@ def test_quota_stats_are_rewritten_in_place(zk):
     assert events and events[0].type == EventType.CHANGED
 
 
+def test_quota_stats_are_rewritten_by_a_set_data_that_keeps_the_length(zk):
+    # updateQuotaStat runs for every setData under a quota, a diff of 0 bytes too:
+    # the text is parsed and written again in StatsTrack's format (found by the
+    # differential test's quota generator, seed 7074)
+    a = zk.kazoo()
+    a.create("/kq", b"abc")
+    a.create("/zookeeper/quota/kq/zookeeper_limits", b"count=10,bytes=-1", makepath=True)
+    stats = "/zookeeper/quota/kq/zookeeper_stats"
+    a.create(stats, b"count=0,bytes=0")
+    for written, after in ((b"", b"count=-1,bytes=-1"), (b"bytes=3;count=1", b"count=1,bytes=3")):
+        a.set(stats, written)
+        st = a.get(stats)[1]
+        a.set("/kq", b"xyz")  # same length: no count or bytes change
+        data, st2 = a.get(stats)
+        assert data == after
+        assert (st2.version, st2.mzxid) == (st.version, st.mzxid)
+
+
 def test_ephemeral_cannot_have_children(zk):
     c = zk.kazoo()
     c.create("/e", ephemeral=True)

@@ -1157,9 +1157,12 @@ impl WriteTx<'_> {
     /// ZooKeeper's quota bookkeeping (DataTree.updateCountBytes): a change under a path with a
     /// quota (a `zookeeper_limits` node under /zookeeper/quota) adjusts the count and bytes in
     /// that quota's `zookeeper_stats` node, in place as ZooKeeper does: the node's version,
-    /// mzxid and mtime stay, and no watch fires (see `WriteTx::rewrite_value`).
+    /// mzxid and mtime stay, and no watch fires (see `WriteTx::rewrite_value`). A setData that
+    /// keeps the data's length has zero diffs and still rewrites the text in StatsTrack's
+    /// format, as ZooKeeper does ("" becomes "count=-1,bytes=-1"); only a text that comes out
+    /// the same is not written again.
     fn zk_quota(&self, ov: &mut Overlay, path: &str, count_diff: i64, bytes_diff: i64) -> Result<(), Error> {
-        if path.starts_with("/zookeeper") || (count_diff == 0 && bytes_diff == 0) {
+        if path.starts_with("/zookeeper") {
             return Ok(());
         }
         // Almost every tree has no quota: one lookup says so, once per transaction.
@@ -1176,6 +1179,9 @@ impl WriteTx<'_> {
                         None => self.current(&key_of(&stats_path))?.map(|c| c.value).unwrap_or_default(),
                     };
                     let Some(data) = updated_stats(&old, count_diff, bytes_diff) else { return Ok(()) };
+                    if data == old {
+                        return Ok(());
+                    }
                     if let Some(k) = node.kv.as_mut() {
                         k.data_len = data.len();
                     }
@@ -1452,6 +1458,10 @@ mod tests {
         let up = |t: &str| updated_stats(t.as_bytes(), 1, 10).map(|v| String::from_utf8(v).unwrap());
         assert_eq!(up("count=2,bytes=5").as_deref(), Some("count=3,bytes=15"));
         assert_eq!(up("").as_deref(), Some("count=0,bytes=9"));
+        // zero diffs (a setData that keeps the length) still give StatsTrack's format
+        let zero = |t: &str| updated_stats(t.as_bytes(), 0, 0).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(zero("").as_deref(), Some("count=-1,bytes=-1"));
+        assert_eq!(zero("bytes=3;count=1").as_deref(), Some("count=1,bytes=3"));
         assert_eq!(up("bytes=5;count=2").as_deref(), Some("count=3,bytes=15"));
         assert_eq!(up("count=2,,bytes==7").as_deref(), Some("count=3,bytes=9"));
         assert_eq!(
