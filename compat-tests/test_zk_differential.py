@@ -41,15 +41,18 @@ among all zxids the transcript shows (ZooKeeper also spends zxids on sessions
 and failed writes); times are left out; session ids become the session's name.
 
 Where ZooKeeper is not deterministic, the seeds here avoid it (each seed below
-gives the same transcript run after run). Found with 100 extra seeds of every
-generator, pipelined: ZooKeeper 3.8.0 checks a request pipelined right behind
-a setACL against the node's OLD ACL until that setACL has been applied (the
-PrepRequestProcessor's ChangeRecord for a setACL copies the node's stat, not
-its new ACL), so a create or setData the new ACL forbids is let through or
-refused depending on timing (pipe-acl seed 7032, pipe-wide 7088: one run in
-three); and on pipe-wide seed 7052 its root's cversion came out 2 higher in one
-run of six. Conclave always answers as ZooKeeper does once the setACL is
-applied.
+gives the same transcript run after run). Found with 100 extra seeds (7000-7099)
+of every generator, plain and pipelined: ZooKeeper 3.8.0 checks a request
+pipelined right behind a setACL against the node's OLD ACL until that setACL has
+been applied (the PrepRequestProcessor's ChangeRecord for a setACL copies the
+node's stat, not its new ACL), so a create, setData or delete the new ACL
+forbids (or the old one forbade) is let through or refused depending on timing,
+and a create that is let through may then meet NodeExists instead of NoAuth.
+Seeds that show it: pipe-acl 7032, 7086, 7095, 7096; pipe-basic 7035, 7061, 7062;
+pipe-wide 7052, 7088 (on 7052 ZooKeeper's root cversion came out 2 higher). Run
+five times each, ZooKeeper gave two different transcripts of 7086, 7095 and
+7061, Conclave one; Conclave always answers as ZooKeeper does once the setACL
+is applied.
 """
 
 import random
