@@ -269,6 +269,52 @@ def test_check_watches_as_zookeeper_3_8_answers_it(zk):
         b.close_session()
 
 
+PERSISTENT = 0
+
+
+def test_a_node_deleted_and_created_in_one_txn_gates_each_event_by_its_own_acl(zk):
+    """A watch event goes only to a session that may READ the node (CVE-2024-23944, fixed in
+    Debian's 3.8.0). When one txn deletes a node and creates it again, the NodeDeleted is
+    checked against the ACL the old node had and the NodeCreated against the new node's,
+    although both carry the same zxid (found by the differential test, seed 8161)."""
+    from kazoo.security import make_acl, make_digest_acl_credential
+    owner = zk.kazoo(auth_data=[("digest", "u:p")])
+    secret = [make_acl("digest", make_digest_acl_credential("u", "p"), all=True)]
+    owner.create("/g")
+    owner.create("/g/y", b"old", acl=secret)
+    watcher = RawSession(zk.host, zk.port, 10000)
+    try:
+        assert _call(watcher, 1, OP_ADD_WATCH, _path_body("/g", PERSISTENT_RECURSIVE)) == 0
+        assert _call(watcher, 2, OP_ADD_WATCH, _path_body("/g/y", PERSISTENT)) == 0
+
+        def heard(*changes):
+            for change in changes:
+                change()
+            # Every event of those changes comes before this reply.
+            assert _call(watcher, 3, OP_ADD_WATCH, _path_body("/elsewhere", PERSISTENT)) == 0
+            got, watcher.notifications[:] = list(watcher.notifications), []
+            return [(typ, path) for (typ, _state, path) in got]
+
+        def replace(acl):
+            t = owner.transaction()
+            t.delete("/g/y")
+            t.create("/g/y", b"new", acl=acl)
+            assert t.commit() == [True, "/g/y"]
+
+        # The old node is secret, the new one open: only its creation is heard (once: the
+        # persistent watch on the node and the recursive one on its parent are one session's).
+        assert heard(lambda: replace(OPEN_ACL_UNSAFE)) == [(CREATED, "/g/y")]
+        # The old node is open, the new one secret: only the deletion is heard.
+        assert heard(lambda: replace(secret)) == [(DELETED, "/g/y")]
+        # Secret then secret, and a change of the secret node: nothing.
+        assert heard(lambda: replace(secret), lambda: owner.set("/g/y", b"changed")) == []
+        # Open then open: both.
+        owner.set_acls("/g/y", OPEN_ACL_UNSAFE)
+        assert heard(lambda: replace(OPEN_ACL_UNSAFE)) == [(DELETED, "/g/y"), (CREATED, "/g/y")]
+    finally:
+        watcher.close_session()
+
+
 @pytest.mark.zk_config(four_letter_whitelist="*")
 def test_a_recursive_watch_counts_in_both_tables(zk):
     s = RawSession(zk.host, zk.port, 10000)

@@ -19,7 +19,7 @@
 //! every op succeeded are the changes written, all in one revision. Apply stays deterministic:
 //! the clock, the session and its identities arrive inside the command.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use redb::ReadableTable;
 
@@ -641,6 +641,11 @@ fn valid_sasl_id(id: &str) -> bool {
     }
 }
 
+/// Whether anyone may READ a node with this ACL (then its events need no gate).
+fn world_readable(acl: &[ZkAcl]) -> bool {
+    acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0)
+}
+
 /// ZooKeeper's checkACL: `perm` is granted by an ACL entry with that bit for world:anyone or for
 /// one of the session's identities.
 pub fn acl_allows(acl: &[ZkAcl], perm: i32, auth: &[(String, String)]) -> bool {
@@ -859,14 +864,19 @@ impl WriteTx<'_> {
             }
         }
         // The ACLs its events are delivered under: every node it left in place (changed or
-        // only read: a parent's counts may have changed), every node it deleted.
+        // only read: a parent's counts may have changed), every node it deleted. A node left
+        // in place where a node not everyone may read was deleted (a multi's delete and
+        // create of one path) is recorded whatever its ACL, so that its events are not gated
+        // by the deleted one's (see `ReadGate`).
+        let deleted_gated: HashSet<&str> =
+            ov.deleted_acls.iter().filter(|(_, acl)| !world_readable(acl)).map(|(p, _)| p.as_str()).collect();
         for (path, node) in &ov.nodes {
             if let Some(n) = node {
-                self.note_read_acl(path, &n.meta.acl, ov.rev);
+                self.note_read_acl(path, &n.meta.acl, ov.rev, false, deleted_gated.contains(path.as_str()));
             }
         }
         for (path, acl) in &ov.deleted_acls {
-            self.note_read_acl(path, acl, ov.rev);
+            self.note_read_acl(path, acl, ov.rev, true, false);
         }
         for (path, node) in ov.nodes {
             match node {
@@ -1310,12 +1320,12 @@ impl WriteTx<'_> {
         let path = path.to_string();
         let parent_path = parent_of(&path).to_string();
         if let Some(node) = self.znode_get(&path)? {
-            self.note_read_acl(&path, &node.acl, revision);
+            self.note_read_acl(&path, &node.acl, revision, true, false);
         }
         if let Some(mut parent) = self.znode_get(&parent_path)? {
             parent.num_children -= 1;
             parent.pzxid = revision;
-            self.note_read_acl(&parent_path, &parent.acl, revision);
+            self.note_read_acl(&parent_path, &parent.acl, revision, false, false);
             self.znode_put(&parent_path, parent);
         }
         self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
@@ -1324,13 +1334,13 @@ impl WriteTx<'_> {
         self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
     }
 
-    /// Records the ACL that gates the watch events of `path` at `revision` (`Effects::zk_acls`),
-    /// unless anyone may read it, which is every node's but a few: most writes record nothing.
-    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl], revision: i64) {
-        let world_readable = acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0);
-        if !world_readable {
+    /// Records the ACL that gates the watch events of `path` at `revision` (`Effects::zk_acls`):
+    /// its NodeDeleted events if `deleted`, its others if not. Unless anyone may read it, which
+    /// is every node's but a few, so most writes record nothing; `always` records it anyway.
+    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl], revision: i64, deleted: bool, always: bool) {
+        if always || !world_readable(acl) {
             let acl = std::sync::Arc::new(acl.to_vec());
-            self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision });
+            self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision, deleted });
         }
     }
 

@@ -225,6 +225,21 @@ fn triggers(path: &str, e: &Event) -> Vec<(Kind, String, i32)> {
     }
 }
 
+/// The ACL that gates an event of type `ty` on `path` at `revision` (see `ReadGate`): a
+/// NodeDeleted is checked against the node as it was deleted; any other event against the
+/// node the revision left there, or, where it left none (a node created or changed and then
+/// deleted by one multi), against the node as it was deleted.
+fn gate_of<'a>(acls: GateAcls<'a>, revision: i64, path: &str, ty: i32) -> Option<&'a [crate::command::ZkAcl]> {
+    let find = |deleted: bool| {
+        acls.iter().find(|g| g.revision == revision && g.deleted == deleted && g.path == path).map(|g| g.acl.as_slice())
+    };
+    if ty == event_type::NODE_DELETED {
+        find(true)
+    } else {
+        find(false).or_else(|| find(true))
+    }
+}
+
 impl Guard<'_> {
     fn dispatch(&mut self, path: &str, e: &Event, revision: i64, acls: GateAcls<'_>) {
         // ZooKeeper hands the recipients of a path's data trigger to the child trigger of the
@@ -235,7 +250,7 @@ impl Guard<'_> {
             if last.as_ref() != Some(&(target.clone(), ty)) {
                 notified.clear();
             }
-            let gate = acls.iter().find(|g| g.revision == revision && g.path == target).map(|g| g.acl.as_slice());
+            let gate = gate_of(acls, revision, &target, ty);
             self.trigger(kind, &target, ty, revision, &mut notified, gate);
             last = Some((target, ty));
         }
@@ -527,6 +542,7 @@ mod tests {
             path: path.into(),
             acl: acl.clone(),
             revision: 1,
+            deleted: false,
         };
         let acls = vec![gate("/a", &only_u), gate("/p", &only_u)];
         t.on_publish(1, &[ev(EventKind::Put, "/a", 1, false), ev(EventKind::Put, "/p/c", 1, true)], &acls);
@@ -539,6 +555,37 @@ mod tests {
         // persistent one still speaks.
         t.on_publish(2, &[ev(EventKind::Put, "/a", 2, false), ev(EventKind::Put, "/p/d", 2, true)], &[]);
         assert_eq!(drain(&mut rx1), [(event_type::NODE_CHILDREN_CHANGED, "/p".into())]);
+    }
+
+    /// Goal: when one revision deletes a node and creates it again (a multi), the NodeDeleted
+    /// is gated by the old node's ACL and the NodeCreated by the new one's, as ZooKeeper checks
+    /// each while applying its op; a node created and deleted by one multi has only the gate
+    /// of its deletion, which then covers its creation too.
+    #[test]
+    fn a_path_deleted_and_created_in_one_revision_has_two_gates() {
+        let t = WatchTable::new(1, 100);
+        let (tx, mut rx) = mpsc::channel(100);
+        t.register_conn(1, tx);
+        t.lock().add_persistent(1, "/n", true, 100);
+        let secret = Arc::new(vec![crate::command::ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() }]);
+        let open = Arc::new(vec![crate::command::ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }]);
+        let gate = |acl: &Arc<Vec<crate::command::ZkAcl>>, revision: i64, deleted: bool| crate::command::ReadGate {
+            path: "/n/y".into(),
+            acl: acl.clone(),
+            revision,
+            deleted,
+        };
+        let replaced = |r| [ev(EventKind::Delete, "/n/y", r, false), ev(EventKind::Put, "/n/y", r, true)];
+        t.on_publish(2, &replaced(2), &[gate(&secret, 2, true), gate(&open, 2, false)]);
+        assert_eq!(drain(&mut rx), [(event_type::NODE_CREATED, "/n/y".into())]);
+        t.on_publish(3, &replaced(3), &[gate(&secret, 3, false)]);
+        assert_eq!(drain(&mut rx), [(event_type::NODE_DELETED, "/n/y".into())]);
+        t.on_publish(
+            4,
+            &[ev(EventKind::Put, "/n/y", 4, true), ev(EventKind::Delete, "/n/y", 4, false)],
+            &[gate(&secret, 4, true)],
+        );
+        assert!(drain(&mut rx).is_empty());
     }
 
     /// Goal: a client's node under /zookeeper is created like any other (its parent's child
