@@ -272,7 +272,7 @@ def test_check_watches_as_zookeeper_3_8_answers_it(zk):
 PERSISTENT = 0
 
 
-def test_a_node_deleted_and_created_in_one_txn_gates_each_event_by_its_own_acl(zk):
+def test_each_change_of_a_node_in_one_txn_gates_its_event_by_its_own_acl(zk):
     """A watch event goes only to a session that may READ the node (CVE-2024-23944, fixed in
     Debian's 3.8.0). When one txn deletes a node and creates it again, the NodeDeleted is
     checked against the ACL the old node had and the NodeCreated against the new node's,
@@ -311,6 +311,14 @@ def test_a_node_deleted_and_created_in_one_txn_gates_each_event_by_its_own_acl(z
         # Open then open: both.
         owner.set_acls("/g/y", OPEN_ACL_UNSAFE)
         assert heard(lambda: replace(OPEN_ACL_UNSAFE)) == [(DELETED, "/g/y"), (CREATED, "/g/y")]
+        # Three changes of one path in one txn, each heard or not by its own node's ACL
+        # (differential test, gate generator seed 145).
+        owner.set_acls("/g/y", secret)
+        t = owner.transaction()
+        t.delete("/g/y")
+        t.create("/g/y", b"brief", acl=OPEN_ACL_UNSAFE)
+        t.delete("/g/y")
+        assert heard(lambda: t.commit()) == [(CREATED, "/g/y"), (DELETED, "/g/y")]
     finally:
         watcher.close_session()
 

@@ -138,21 +138,20 @@ pub enum ZkOp {
 
 /// A znode path and the ACL that decides who hears its watch events at `revision`: only
 /// sessions that may READ it (see `store::Effects::zk_acls`). One publish can hold several
-/// changes of the same node (a log entry's commands): each event is gated by the ACL as of
-/// its own change, as ZooKeeper checks it while applying that change.
+/// changes of the same node (a log entry's commands, a multi's ops): each event is gated by
+/// the ACL as of its own change, as ZooKeeper checks it while applying that change.
 ///
-/// One revision can even hold two nodes of one path: a multi that deletes a node and creates
-/// it again. ZooKeeper checks the NodeDeleted against the old node's ACL and the NodeCreated
-/// against the new one's, so a gate says which it is: `deleted` gates the path's NodeDeleted
-/// events (the node as it was deleted), the other gate every other event of the path (the
-/// node as the revision leaves it; recorded even when anyone may read it if the same revision
-/// also deleted a node there that not everyone may read).
+/// `change: Some(i)` gates the events of the `i`th change of `path` in `revision` (counted
+/// from 0 over that revision's changes of the path): one multi may delete a node, create it
+/// again with another ACL and delete it once more, and ZooKeeper checks each op's event
+/// against the node that op saw. `None` gates the events about the node's children
+/// (NodeChildrenChanged), by the node's ACL.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReadGate {
     pub path: String,
     pub acl: std::sync::Arc<Vec<ZkAcl>>,
     pub revision: i64,
-    pub deleted: bool,
+    pub change: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -19,7 +19,7 @@
 //! every op succeeded are the changes written, all in one revision. Apply stays deterministic:
 //! the clock, the session and its identities arrive inside the command.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use redb::ReadableTable;
 
@@ -641,9 +641,11 @@ fn valid_sasl_id(id: &str) -> bool {
     }
 }
 
-/// Whether anyone may READ a node with this ACL (then its events need no gate).
-fn world_readable(acl: &[ZkAcl]) -> bool {
-    acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0)
+/// The ACL that must let a session READ a node for it to hear the node's events: none if
+/// anyone may.
+fn gate_of(acl: &[ZkAcl]) -> Option<Vec<ZkAcl>> {
+    let world_readable = acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0);
+    (!world_readable).then(|| acl.to_vec())
 }
 
 /// ZooKeeper's checkACL: `perm` is granted by an ACL entry with that bit for world:anyone or for
@@ -685,14 +687,17 @@ struct Node {
 }
 
 enum KvChange {
+    /// `gate`: the node's ACL if not everyone may read it (its event's `ReadGate`).
     Put {
         path: String,
         data: Vec<u8>,
         lease: i64,
         mtime_ms: i64,
+        gate: Option<Vec<ZkAcl>>,
     },
     Delete {
         path: String,
+        gate: Option<Vec<ZkAcl>>,
     },
     /// A quota stats node's data replaced in place (`WriteTx::rewrite_value`).
     Rewrite {
@@ -833,13 +838,31 @@ impl WriteTx<'_> {
 
     fn zk_commit(&mut self, ov: Overlay) -> Result<(), Error> {
         let mut rev = self.begin();
+        // Which change of its path each gated change is (see `ReadGate`); counted only when
+        // some change is gated, which few are.
+        let mut changes_of: Option<HashMap<String, u32>> = ov
+            .kv
+            .iter()
+            .any(|c| matches!(c, KvChange::Put { gate: Some(_), .. } | KvChange::Delete { gate: Some(_), .. }))
+            .then(HashMap::new);
         for change in ov.kv {
+            if let (Some(counts), KvChange::Put { path, gate, .. } | KvChange::Delete { path, gate }) =
+                (changes_of.as_mut(), &change)
+            {
+                let n = counts.entry(path.clone()).or_insert(0);
+                if let Some(acl) = gate {
+                    let acl = std::sync::Arc::new(acl.clone());
+                    let gate = crate::command::ReadGate { path: path.clone(), acl, revision: ov.rev, change: Some(*n) };
+                    self.effects.zk_acls.push(gate);
+                }
+                *n += 1;
+            }
             match change {
-                KvChange::Put { path, data, lease, mtime_ms } => {
+                KvChange::Put { path, data, lease, mtime_ms, gate: _ } => {
                     let op = PutOp { key: key_of(&path), value: data, lease, ..Default::default() };
                     self.put_at(&mut rev, &op, mtime_ms)?;
                 }
-                KvChange::Delete { path } => {
+                KvChange::Delete { path, gate: _ } => {
                     let key = key_of(&path);
                     if let Some(old) = self.current(&key)? {
                         self.delete_key(&mut rev, &key, old)?;
@@ -863,20 +886,16 @@ impl WriteTx<'_> {
                 self.leases.insert(id, LeaseRow { zk_set: Some(set), ..row }.encode().as_slice())?;
             }
         }
-        // The ACLs its events are delivered under: every node it left in place (changed or
-        // only read: a parent's counts may have changed), every node it deleted. A node left
-        // in place where a node not everyone may read was deleted (a multi's delete and
-        // create of one path) is recorded whatever its ACL, so that its events are not gated
-        // by the deleted one's (see `ReadGate`).
-        let deleted_gated: HashSet<&str> =
-            ov.deleted_acls.iter().filter(|(_, acl)| !world_readable(acl)).map(|(p, _)| p.as_str()).collect();
+        // The ACLs its child events are delivered under (each change's own are above): every
+        // node it left in place (changed or only read: a parent's counts may have changed),
+        // every node it deleted.
         for (path, node) in &ov.nodes {
             if let Some(n) = node {
-                self.note_read_acl(path, &n.meta.acl, ov.rev, false, deleted_gated.contains(path.as_str()));
+                self.note_read_acl(path, &n.meta.acl, ov.rev, None);
             }
         }
         for (path, acl) in &ov.deleted_acls {
-            self.note_read_acl(path, acl, ov.rev, true, false);
+            self.note_read_acl(path, acl, ov.rev, None);
         }
         for (path, node) in ov.nodes {
             match node {
@@ -1036,11 +1055,12 @@ impl WriteTx<'_> {
         }
         let len = data.len() as i64;
         let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len(), mtime_ms: txn.now_ms };
+        let gate = gate_of(&meta.acl);
         let node = Node { meta, data: Some(data.clone()), kv: Some(kv), stored_meta: None };
         let mut stat = node.meta.stat(node.kv.as_ref());
         stat.data_length = sent_len as i32;
         ov.nodes.insert(path.clone(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.clone(), data, lease, mtime_ms: txn.now_ms });
+        ov.kv.push(KvChange::Put { path: path.clone(), data, lease, mtime_ms: txn.now_ms, gate });
         self.zk_quota(ov, &path, 1, len)?;
         Ok(Ok((path, stat)))
     }
@@ -1089,7 +1109,7 @@ impl WriteTx<'_> {
         ov.children.push((parent_path, name_of(path).to_string(), false));
         ov.deleted_acls.push((path.to_string(), node.meta.acl.clone()));
         ov.nodes.insert(path.to_string(), None);
-        ov.kv.push(KvChange::Delete { path: path.to_string() });
+        ov.kv.push(KvChange::Delete { path: path.to_string(), gate: gate_of(&node.meta.acl) });
         self.zk_quota(ov, path, -1, -(node.kv.as_ref().map_or(0, |k| k.data_len) as i64))?;
         Ok(Ok(()))
     }
@@ -1121,8 +1141,9 @@ impl WriteTx<'_> {
         node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len(), mtime_ms: txn.now_ms });
         node.data = Some(data.to_vec());
         let stat = node.meta.stat(node.kv.as_ref());
+        let gate = gate_of(&node.meta.acl);
         ov.nodes.insert(path.to_string(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease, mtime_ms: txn.now_ms });
+        ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease, mtime_ms: txn.now_ms, gate });
         self.zk_quota(ov, path, 0, bytes_diff)?;
         Ok(Ok(stat))
     }
@@ -1320,12 +1341,12 @@ impl WriteTx<'_> {
         let path = path.to_string();
         let parent_path = parent_of(&path).to_string();
         if let Some(node) = self.znode_get(&path)? {
-            self.note_read_acl(&path, &node.acl, revision, true, false);
+            self.note_read_acl(&path, &node.acl, revision, Some(0));
         }
         if let Some(mut parent) = self.znode_get(&parent_path)? {
             parent.num_children -= 1;
             parent.pzxid = revision;
-            self.note_read_acl(&parent_path, &parent.acl, revision, false, false);
+            self.note_read_acl(&parent_path, &parent.acl, revision, None);
             self.znode_put(&parent_path, parent);
         }
         self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
@@ -1334,13 +1355,13 @@ impl WriteTx<'_> {
         self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
     }
 
-    /// Records the ACL that gates the watch events of `path` at `revision` (`Effects::zk_acls`):
-    /// its NodeDeleted events if `deleted`, its others if not. Unless anyone may read it, which
-    /// is every node's but a few, so most writes record nothing; `always` records it anyway.
-    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl], revision: i64, deleted: bool, always: bool) {
-        if always || !world_readable(acl) {
-            let acl = std::sync::Arc::new(acl.to_vec());
-            self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision, deleted });
+    /// Records the ACL that gates the watch events of `path` at `revision` (`Effects::zk_acls`;
+    /// `change` as in `ReadGate`), unless anyone may read it, which is every node's but a few:
+    /// most writes record nothing.
+    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl], revision: i64, change: Option<u32>) {
+        if let Some(acl) = gate_of(acl) {
+            let acl = std::sync::Arc::new(acl);
+            self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision, change });
         }
     }
 
