@@ -53,8 +53,10 @@ def node_modules():
     with open(os.path.join(PACKAGE, "package-lock.json"), "rb") as f:
         want = hashlib.sha256(f.read()).hexdigest()
     modules = os.path.join(target, "node_modules")
-    if os.path.isdir(modules) and os.path.exists(stamp) and open(stamp).read() == want:
-        return modules
+    if os.path.isdir(modules) and os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read() == want:
+                return modules
     for name in ("package.json", "package-lock.json"):
         shutil.copyfile(os.path.join(PACKAGE, name), os.path.join(target, name))
     cp = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=target,

@@ -31,9 +31,10 @@ import subprocess
 import time
 from collections import namedtuple
 
-from kazoo.protocol.serialization import (Connect, int_struct, read_string, reply_header_struct, stat_struct,
-                                          write_buffer, write_string)
+from kazoo.protocol.serialization import (Connect, Create, Exists, int_struct, read_string, reply_header_struct,
+                                          stat_struct, write_buffer, write_string)
 from kazoo.protocol.states import ZnodeStat
+from kazoo.security import OPEN_ACL_UNSAFE
 
 from compat_util import stop_process_group
 
@@ -553,8 +554,6 @@ def resume_dropped_session(zk, path, between=lambda: None):
     gets timeout 0 / session 0 (and the server closes that connection), the right
     one resumes the session on a new connection with its ephemeral.  Returns the
     resumed RawSession."""
-    from kazoo.protocol.serialization import Create, Exists
-    from kazoo.security import OPEN_ACL_UNSAFE
     s = RawSession(zk.host, zk.port, 10000)
     assert s.request(Create(path, b"", OPEN_ACL_UNSAFE, 1))[1:] == (0, path)
     sid, pw = s.session_id, s.passwd
