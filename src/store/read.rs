@@ -500,7 +500,7 @@ impl ReadView {
             Arc::new(ZkNode {
                 stat: meta.stat(kv.as_ref()),
                 data: if meta.null_data || !with_data { None } else { Some(data) },
-                acl: meta.acl,
+                acl: Arc::unwrap_or_clone(meta.acl),
                 child_table: meta.child_table,
             })
         });

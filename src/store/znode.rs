@@ -20,6 +20,7 @@
 //! the clock, the session and its identities arrive inside the command.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use redb::ReadableTable;
 
@@ -284,7 +285,9 @@ pub struct ZnodeMeta {
     pub builtin: bool,
     /// The data is ZooKeeper's null (not merely empty): reads answer a null buffer.
     pub null_data: bool,
-    pub acl: Vec<ZkAcl>,
+    /// Shared: a node's metadata is copied into every transaction overlay that looks at it
+    /// (a create reads its parent's), and the ACL was most of the copy.
+    pub acl: Arc<Vec<ZkAcl>>,
     /// The bucket count of ZooKeeper's set of this node's children (0: none yet), which
     /// decides getChildren's order (see [`java_children_order`]). It depends on the node's
     /// history (a Java set never shrinks), so it is kept; rows written before it was kept
@@ -311,7 +314,7 @@ impl ZnodeMeta {
         out.extend_from_slice(&ttl.to_le_bytes());
         out.push(u8::from(self.builtin) | u8::from(self.null_data) << 1);
         out.extend_from_slice(&(self.acl.len() as u32).to_le_bytes());
-        for a in &self.acl {
+        for a in self.acl.iter() {
             out.extend_from_slice(&a.perms.to_le_bytes());
             for s in [&a.scheme, &a.id] {
                 out.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -380,7 +383,7 @@ impl ZnodeMeta {
             kind,
             builtin,
             null_data,
-            acl,
+            acl: Arc::new(acl),
             child_table,
         })
     }
@@ -456,7 +459,7 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
             kind: NodeKind::Persistent,
             builtin: true,
             null_data: false,
-            acl: open_acl(),
+            acl: Arc::new(open_acl()),
             child_table: child_table_at_least(kids.len() as i32),
         };
         // ZooKeeper's config node is read-only to clients (reconfig writes it) and starts at
@@ -464,7 +467,7 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
         let meta = if *path == "/zookeeper/config" {
             ZnodeMeta {
                 aversion: -1,
-                acl: vec![ZkAcl { perms: perms::READ, scheme: "world".into(), id: "anyone".into() }],
+                acl: Arc::new(vec![ZkAcl { perms: perms::READ, scheme: "world".into(), id: "anyone".into() }]),
                 ..meta
             }
         } else {
@@ -643,9 +646,9 @@ fn valid_sasl_id(id: &str) -> bool {
 
 /// The ACL that must let a session READ a node for it to hear the node's events: none if
 /// anyone may.
-fn gate_of(acl: &[ZkAcl]) -> Option<Vec<ZkAcl>> {
+fn gate_of(acl: &Arc<Vec<ZkAcl>>) -> Option<Arc<Vec<ZkAcl>>> {
     let world_readable = acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0);
-    (!world_readable).then(|| acl.to_vec())
+    (!world_readable).then(|| acl.clone())
 }
 
 /// ZooKeeper's checkACL: `perm` is granted by an ACL entry with that bit for world:anyone or for
@@ -693,11 +696,11 @@ enum KvChange {
         data: Vec<u8>,
         lease: i64,
         mtime_ms: i64,
-        gate: Option<Vec<ZkAcl>>,
+        gate: Option<Arc<Vec<ZkAcl>>>,
     },
     Delete {
         path: String,
-        gate: Option<Vec<ZkAcl>>,
+        gate: Option<Arc<Vec<ZkAcl>>>,
     },
     /// A quota stats node's data replaced in place (`WriteTx::rewrite_value`).
     Rewrite {
@@ -715,7 +718,7 @@ struct Overlay {
     /// The revision the txn commits as, if it changes a key.
     rev: i64,
     /// The ACLs of the nodes this txn deletes, from before (see `Effects::zk_acls`).
-    deleted_acls: Vec<(String, Vec<ZkAcl>)>,
+    deleted_acls: Vec<(String, Arc<Vec<ZkAcl>>)>,
     /// Sessions whose ephemeral set this txn changes, as it leaves them.
     sessions: BTreeMap<i64, ZkSessionSet>,
     /// The ephemeral paths this txn adds to (true) or removes from its sessions' sets.
@@ -851,8 +854,12 @@ impl WriteTx<'_> {
             {
                 let n = counts.entry(path.clone()).or_insert(0);
                 if let Some(acl) = gate {
-                    let acl = std::sync::Arc::new(acl.clone());
-                    let gate = crate::command::ReadGate { path: path.clone(), acl, revision: ov.rev, change: Some(*n) };
+                    let gate = crate::command::ReadGate {
+                        path: path.clone(),
+                        acl: acl.clone(),
+                        revision: ov.rev,
+                        change: Some(*n),
+                    };
                     self.effects.zk_acls.push(gate);
                 }
                 *n += 1;
@@ -1040,7 +1047,7 @@ impl WriteTx<'_> {
             kind,
             builtin: false,
             null_data: data.is_none(),
-            acl,
+            acl: Arc::new(acl),
             child_table: 0,
         };
         let sent_len = data.as_ref().map_or(0, Vec::len);
@@ -1171,7 +1178,7 @@ impl WriteTx<'_> {
             return Ok(Err(zk_err::BAD_VERSION));
         }
         node.meta.aversion += 1;
-        node.meta.acl = acl;
+        node.meta.acl = Arc::new(acl);
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.to_string(), Some(node));
         Ok(Ok(stat))
@@ -1358,9 +1365,8 @@ impl WriteTx<'_> {
     /// Records the ACL that gates the watch events of `path` at `revision` (`Effects::zk_acls`;
     /// `change` as in `ReadGate`), unless anyone may read it, which is every node's but a few:
     /// most writes record nothing.
-    fn note_read_acl(&mut self, path: &str, acl: &[ZkAcl], revision: i64, change: Option<u32>) {
+    fn note_read_acl(&mut self, path: &str, acl: &Arc<Vec<ZkAcl>>, revision: i64, change: Option<u32>) {
         if let Some(acl) = gate_of(acl) {
-            let acl = std::sync::Arc::new(acl);
             self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision, change });
         }
     }
@@ -1649,7 +1655,7 @@ mod tests {
             kind: NodeKind::Ttl(1000),
             builtin: false,
             null_data: false,
-            acl: vec![ZkAcl { perms: 31, scheme: "digest".into(), id: "u:x".into() }],
+            acl: Arc::new(vec![ZkAcl { perms: 31, scheme: "digest".into(), id: "u:x".into() }]),
             child_table: 32,
         };
         assert_eq!(ZnodeMeta::decode(&m.encode()).unwrap(), m);
