@@ -61,56 +61,105 @@ pub fn digest_id(user_password: &str) -> String {
     format!("{user}:{}", base64(&sha1(user_password.as_bytes())))
 }
 
-/// Puts a connection's identities (scheme, id) in the order ZooKeeper 3.8.0 lists them (whoAmI,
-/// and an `auth` ACL's expansion): its ServerCnxn keeps them in a set backed by a
-/// ConcurrentHashMap, which iterates by hash bucket and, inside a bucket, in insertion order.
-/// The list is kept in insertion order otherwise, so a stable sort by bucket gives that. The
-/// bucket is `spread(Id.hashCode()) & (table size - 1)`, the table 16 slots until 12 entries
-/// (0.75 full), then doubling. (A resize also reverses part of a bucket's chain; with 12 or
-/// more identities on one connection that order is not followed.)
-pub fn order_like_zookeeper(ids: &mut [(String, String)]) {
-    // String.hashCode over UTF-16 code units; Id.hashCode as jute generates it.
+/// Adds `id` to a connection's identities (scheme, id), kept in the order ZooKeeper 3.8.0
+/// lists them (whoAmI, and an `auth` ACL's expansion); nothing if it is there already.
+///
+/// ZooKeeper's ServerCnxn keeps them in a set backed by a `ConcurrentHashMap`, which iterates
+/// bucket by bucket and each bucket's chain in order. This models that map: the bucket is
+/// `spread(Id.hashCode()) & (table size - 1)`; a new entry goes at the end of its chain; the
+/// table starts at 16 buckets and doubles when the count reaches 3/4 of it (identities are
+/// never removed, so the size follows from the count). A doubling splits each chain as
+/// `ConcurrentHashMap.transfer` does: the chain's last run of entries bound for the same new
+/// bucket stays in order at the end, the entries before it are moved one by one to the front
+/// of their new bucket (so they come out reversed). Not modelled: a chain reaching 8 entries
+/// in a table under 64 buckets (Java then doubles the table early), which takes 8 identities
+/// in one of 16 buckets. `ids` must hold what this function made of them (the first, the
+/// connection's ip identity, alone).
+pub fn add_like_zookeeper(ids: &mut Vec<(String, String)>, id: (String, String)) {
+    if ids.contains(&id) {
+        return;
+    }
+    // String.hashCode over UTF-16 code units; Id.hashCode as jute generates it; then spread.
     fn java_hash(s: &str) -> i32 {
         s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
     }
-    let mut slots = 16usize;
-    while ids.len() >= slots - slots / 4 {
-        slots *= 2;
-    }
-    ids.sort_by_key(|(scheme, id)| {
+    fn spread((scheme, id): &(String, String)) -> usize {
         let h =
             17i32.wrapping_mul(37).wrapping_add(java_hash(scheme)).wrapping_mul(37).wrapping_add(java_hash(id)) as u32;
-        ((h ^ (h >> 16)) & 0x7fff_ffff) as usize & (slots - 1)
-    });
+        ((h ^ (h >> 16)) & 0x7fff_ffff) as usize
+    }
+    // The table for `count` entries: doubled each time the count reached 3/4 of it.
+    let table_for = |count: usize| {
+        let mut n = 16usize;
+        while count >= n - n / 4 {
+            n *= 2;
+        }
+        n
+    };
+    let n = table_for(ids.len());
+    let mut bins: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+    for e in ids.drain(..) {
+        let b = spread(&e) & (n - 1);
+        bins[b].push(e);
+    }
+    let b = spread(&id) & (n - 1);
+    bins[b].push(id);
+    let count: usize = bins.iter().map(Vec::len).sum();
+    if table_for(count) > n {
+        let mut doubled: Vec<Vec<(String, String)>> = vec![Vec::new(); 2 * n];
+        for (i, chain) in bins.into_iter().enumerate() {
+            let high = |e: &(String, String)| spread(e) & n != 0;
+            // Start of the last run bound for one half: kept in order, behind the rest.
+            let mut run = chain.len();
+            while run > 0 && (run == chain.len() || high(&chain[run - 1]) == high(&chain[chain.len() - 1])) {
+                run -= 1;
+            }
+            let (head, tail) = chain.split_at(run);
+            let (mut lo, mut hi) = (Vec::new(), Vec::new());
+            for e in head.iter().rev() {
+                if high(e) {
+                    hi.push(e.clone())
+                } else {
+                    lo.push(e.clone())
+                }
+            }
+            match tail.first() {
+                Some(e) if high(e) => hi.extend_from_slice(tail),
+                _ => lo.extend_from_slice(tail),
+            }
+            doubled[i] = lo;
+            doubled[i + n] = hi;
+        }
+        bins = doubled;
+    }
+    ids.extend(bins.into_iter().flatten());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Goal: identities listed as ZooKeeper 3.8.0 lists them. Method: the order its whoAmI gave
-    /// for an ip identity and two digests added after it (seen against Debian's 3.8.0).
+    /// Goal: identities listed as ZooKeeper 3.8.0 lists them. Method: the orders its whoAmI
+    /// gave (Debian's 3.8.0) for an ip identity and digests added after it: three, and eleven
+    /// (the twelfth entry doubles the table, and a chain split reverses part of a bucket).
     #[test]
     fn identities_order_like_zookeepers_set() {
-        let mut ids = vec![
-            ("ip".to_string(), "127.0.0.1".to_string()),
-            ("digest".to_string(), digest_id("")),
-            ("digest".to_string(), digest_id("u:p")),
-        ];
-        order_like_zookeeper(&mut ids);
-        let schemes: Vec<&str> = ids
-            .iter()
-            .map(|(s, i)| {
-                if s == "ip" {
-                    "ip"
-                } else if i.starts_with(':') {
-                    "digest ''"
-                } else {
-                    "digest u"
-                }
-            })
-            .collect();
-        assert_eq!(schemes, ["digest ''", "ip", "digest u"]);
+        // The user part of each digest identity, "ip" for the ip one.
+        let order = |users: &[&str]| {
+            let mut ids = vec![("ip".to_string(), "127.0.0.1".to_string())];
+            for u in users {
+                add_like_zookeeper(&mut ids, ("digest".to_string(), digest_id(u)));
+            }
+            // Adding one again changes nothing.
+            add_like_zookeeper(&mut ids, ("digest".to_string(), digest_id(users[0])));
+            ids.iter()
+                .map(|(s, i)| if s == "ip" { "ip".to_string() } else { i.split(':').next().unwrap_or("").to_string() })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&["", "u:p"]), ["", "ip", "u"]);
+        let xs: Vec<String> = (0..11).map(|i| format!("x{i}:pw")).collect();
+        let xs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        assert_eq!(order(&xs), ["x5", "x6", "x0", "x9", "ip", "x1", "x4", "x3", "x8", "x2", "x10", "x7"]);
     }
 
     #[test]

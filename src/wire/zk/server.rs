@@ -1157,9 +1157,7 @@ impl Conn {
                 if scheme == "digest" {
                     let id = auth::digest_id(&String::from_utf8_lossy(&cred));
                     if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
-                        let ids = Arc::make_mut(&mut self.auth);
-                        ids.push(("digest".into(), id));
-                        auth::order_like_zookeeper(ids);
+                        auth::add_like_zookeeper(Arc::make_mut(&mut self.auth), ("digest".into(), id));
                         self.ctx.watches.set_auth(self.id, self.auth.clone());
                     }
                     Queued::Ready { xid, op: op::AUTH, err: 0, body: Vec::new(), close: false }
@@ -1262,9 +1260,7 @@ impl Conn {
             tracing::info!("session 0x{session_id:x}: SASL authenticated as {authorization_id:?}");
             let id = ("sasl".to_string(), authorization_id);
             if !self.auth.contains(&id) {
-                let ids = Arc::make_mut(&mut self.auth);
-                ids.push(id);
-                auth::order_like_zookeeper(ids);
+                auth::add_like_zookeeper(Arc::make_mut(&mut self.auth), id);
                 self.ctx.watches.set_auth(self.id, self.auth.clone());
             }
         };
