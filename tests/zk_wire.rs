@@ -233,3 +233,28 @@ async fn a_pipeline_is_answered_in_order_and_close_session_comes_last() {
     assert_eq!(n, 0, "closed after the closeSession reply");
     node.shutdown().await;
 }
+
+/// Goal: a connection holds at most 1024 identities (its ip one and 1023 digests): the addauth
+/// past that is answered AuthFailed (-115) and the connection closes, as for an unknown scheme;
+/// adding one it holds already is still fine. Method: 1023 distinct addauths pipelined, then one
+/// repeated, then one more.
+#[tokio::test]
+async fn identities_per_connection_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path()).await;
+    let mut s = TcpStream::connect(node.zk_addr.expect("zookeeper listener")).await.unwrap();
+    connect(&mut s, 4000).await;
+    let addauth = |user: &str| packet(&[&be32(-4), &be32(100), &be32(0), &string("digest"), &string(user)]);
+    let burst: Vec<u8> = (0..1023).flat_map(|i| addauth(&format!("u{i}:pw"))).collect();
+    s.write_all(&burst).await.unwrap();
+    for _ in 0..1023 {
+        assert_eq!(read_packet(&mut s).await, [&be32(-4)[..], &be64(0), &be32(0)].concat());
+    }
+    s.write_all(&addauth("u7:pw")).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, [&be32(-4)[..], &be64(0), &be32(0)].concat());
+    s.write_all(&addauth("one-more:pw")).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, [&be32(-4)[..], &be64(0), &be32(-115)].concat());
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0, "closed after the answer");
+    node.shutdown().await;
+}

@@ -509,6 +509,13 @@ async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, max: usize) -> R
 /// The most one read from a client's socket adds to its connection's buffer.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
+/// The most identities one connection may hold (its ip one, addauth digests, a SASL one).
+/// Why: every write carries them through the log and every ACL check walks them, and adding
+/// one costs a pass over the others (`auth::add_like_zookeeper`); clients hold a handful.
+/// ZooKeeper sets no bound; an addauth past this one fails like a bad one (AuthFailed, and
+/// the connection closes).
+const AUTH_IDENTITIES_MAX: usize = 1024;
+
 async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::with_capacity(1024);
@@ -1154,9 +1161,11 @@ impl Conn {
             // The reply echoes the request's xid, as ZooKeeper's processPacket does (clients
             // send auth with xid -4 and expect -4 back).
             RequestBody::Auth { scheme, auth: cred, .. } => {
-                if scheme == "digest" {
-                    let id = auth::digest_id(&String::from_utf8_lossy(&cred));
-                    if !self.auth.iter().any(|(s, i)| s == "digest" && *i == id) {
+                let digest = (scheme == "digest").then(|| auth::digest_id(&String::from_utf8_lossy(&cred)));
+                let held = digest.as_ref().is_some_and(|id| self.auth.iter().any(|(s, i)| s == "digest" && i == id));
+                let full = !held && self.auth.len() >= AUTH_IDENTITIES_MAX;
+                if let (Some(id), false) = (digest, full) {
+                    if !held {
                         auth::add_like_zookeeper(Arc::make_mut(&mut self.auth), ("digest".into(), id));
                         self.ctx.watches.set_auth(self.id, self.auth.clone());
                     }
@@ -1166,7 +1175,8 @@ impl Conn {
                     // every session already has.
                     Queued::Ready { xid, op: op::AUTH, err: 0, body: Vec::new(), close: false }
                 } else {
-                    // ZooKeeper answers AuthFailed and closes the connection.
+                    // An unknown scheme (or one identity too many): ZooKeeper answers
+                    // AuthFailed and closes the connection.
                     Queued::Ready {
                         xid,
                         op: op::AUTH,
@@ -1259,7 +1269,7 @@ impl Conn {
         let mut gained = |authorization_id: String| {
             tracing::info!("session 0x{session_id:x}: SASL authenticated as {authorization_id:?}");
             let id = ("sasl".to_string(), authorization_id);
-            if !self.auth.contains(&id) {
+            if !self.auth.contains(&id) && self.auth.len() < AUTH_IDENTITIES_MAX {
                 auth::add_like_zookeeper(Arc::make_mut(&mut self.auth), id);
                 self.ctx.watches.set_auth(self.id, self.auth.clone());
             }
