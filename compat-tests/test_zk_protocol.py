@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from kazoo.protocol.serialization import Create, Delete, Exists, GetChildren, GetData, SetData, int_struct
+from kazoo.protocol.serialization import (Create, Delete, Exists, GetChildren, GetData, SetData, int_struct, read_string,
+                                          write_string)
 from kazoo.protocol.states import EventType
 from kazoo.security import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 
@@ -276,7 +277,7 @@ def test_who_am_i_lists_many_identities_in_zookeepers_order(zk):
     s = RawSession(zk.host, zk.port, 10000)
     try:
         for i in range(13):
-            assert _call(s, i + 1, 100, int_struct.pack(0) + _string(b"digest") + _string(b"x%d:pw" % i)) == 0
+            assert _call(s, i + 1, 100, int_struct.pack(0) + write_string("digest") + write_string(f"x{i}:pw")) == 0
         s.send(100, 107, b"")
         while True:
             xid, _zxid, err, body = s.read()
@@ -285,22 +286,13 @@ def test_who_am_i_lists_many_identities_in_zookeepers_order(zk):
         assert err == 0
         count, at, users = int_struct.unpack_from(body, 0)[0], 4, []
         for _ in range(count):
-            scheme, at = _read_string(body, at)
-            ident, at = _read_string(body, at)
+            scheme, at = read_string(body, at)
+            ident, at = read_string(body, at)
             users.append(ident if scheme == "ip" else ident.split(":")[0])
         assert users == ["x5", "x6", "x0", "x9", "127.0.0.1", "x1", "x4", "x3", "x8", "x12", "x2", "x11", "x10",
                          "x7"]
     finally:
         s.close_session()
-
-
-def _string(b):
-    return int_struct.pack(len(b)) + b
-
-
-def _read_string(body, at):
-    n = int_struct.unpack_from(body, at)[0]
-    return body[at + 4:at + 4 + n].decode(), at + 4 + n
 
 
 PERSISTENT = 0

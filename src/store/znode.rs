@@ -646,7 +646,7 @@ fn valid_sasl_id(id: &str) -> bool {
 
 /// The ACL that must let a session READ a node for it to hear the node's events: none if
 /// anyone may.
-fn gate_of(acl: &Arc<Vec<ZkAcl>>) -> Option<Arc<Vec<ZkAcl>>> {
+fn read_gate(acl: &Arc<Vec<ZkAcl>>) -> Option<Arc<Vec<ZkAcl>>> {
     let world_readable = acl.iter().any(|a| a.scheme == "world" && a.id == "anyone" && a.perms & perms::READ != 0);
     (!world_readable).then(|| acl.clone())
 }
@@ -1062,7 +1062,7 @@ impl WriteTx<'_> {
         }
         let len = data.len() as i64;
         let kv = KvState { mod_revision: ov.rev, version: 1, lease, data_len: data.len(), mtime_ms: txn.now_ms };
-        let gate = gate_of(&meta.acl);
+        let gate = read_gate(&meta.acl);
         let node = Node { meta, data: Some(data.clone()), kv: Some(kv), stored_meta: None };
         let mut stat = node.meta.stat(node.kv.as_ref());
         stat.data_length = sent_len as i32;
@@ -1116,7 +1116,7 @@ impl WriteTx<'_> {
         ov.children.push((parent_path, name_of(path).to_string(), false));
         ov.deleted_acls.push((path.to_string(), node.meta.acl.clone()));
         ov.nodes.insert(path.to_string(), None);
-        ov.kv.push(KvChange::Delete { path: path.to_string(), gate: gate_of(&node.meta.acl) });
+        ov.kv.push(KvChange::Delete { path: path.to_string(), gate: read_gate(&node.meta.acl) });
         self.zk_quota(ov, path, -1, -(node.kv.as_ref().map_or(0, |k| k.data_len) as i64))?;
         Ok(Ok(()))
     }
@@ -1148,7 +1148,7 @@ impl WriteTx<'_> {
         node.kv = Some(KvState { mod_revision: ov.rev, version, lease, data_len: data.len(), mtime_ms: txn.now_ms });
         node.data = Some(data.to_vec());
         let stat = node.meta.stat(node.kv.as_ref());
-        let gate = gate_of(&node.meta.acl);
+        let gate = read_gate(&node.meta.acl);
         ov.nodes.insert(path.to_string(), Some(node));
         ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease, mtime_ms: txn.now_ms, gate });
         self.zk_quota(ov, path, 0, bytes_diff)?;
@@ -1366,7 +1366,7 @@ impl WriteTx<'_> {
     /// `change` as in `ReadGate`), unless anyone may read it, which is every node's but a few:
     /// most writes record nothing.
     fn note_read_acl(&mut self, path: &str, acl: &Arc<Vec<ZkAcl>>, revision: i64, change: Option<u32>) {
-        if let Some(acl) = gate_of(acl) {
+        if let Some(acl) = read_gate(acl) {
             self.effects.zk_acls.push(crate::command::ReadGate { path: path.to_string(), acl, revision, change });
         }
     }
