@@ -83,6 +83,12 @@ async fn handshake_requests_and_errors_byte_for_byte() {
     bad.write_all(&wrong).await.unwrap();
     assert_eq!(read_packet(&mut bad).await, [&be32(0)[..], &be32(0), &be64(0), &be32(16), &[0u8; 16], &[0]].concat());
     assert_eq!(bad.read_to_end(&mut rest).await.unwrap(), 0, "closed after the answer");
+    // As in ZooKeeper, the attempt (wrong password and all) also closed the connection that
+    // held the session, without a word.
+    // (Sooner than the 4 s session timeout, after which a silent connection closes anyway.)
+    let closed = tokio::time::timeout(Duration::from_secs(2), again.read_to_end(&mut rest)).await;
+    assert_eq!(closed.expect("closed before the timeout").unwrap(), 0, "the holder is closed");
+    assert!(rest.is_empty());
 
     node.shutdown().await;
 }

@@ -353,6 +353,14 @@ impl ZkCtx {
         crate::store::sha256::digest(&input)[..16].to_vec()
     }
 
+    /// Closes a connection (its loop ends and drops the socket, without a reply).
+    fn close_conn(&self, conn_id: ConnId) {
+        if let Some(s) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&conn_id) {
+            s.closed.store(true, Ordering::Release);
+            s.close.notify_waiters();
+        }
+    }
+
     fn next_session_id(&self) -> i64 {
         (self.session_ids.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & (i64::MAX as u64)) as i64
     }
@@ -572,13 +580,11 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
 
     let stats = Arc::new(ConnStats::new(peer, false, session_id, timeout_ms as i64, 1, ctx.revision(), "SESS"));
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, stats.clone());
-    // A session reconnecting here leaves its old connection: close that one.
+    // The handshake closed the session's previous connection; one that attached in the
+    // meantime (two reconnects racing) is closed here: the newest wins, as in ZooKeeper.
     let previous = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session_id, conn_id);
     if let Some(prev) = previous {
-        if let Some(s) = ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&prev) {
-            s.closed.store(true, Ordering::Release);
-            s.close.notify_waiters();
-        }
+        ctx.close_conn(prev);
     }
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
@@ -658,6 +664,13 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
         (granted?, true)
     } else {
         let id = req.session_id;
+        // ZooKeeper closes the connection that holds the session before it checks anything
+        // else (ZooKeeperServer.processConnectRequest): any attempt to reattach a session,
+        // even with a wrong password or to one that has expired, ends its current connection.
+        let holder = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(conn_id) = holder {
+            ctx.close_conn(conn_id);
+        }
         let known = ctx.store.read().ok().and_then(|v| v.lease(id).ok().flatten()).is_some();
         let ok = known && req.passwd == ctx.password(id) && ctx.lessor.renew(id).is_some();
         (id, ok)
