@@ -67,6 +67,35 @@ def test_session_resume_and_bad_password(zk):
     dead.drop()
 
 
+def test_a_reattached_session_lives_by_the_timeout_it_reattached_with(zk):
+    # ZooKeeper touches a session with its current connection's negotiated timeout: a
+    # session created with 4 s and reattached asking 40 s outlives 4 s of silence, one
+    # created with 40 s and reattached asking 4 s does not.
+    watcher = zk.kazoo()
+    held = {}
+    for path, first, second in [("/longer", 4000, 40000), ("/shorter", 40000, 4000)]:
+        s = RawSession(zk.host, zk.port, first)
+        assert s.request(Create(path, b"", OPEN_ACL_UNSAFE, 1))[1:] == (0, path)
+        s.drop()
+        again = RawSession(zk.host, zk.port, second, s.session_id, s.passwd)
+        assert (again.session_id, again.negotiated_timeout) == (s.session_id, second)
+        assert again.request(Exists(path, False))[1] == 0
+        held[path] = again
+    for again in held.values():
+        again.drop()
+    # ZooKeeper expires a session within a tick (2 s) after its timeout.
+    deadline = time.monotonic() + 15
+    while watcher.exists("/shorter") is not None:
+        assert time.monotonic() < deadline, "the session reattached with 4 s did not expire"
+        time.sleep(0.2)
+    time.sleep(2.5)
+    assert watcher.exists("/longer") is not None
+    longer = held["/longer"]
+    resumed = RawSession(zk.host, zk.port, 40000, longer.session_id, longer.passwd)
+    assert resumed.negotiated_timeout == 40000
+    resumed.close_session()
+
+
 def test_request_errors_raw(zk):
     # the numeric error codes of the wire protocol
     s = RawSession(zk.host, zk.port, 10000)

@@ -84,6 +84,33 @@ impl Lessor {
         Some(l.ttl_s)
     }
 
+    /// Keep-alive of a ZooKeeper session: pushes the deadline to now + `period`, the timeout of
+    /// the connection that holds the session. Returns false for an unknown or expired lease.
+    ///
+    /// Why not the granted TTL: ZooKeeper touches a session with its current connection's
+    /// negotiated timeout, which differs from the one the session was created with when the
+    /// client reattaches asking for another one, or the server's bounds changed between a
+    /// restart and the reattach. The granted TTL (the store's) stays as it was.
+    pub fn renew_for(&self, id: i64, period: Duration) -> bool {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        let Some(l) = s.leases.get_mut(&id) else { return false };
+        if l.deadline <= now {
+            return false;
+        }
+        l.deadline = now + period;
+        // The queue entry must not come after the deadline: a shorter period than before
+        // moves it (rare: only after a reattach with a shorter timeout).
+        if l.deadline < l.offer_at {
+            let old = std::mem::replace(&mut l.offer_at, l.deadline);
+            let new = l.offer_at;
+            s.by_offer.remove(&(old, id));
+            s.by_offer.insert((new, id));
+        }
+        true
+    }
+
     /// (granted TTL, remaining time) of a live lease.
     pub fn remaining(&self, id: i64) -> Option<(i64, Duration)> {
         let s = self.lock();
@@ -184,6 +211,26 @@ mod tests {
         assert!(l.take_expired(10).is_empty());
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(l.take_expired(10), vec![1, 2, 3, 4]);
+    }
+
+    /// Goal: a session kept alive by a connection whose timeout differs from the granted TTL
+    /// expires by the connection's timeout, longer or shorter. Method: paused time.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_lives_by_its_connections_timeout() {
+        let l = Lessor::new();
+        l.granted(1, 4);
+        l.granted(2, 30);
+        assert!(l.renew_for(1, Duration::from_secs(20)));
+        assert!(l.renew_for(2, Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(l.take_expired(10), vec![2], "the shorter period is kept, not the queued 30 s");
+        l.revoked(2);
+        tokio::time::advance(Duration::from_secs(17)).await;
+        assert!(l.take_expired(10).is_empty(), "the longer period outlives the 4 s TTL");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(l.take_expired(10), vec![1]);
+        assert!(!l.renew_for(1, Duration::from_secs(20)), "an expired session is not revived");
+        assert!(!l.renew_for(9, Duration::from_secs(20)), "nor an unknown one");
     }
 
     #[tokio::test(start_paused = true)]

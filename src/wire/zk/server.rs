@@ -576,8 +576,10 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
     let Ok(req) = ConnectRequest::read(&mut Reader::new(&buf[4..4 + len])) else { return };
     buf.drain(..4 + len);
     let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
-    let Some((session_id, timeout_ms)) = handshake(&ctx, &req, &mut wr).await else { return };
+    let Some((session_id, timeout_ms, welcome)) = handshake(&ctx, &req, &mut wr).await else { return };
 
+    // The connection holds the session before the client hears so: a reattach the client
+    // sends next must find it here to close it.
     let stats = Arc::new(ConnStats::new(peer, false, session_id, timeout_ms as i64, 1, ctx.revision(), "SESS"));
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, stats.clone());
     // The handshake closed the session's previous connection; one that attached in the
@@ -586,6 +588,7 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
     if let Some(prev) = previous {
         ctx.close_conn(prev);
     }
+    let greeted = wr.write_all(&welcome).await.is_ok();
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
     let overflowed = ctx.watches.register_conn(conn_id, ntx);
@@ -598,13 +601,16 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
         id: conn_id,
         session_id,
         timeout: Duration::from_millis(timeout_ms),
+        lease_period: Duration::from_secs(session_ttl_s(timeout_ms) as u64),
         auth,
         sasl: None,
         stats: stats.clone(),
         reads_queued: 0,
         deferred: 0,
     };
-    session_loop(conn, rd, wr, buf, nrx, overflowed, stop).await;
+    if greeted {
+        session_loop(conn, rd, wr, buf, nrx, overflowed, stop).await;
+    }
 
     ctx.watches.remove_conn(conn_id);
     ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
@@ -625,9 +631,10 @@ fn session_ttl_s(timeout_ms: u64) -> i64 {
     timeout_ms.div_ceil(1000) as i64
 }
 
-/// Establishes or resumes the session. Returns (session id, negotiated timeout ms), or None
-/// when the connection must close (after ZooKeeper's "expired" answer where it sends one).
-async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -> Option<(i64, u64)> {
+/// Establishes or resumes the session. Returns (session id, negotiated timeout ms, the
+/// ConnectResponse frame for the caller to send once the connection holds the session), or
+/// None when the connection must close (after ZooKeeper's "expired" answer where it sends one).
+async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -> Option<(i64, u64, Vec<u8>)> {
     let cfg = &ctx.config;
     let timeout_ms = negotiate_timeout_ms(req.timeout_ms, cfg);
     if req.last_zxid_seen > ctx.revision() {
@@ -672,7 +679,8 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
             ctx.close_conn(conn_id);
         }
         let known = ctx.store.read().ok().and_then(|v| v.lease(id).ok().flatten()).is_some();
-        let ok = known && req.passwd == ctx.password(id) && ctx.lessor.renew(id).is_some();
+        let period = Duration::from_secs(session_ttl_s(timeout_ms) as u64);
+        let ok = known && req.passwd == ctx.password(id) && ctx.lessor.renew_for(id, period);
         (id, ok)
     };
     let resp = if ok {
@@ -688,11 +696,13 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
     };
     let mut w = Writer::new();
     resp.write(&mut w);
-    if wr.write_all(&frame::encode(&w.buf)).await.is_err() || !ok {
+    let welcome = frame::encode(&w.buf);
+    if !ok {
+        let _ = wr.write_all(&welcome).await;
         let _ = wr.shutdown().await;
         return None;
     }
-    Some((session_id, timeout_ms))
+    Some((session_id, timeout_ms, welcome))
 }
 
 struct Conn {
@@ -701,6 +711,9 @@ struct Conn {
     id: ConnId,
     session_id: i64,
     timeout: Duration,
+    /// How long each request keeps the session alive: this connection's timeout in the
+    /// lease's whole seconds (see `Lessor::renew_for`).
+    lease_period: Duration,
     /// The identities the connection authenticated as, shared with its queued reads (a copy
     /// per read was three allocations on every get); changed only by auth and SASL.
     auth: Arc<Vec<(String, String)>>,
@@ -1093,7 +1106,7 @@ impl Conn {
         buf.drain(..4 + len);
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.ctx.stats.received.fetch_add(1, Ordering::Relaxed);
-        if self.ctx.lessor.renew(self.session_id).is_none() {
+        if !self.ctx.lessor.renew_for(self.session_id, self.lease_period) {
             // Expired (or revoked through etcd): the client learns it when it reconnects.
             return false;
         }
