@@ -32,7 +32,11 @@ few parents in every way, with sessions ending now and then: getChildren and
 getEphemerals lists are compared as they come (ZooKeeper's hash sets' order).
 A gate generator aims at who hears which watch event: nodes readable by
 everyone or by one digest user only, every kind of watch, and multis that
-change one path several times in one zxid.
+change one path several times in one zxid. A sessions generator moves sessions
+between connections: a connection dropped and its session reattached (its
+watches stay behind, its ephemerals stay), an attempt with a wrong password
+(ZooKeeper closes the session's current connection all the same), a closed
+session's reattach (expired), a session abandoned for a new one.
 
 Every generator also runs pipelined: a session sends up to six requests before
 it reads their replies, which must come in their places among the watch events
@@ -81,8 +85,8 @@ PATHS = [b"/s", b"/s/a", b"/s/b", b"/s/a/x", b"/s/b/y", b"/t", b"/t/c"]
 class Session:
     """A raw session (zk_util.RawSession) that logs what it hears into a transcript."""
 
-    def __init__(self, port, name):
-        self.raw = RawSession("127.0.0.1", port, 30000, io_timeout=10)
+    def __init__(self, port, name, session_id=0, passwd=b"\0" * 16):
+        self.raw = RawSession("127.0.0.1", port, 30000, session_id, passwd, io_timeout=10)
         self.session_id = self.raw.session_id
         self.name = name
         self.xid = 0
@@ -501,6 +505,129 @@ def _gate_request(rng, _session):
     return rng.choice([6, 104]), s_(p)
 
 
+SESSION_PATHS = [b"/e", b"/e/a", b"/e/b", b"/e/a/x", b"/f"]
+
+
+def _paths_lists(rng, count):
+    lists = [[rng.choice(SESSION_PATHS) for _ in range(rng.randrange(3))] for _ in range(count)]
+    return b"".join(I.pack(len(x)) + b"".join(s_(y) for y in x) for x in lists)
+
+
+def _session_request(rng, session):
+    """The requests of the sessions generator: ephemerals and watches to leave behind or
+    take along, and setWatches / setWatches2 as a reattached client sends them."""
+    p = rng.choice(SESSION_PATHS)
+    k = rng.randrange(14)
+    if k < 3:
+        return rng.choice([1, 15]), s_(p) + s_(b"v") + WORLD + I.pack(rng.choice([0, 1, 1, 2, 3]))
+    if k == 3:
+        return 2, s_(p) + I.pack(-1)
+    if k == 4:
+        return 5, s_(p) + s_(b"d") + I.pack(-1)
+    if k in (5, 6):
+        return rng.choice([3, 4, 8, 12]), s_(p) + b"\1"
+    if k == 7:
+        return 106, s_(p) + I.pack(rng.choice([0, 1]))
+    if k in (8, 9):
+        zxid = rng.choice([session.last_zxid, session.last_zxid, 0])
+        return (105, struct.pack(">q", zxid) + _paths_lists(rng, 5)) if k == 8 else (
+            101, struct.pack(">q", zxid) + _paths_lists(rng, 3))
+    if k == 10:
+        return 103, s_(rng.choice([b"/", b"/e"]))
+    if k == 11:
+        return rng.choice([17, 18]), s_(p) + I.pack(rng.choice([1, 2, 3]))
+    if k == 12:
+        ops = [(1, s_(rng.choice(SESSION_PATHS)) + s_(b"m") + WORLD + I.pack(rng.choice([0, 1])))
+               for _ in range(rng.randrange(1, 3))]
+        ops += [(2, s_(rng.choice(SESSION_PATHS)) + I.pack(-1)) for _ in range(rng.randrange(2))]
+        rng.shuffle(ops)
+        return 14, _multi(ops)
+    return 9, s_(p)
+
+
+def _heard_after(session):
+    """What a connection the server should have closed gives: its end, or first the bytes of
+    watch events sent to it before (read within 3 s; "open" if neither comes)."""
+    session.raw.sock.settimeout(3)
+    try:
+        return "eof" if not session.raw.sock.recv(100) else "data"
+    except TimeoutError:
+        return "open"
+    except OSError:
+        return "error"
+
+
+def _run_sessions(port, seed, n):
+    """Two sessions, A and B, whose connections come and go (see the module's doc)."""
+    rng = random.Random(seed)
+    t = Transcript()
+    live = {"A": Session(port, "A"), "B": Session(port, "B")}
+    t.sessions.update({s.session_id: name for name, s in live.items()})
+    log = t.entries
+    abandoned = []
+
+    def reattach(name, s, heard=None):
+        # While the old connection is still open: ZooKeeper closes it before it answers
+        # (after a drop on the client's side, its sessionMap may forget the new connection:
+        # the old one's late close removes the session's entry, whichever connection it
+        # names, so a later wrong password closes the new connection or not by timing).
+        again = Session(port, name, s.session_id, s.raw.passwd)
+        again.last_zxid = s.last_zxid
+        live[name] = again
+        heard = heard or _heard_after(s)
+        s.close()
+        return again, heard
+
+    def fresh(name, i):
+        s = live[name] = Session(port, name)
+        t.sessions[s.session_id] = f"{name}{i}"
+
+    try:
+        for i in range(n):
+            name = rng.choice("AB")
+            s = live[name]
+            r = rng.random()
+            if r < 0.06:
+                # The client gives up on its connection (no closeSession) and reattaches the
+                # session on a new one; the server closes the old one.
+                again, heard = reattach(name, s)
+                log.append((name, i, "reattach", again.raw.negotiated_timeout, again.session_id == s.session_id,
+                            again.raw.passwd == s.raw.passwd, heard))
+            elif r < 0.08:
+                # Another connection offers the session's id with a wrong password: refused,
+                # and (as ZooKeeper does) the session's own connection is closed: reattach.
+                bad = Session(port, name + "?", s.session_id, bytes(16))
+                log.append((name, i, "wrong password", bad.raw.negotiated_timeout, bad.session_id,
+                            bad.raw.passwd.hex(), _heard_after(bad)))
+                bad.close()
+                again, heard = reattach(name, s, _heard_after(s))
+                log.append((name, i, "reattach", again.raw.negotiated_timeout, heard))
+            elif r < 0.10:
+                # The session closes; reattaching it finds it expired.
+                s.call(-11, b"", log)
+                s.close()
+                dead = Session(port, name + "x", s.session_id, s.raw.passwd)
+                log.append((name, i, "closed, reattach", dead.raw.negotiated_timeout, dead.session_id,
+                            _heard_after(dead)))
+                dead.close()
+                fresh(name, i)
+            elif r < 0.11:
+                # The connection drops and a new session takes over (the old one lingers
+                # with its ephemerals, past the end of the run).
+                s.close()
+                abandoned.append(s)
+                fresh(name, i)
+                log.append((name, i, "abandoned"))
+            else:
+                op, body = _session_request(rng, s)
+                err, reply = s.call(op, body, log)
+                log.append((name, i, op, err, t.decode(op, err, reply)))
+    finally:
+        for s in live.values():
+            s.close()
+    return t.normalized()
+
+
 def _run(port, seed, n, generator=None, closes=None):
     """`closes`: whether session B now and then closes and a new one takes its place (by
     default only with the basic generator)."""
@@ -612,6 +739,13 @@ def test_the_same_requests_of_each_kind_make_the_same_transcript(both, kind, see
     # The children generator's sessions also end now and then: their ephemerals go in the
     # order of the session's set, which their parents' child watches see.
     reference, conclave = (_run(s.port, seed, n, generator, closes=kind == "children") for s in both)
+    _assert_same(reference, conclave)
+
+
+# Sessions moving between connections: ten seeds of 300 steps.
+@pytest.mark.parametrize("seed", list(range(1, 11)))
+def test_sessions_moving_between_connections_make_the_same_transcript(both, seed):
+    reference, conclave = (_run_sessions(s.port, seed, 300) for s in both)
     _assert_same(reference, conclave)
 
 
