@@ -149,20 +149,23 @@ pub fn txn_from_pb(t: pb::TxnRequest, ops_max: usize) -> Result<TxnOp, EtcdError
     Ok(op)
 }
 
-/// A deleted range, for overlap checks: [key, end) with `None` = unbounded, or a single key.
+/// A deleted range, for overlap checks: [key, end), or the single key when `end` is None.
+///
+/// `end` is compared as the bytes it is, as etcd's interval tree does: a range_end of "\0"
+/// (every key from `key` on, when the delete runs) makes the empty interval [key, "\0") here,
+/// so etcd 3.4/3.5 let a put of any key through beside such a delete; so do we.
 #[derive(Clone, Debug)]
 struct Del {
     key: Vec<u8>,
     end: Option<Vec<u8>>,
-    single: bool,
 }
 
 impl Del {
     fn contains(&self, k: &[u8]) -> bool {
-        if self.single {
-            return k == self.key.as_slice();
+        match &self.end {
+            None => k == self.key.as_slice(),
+            Some(end) => k >= self.key.as_slice() && k < end.as_slice(),
         }
-        k >= self.key.as_slice() && self.end.as_ref().is_none_or(|e| k < e.as_slice())
     }
 }
 
@@ -172,13 +175,8 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Del>), Et
     let mut dels: Vec<Del> = Vec::new();
     for op in ops {
         if let RequestOp::DeleteRange(d) = op {
-            dels.push(if d.range_end.is_empty() {
-                Del { key: d.key.clone(), end: None, single: true }
-            } else if d.range_end == [0] {
-                Del { key: d.key.clone(), end: None, single: false }
-            } else {
-                Del { key: d.key.clone(), end: Some(d.range_end.clone()), single: false }
-            });
+            let end = (!d.range_end.is_empty()).then(|| d.range_end.clone());
+            dels.push(Del { key: d.key.clone(), end });
         }
     }
     let mut puts: HashSet<Vec<u8>> = HashSet::new();
@@ -218,32 +216,54 @@ pub fn range_result_to_pb(r: RangeResult, header: Option<pb::ResponseHeader>) ->
     pb::RangeResponse { header, kvs: r.kvs.into_iter().map(kv_to_pb).collect(), more: r.more, count: r.count }
 }
 
-/// A txn's results as etcd shapes them: nested responses carry a header holding only the
-/// revision, the top level gets the full header from the caller.
+/// A txn's results as etcd shapes them (its applier's applyTxn over one mvcc write txn that
+/// began at revision `begin`): a put answers `begin + 1`; a delete `begin + 1` once the txn
+/// has changed anything (itself included), else `begin`; a range the revision it read at; a
+/// nested txn an empty header. The top level gets the full header from the caller, with the
+/// txn's final `revision`.
 pub fn txn_result_to_pb(t: TxnResult, revision: i64, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {
+    let begin = if txn_changes(&t) { revision - 1 } else { revision };
+    let mut changed = false;
+    txn_to_pb(t, begin, &mut changed, header)
+}
+
+/// Whether a txn's results show a change: any put, or a delete that deleted something.
+fn txn_changes(t: &TxnResult) -> bool {
+    t.responses.iter().any(|r| match r {
+        OpResult::Range(_) => false,
+        OpResult::Put(_) => true,
+        OpResult::DeleteRange(d) => d.deleted > 0,
+        OpResult::Txn(t) => txn_changes(t),
+    })
+}
+
+/// `changed`: whether an op before (in execution order, nested txns included) changed a key.
+fn txn_to_pb(t: TxnResult, begin: i64, changed: &mut bool, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {
     use pb::response_op::Response as R;
     let inner = |revision: i64| Some(pb::ResponseHeader { revision, ..Default::default() });
-    let responses = t
-        .responses
-        .into_iter()
-        .map(|r| pb::ResponseOp {
-            response: Some(match r {
-                OpResult::Range(rr) => {
-                    let rev = rr.revision;
-                    R::ResponseRange(range_result_to_pb(rr, inner(rev)))
-                }
-                OpResult::Put(p) => {
-                    R::ResponsePut(pb::PutResponse { header: inner(revision), prev_kv: p.prev_kv.map(kv_to_pb) })
-                }
-                OpResult::DeleteRange(d) => R::ResponseDeleteRange(pb::DeleteRangeResponse {
-                    header: inner(revision),
+    let mut responses = Vec::with_capacity(t.responses.len());
+    for r in t.responses {
+        let response = match r {
+            OpResult::Range(rr) => {
+                let rev = rr.revision;
+                R::ResponseRange(range_result_to_pb(rr, inner(rev)))
+            }
+            OpResult::Put(p) => {
+                *changed = true;
+                R::ResponsePut(pb::PutResponse { header: inner(begin + 1), prev_kv: p.prev_kv.map(kv_to_pb) })
+            }
+            OpResult::DeleteRange(d) => {
+                *changed |= d.deleted > 0;
+                R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                    header: inner(if *changed { begin + 1 } else { begin }),
                     deleted: d.deleted,
                     prev_kvs: d.prev_kvs.into_iter().map(kv_to_pb).collect(),
-                }),
-                OpResult::Txn(t) => R::ResponseTxn(txn_result_to_pb(t, revision, inner(revision))),
-            }),
-        })
-        .collect();
+                })
+            }
+            OpResult::Txn(t) => R::ResponseTxn(txn_to_pb(t, begin, changed, Some(pb::ResponseHeader::default()))),
+        };
+        responses.push(pb::ResponseOp { response: Some(response) });
+    }
     pb::TxnResponse { header, succeeded: t.succeeded, responses }
 }
 
@@ -265,13 +285,58 @@ mod tests {
         RequestOp::Txn(TxnOp { compare: vec![], success, failure })
     }
 
+    /// Goal: a txn's per-op headers as etcd's applier fills them. Method: a txn that deletes
+    /// nothing, then puts, then deletes nothing again, then a nested txn: revision 10 before it.
+    #[test]
+    fn txn_response_headers_follow_etcd() {
+        let none = || OpResult::DeleteRange(DeleteResult::default());
+        let put = || OpResult::Put(PutResult { prev_kv: None });
+        let t = TxnResult {
+            succeeded: true,
+            responses: vec![
+                none(),
+                put(),
+                none(),
+                OpResult::Txn(TxnResult { succeeded: false, responses: vec![none()] }),
+            ],
+        };
+        let r = txn_result_to_pb(t, 11, None);
+        use pb::response_op::Response as R;
+        let revs: Vec<i64> = r
+            .responses
+            .iter()
+            .map(|o| match o.response.as_ref().unwrap() {
+                R::ResponsePut(p) => p.header.as_ref().unwrap().revision,
+                R::ResponseDeleteRange(d) => d.header.as_ref().unwrap().revision,
+                R::ResponseTxn(t) => {
+                    assert_eq!(t.header, Some(pb::ResponseHeader::default()), "a nested txn's header is empty");
+                    match t.responses[0].response.as_ref().unwrap() {
+                        R::ResponseDeleteRange(d) => d.header.as_ref().unwrap().revision,
+                        _ => unreachable!(),
+                    }
+                }
+                R::ResponseRange(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(revs, vec![10, 11, 11, 11], "a delete before any change answers the old revision");
+        // Nothing changed at all: every delete answers the txn's (unchanged) revision.
+        let r = txn_result_to_pb(TxnResult { succeeded: true, responses: vec![none()] }, 10, None);
+        match r.responses[0].response.as_ref().unwrap() {
+            R::ResponseDeleteRange(d) => assert_eq!(d.header.as_ref().unwrap().revision, 10),
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
     fn txn_overlap_rules_follow_etcd() {
         assert!(check_intervals(&[put("a"), put("b")]).is_ok());
         assert_eq!(check_intervals(&[put("a"), put("a")]).unwrap_err(), EtcdError::DuplicateKey);
         assert_eq!(check_intervals(&[del("a", "c"), put("b")]).unwrap_err(), EtcdError::DuplicateKey);
         assert!(check_intervals(&[del("a", "c"), put("c")]).is_ok());
-        assert_eq!(check_intervals(&[del("a", "\0"), put("zzz")]).unwrap_err(), EtcdError::DuplicateKey);
+        // etcd compares a range_end of "\0" as a byte string: [a, "\0") is empty there.
+        assert!(check_intervals(&[del("a", "\0"), put("zzz")]).is_ok());
+        assert!(check_intervals(&[del("a", "\0"), put("a")]).is_ok());
+        assert!(check_intervals(&[txn(vec![del("a", "\0")], vec![]), put("b")]).is_ok());
         // then/else of one nested txn exclude each other.
         assert!(check_intervals(&[txn(vec![put("a")], vec![put("a")])]).is_ok());
         assert_eq!(check_intervals(&[txn(vec![put("a")], vec![]), put("a")]).unwrap_err(), EtcdError::DuplicateKey);
