@@ -7,6 +7,7 @@
 //! read transaction, i.e. a consistent snapshot of every table at one revision.
 
 pub mod bolt;
+mod gosort;
 mod mvcc;
 mod read;
 pub mod schema;

@@ -168,7 +168,7 @@ impl<'t> WriteTx<'t> {
 
     fn apply_put(&mut self, op: &PutOp) -> Result<PutResult, Error> {
         self.check_space()?;
-        self.check_put(op)?;
+        self.check_put(op, CheckOrder::LeaseFirst)?;
         let mut rev = self.begin();
         let r = self.put(&mut rev, op)?;
         self.end(rev);
@@ -192,8 +192,12 @@ impl<'t> WriteTx<'t> {
         }
         let mut path = Vec::new();
         self.choose_path(op, &mut path)?;
-        let mut at = 0;
-        self.check_path(op, &path, &mut at)?;
+        // etcd checks every write of the path first, then every read: a txn with both a bad
+        // read and a bad write fails on the write whatever their order.
+        for pass in [CheckPass::Writes, CheckPass::Reads] {
+            let mut at = 0;
+            self.check_path(op, &path, &mut at, pass, &mut Vec::new())?;
+        }
         let mut rev = self.begin();
         let mut at = 0;
         let r = self.exec_txn(&mut rev, op, &path, &mut at)?;
@@ -212,25 +216,50 @@ impl<'t> WriteTx<'t> {
         Ok(())
     }
 
-    fn check_path(&self, op: &TxnOp, path: &[bool], at: &mut usize) -> Result<(), Error> {
+    /// `deleted`: the deletes met so far on the path, in the order the txn runs them.
+    fn check_path<'a>(
+        &self,
+        op: &'a TxnOp,
+        path: &[bool],
+        at: &mut usize,
+        pass: CheckPass,
+        deleted: &mut Vec<&'a DeleteOp>,
+    ) -> Result<(), Error> {
         let ok = path[*at];
         *at += 1;
         for req in if ok { &op.success } else { &op.failure } {
-            match req {
-                RequestOp::Put(p) => self.check_put(p)?,
-                RequestOp::Txn(t) => self.check_path(t, path, at)?,
-                RequestOp::Range(r) => self.check_range_rev(r.revision)?,
-                RequestOp::DeleteRange(d) => self.check_delete(d)?,
+            match (req, pass) {
+                (RequestOp::Txn(t), _) => self.check_path(t, path, at, pass, deleted)?,
+                (RequestOp::Put(p), CheckPass::Writes) => {
+                    self.check_put(p, CheckOrder::KeyFirst)?;
+                    // etcd checks a put's key against the state before the txn, then fails
+                    // the same lookup while it runs the txn (and panics: the whole member
+                    // goes down) when an earlier delete of the txn removed the key. A range
+                    // end of "\0" lets such a pair past its overlap check. Refused here.
+                    let needs_key = p.ignore_value || p.ignore_lease;
+                    if needs_key && deleted.iter().any(|d| in_range(&p.key, &d.key, &d.range_end)) {
+                        return Err(ApplyError::KeyNotFound.into());
+                    }
+                }
+                (RequestOp::DeleteRange(d), CheckPass::Writes) => {
+                    self.check_delete(d)?;
+                    deleted.push(d);
+                }
+                (RequestOp::Range(r), CheckPass::Reads) => self.check_range_rev(r.revision)?,
+                _ => {}
             }
         }
         Ok(())
     }
 
+    /// etcd's checkRange for a read inside a txn: any revision but 0 below the compacted one
+    /// fails, a negative one included (-1 passes only while nothing was ever compacted, the
+    /// compacted revision being -1 then); at the top level a revision <= 0 means "now".
     fn check_range_rev(&self, revision: i64) -> Result<(), Error> {
         if revision > self.rev {
             return Err(ApplyError::FutureRevision.into());
         }
-        if revision > 0 && revision < self.compact_rev {
+        if revision != 0 && revision < self.compact_rev {
             return Err(ApplyError::Compacted.into());
         }
         Ok(())
@@ -316,14 +345,19 @@ impl<'t> WriteTx<'t> {
         Ok(())
     }
 
-    fn check_put(&self, op: &PutOp) -> Result<(), Error> {
+    fn check_put(&self, op: &PutOp, order: CheckOrder) -> Result<(), Error> {
         if super::znode::path_of(&op.key).is_some() {
             return Err(ApplyError::ReservedKey.into());
+        }
+        let lease_missing =
+            || -> Result<bool, Error> { Ok(!op.ignore_lease && op.lease != 0 && self.leases.get(op.lease)?.is_none()) };
+        if order == CheckOrder::LeaseFirst && lease_missing()? {
+            return Err(ApplyError::LeaseNotFound.into());
         }
         if (op.ignore_value || op.ignore_lease) && self.kv.get(op.key.as_slice())?.is_none() {
             return Err(ApplyError::KeyNotFound.into());
         }
-        if !op.ignore_lease && op.lease != 0 && self.leases.get(op.lease)?.is_none() {
+        if order == CheckOrder::KeyFirst && lease_missing()? {
             return Err(ApplyError::LeaseNotFound.into());
         }
         Ok(())
@@ -764,6 +798,22 @@ pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mu
     Ok(())
 }
 
+/// Which of a put's two lookups etcd makes first: a put on its own checks its lease before the
+/// key `ignore_value` / `ignore_lease` need (applierV3backend.Put), a put inside a txn the key
+/// first (checkPut); a put failing both answers accordingly.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CheckOrder {
+    LeaseFirst,
+    KeyFirst,
+}
+
+/// The two passes of a txn's checks (etcd's checkRequests with checkPut, then checkRange).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CheckPass {
+    Writes,
+    Reads,
+}
+
 /// (current revision, compacted revision; [`NEVER_COMPACTED`] if none) as recorded in `meta`.
 pub(crate) fn revisions<M: ReadableTable<&'static str, &'static [u8]>>(meta: &M) -> Result<(i64, i64), StoreError> {
     let rev = meta.get(META_REVISION)?.map(|v| decode_i64(v.value())).unwrap_or(INITIAL_REVISION);
@@ -848,10 +898,12 @@ where
         || op.min_create_revision != 0
         || op.max_create_revision != 0;
     let sorted = op.sort_order != SortOrder::None || op.sort_target != SortTarget::Key;
-    // Like etcd: without sorting or filtering, fetch one more than the limit to learn `more`.
+    // Like etcd: without a sort order or filtering, fetch one more than the limit to learn
+    // `more`. A sort target without an order sorts only what was fetched (etcd 3.4 and 3.5
+    // decide the fetch on the order alone, then sort ascending by default).
     let fetch_max = if op.count_only {
         0
-    } else if sorted || filtered || op.limit <= 0 {
+    } else if op.sort_order != SortOrder::None || filtered || op.limit <= 0 {
         usize::MAX
     } else {
         op.limit as usize + 1
@@ -931,18 +983,20 @@ where
         });
     }
     if sorted {
-        // etcd sorts ascending by default when the target is not the key.
-        let order = if op.sort_order == SortOrder::None { SortOrder::Ascend } else { op.sort_order };
-        match op.sort_target {
-            SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
-            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-        }
-        if order == SortOrder::Descend {
-            kvs.reverse();
-        }
+        // etcd sorts ascending by default when the target is not the key, with Go's unstable
+        // sort.Sort: ties land where that algorithm leaves them (see `gosort`).
+        let descend = op.sort_order == SortOrder::Descend;
+        let cmp = |a: &KeyValue, b: &KeyValue| match op.sort_target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        };
+        super::gosort::sort_by(&mut kvs, |a, b| {
+            let (a, b) = if descend { (b, a) } else { (a, b) };
+            cmp(a, b) == std::cmp::Ordering::Less
+        });
     }
     let mut more = false;
     if op.limit > 0 && kvs.len() > op.limit as usize {

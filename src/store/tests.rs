@@ -219,6 +219,41 @@ fn failed_txn_changes_nothing() {
     assert!(get_at(&s, "x", "", 0).unwrap().kvs.is_empty());
 }
 
+/// Goal: a txn's checks fail as etcd 3.4's do (found by the etcd differential fuzzer): a put
+/// on its own checks its lease before its key, a put in a txn its key first; every write of
+/// the path is checked before any read; a read's revision below the compacted one fails,
+/// negative ones included; an ignore_value put of a key an earlier delete of the same txn
+/// removed is refused (etcd lets it through and then panics applying it).
+#[test]
+fn txn_checks_fail_in_etcds_order() {
+    let (_d, s) = open();
+    let missing = PutOp { key: b"nope".to_vec(), ignore_value: true, lease: 99, ..Default::default() };
+    assert_eq!(apply(&s, Command::Put(missing.clone())).result, Err(ApplyError::LeaseNotFound));
+    let txn = |success: Vec<RequestOp>| Command::Txn(TxnOp { success, ..Default::default() });
+    assert_eq!(apply(&s, txn(vec![RequestOp::Put(missing.clone())])).result, Err(ApplyError::KeyNotFound));
+    let bad_read = RequestOp::Range(RangeOp { key: b"a".to_vec(), revision: 100, ..Default::default() });
+    assert_eq!(
+        apply(&s, txn(vec![bad_read.clone(), RequestOp::Put(missing)])).result,
+        Err(ApplyError::KeyNotFound),
+        "the write is checked first"
+    );
+    assert_eq!(apply(&s, txn(vec![bad_read])).result, Err(ApplyError::FutureRevision));
+    let at = |revision| RequestOp::Range(RangeOp { key: b"a".to_vec(), revision, ..Default::default() });
+    assert!(apply(&s, txn(vec![at(-1)])).result.is_ok(), "-1 passes while nothing is compacted");
+    assert_eq!(apply(&s, txn(vec![at(-2)])).result, Err(ApplyError::Compacted));
+    apply(&s, put("a", "1"));
+    apply(&s, put("b", "1"));
+    apply(&s, Command::Compact { revision: 2 });
+    assert_eq!(apply(&s, txn(vec![at(-1)])).result, Err(ApplyError::Compacted));
+    assert_eq!(get_at(&s, "a", "", -1).unwrap().kvs.len(), 1, "at the top level -1 means now");
+
+    let delete_from_a = RequestOp::DeleteRange(DeleteOp { key: b"a".to_vec(), range_end: vec![0], prev_kv: false });
+    let keep_b = RequestOp::Put(PutOp { key: b"b".to_vec(), ignore_value: true, ..Default::default() });
+    let r = apply(&s, txn(vec![delete_from_a, keep_b]));
+    assert_eq!(r.result, Err(ApplyError::KeyNotFound));
+    assert_eq!(get_at(&s, "b", "", 0).unwrap().kvs.len(), 1, "nothing was deleted");
+}
+
 #[test]
 fn put_ignore_value_and_lease() {
     let (_d, s) = open();
