@@ -158,6 +158,20 @@ impl StreamTask {
         if range_end == [0] && c.key.is_empty() {
             range_end = vec![0];
         }
+        let header = self.header(rev);
+        let refuse = |reason: String| pb::WatchResponse {
+            header: header.clone(),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        };
+        // Refused before an id is taken, as etcd's watchStream.Watch does: the next watch
+        // gets the id this one would have had.
+        if bad_range {
+            return self.send(refuse("mvcc: watcher range is empty".into())).await;
+        }
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {
@@ -168,17 +182,6 @@ impl StreamTask {
             self.next_id += 1;
             id
         };
-        let refuse = |reason: String| pb::WatchResponse {
-            header: self.header(rev),
-            watch_id: -1,
-            created: true,
-            canceled: true,
-            cancel_reason: reason,
-            ..Default::default()
-        };
-        if bad_range {
-            return self.send(refuse("mvcc: watcher range is empty".into())).await;
-        }
         if c.watch_id != 0 && self.active.contains_key(&id) {
             return self.send(refuse("mvcc: duplicate watch ID provided on the WatchStream".into())).await;
         }
