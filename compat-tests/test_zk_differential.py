@@ -742,8 +742,9 @@ def test_the_same_requests_of_each_kind_make_the_same_transcript(both, kind, see
     _assert_same(reference, conclave)
 
 
-# Sessions moving between connections: ten seeds of 300 steps.
-@pytest.mark.parametrize("seed", list(range(1, 11)))
+# Sessions moving between connections: ten seeds of 300 steps, and one that found a
+# reattached connection's checkWatches seeing the old connection's watch (by timing).
+@pytest.mark.parametrize("seed", list(range(1, 11)) + [307])
 def test_sessions_moving_between_connections_make_the_same_transcript(both, seed):
     reference, conclave = (_run_sessions(s.port, seed, 300) for s in both)
     _assert_same(reference, conclave)

@@ -353,12 +353,16 @@ impl ZkCtx {
         crate::store::sha256::digest(&input)[..16].to_vec()
     }
 
-    /// Closes a connection (its loop ends and drops the socket, without a reply).
+    /// Closes a connection (its loop ends and drops the socket, without a reply). Its watches
+    /// go now, not when its task gets round to ending: ZooKeeper drops them before it answers
+    /// the reattach that closed the connection, and a checkWatches on the new connection must
+    /// not find them (it answers for any connection's watch on the path).
     fn close_conn(&self, conn_id: ConnId) {
         if let Some(s) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&conn_id) {
             s.closed.store(true, Ordering::Release);
             s.close.notify_waiters();
         }
+        self.watches.remove_conn(conn_id);
     }
 
     fn next_session_id(&self) -> i64 {
