@@ -224,6 +224,17 @@ def _run(port, seed, n, keys):
                 out.append((i, str(req), _text(resp)))
             except grpc.RpcError as e:
                 out.append((i, str(req), "error", e.code().name, e.details()))
+        # The whole keyspace's hash at the end (etcd's HashKV over its bolt buckets) and
+        # the leases left.
+        maint = pbg.MaintenanceStub(ch)
+        for r in (0, rev, max(rev - 3, 1)):
+            try:
+                out.append(("hashkv", r, _text(maint.HashKV(pb.HashKVRequest(revision=r), timeout=10))))
+            except grpc.RpcError as e:
+                out.append(("hashkv", r, "error", e.code().name, e.details()))
+        leases = lease.LeaseLeases(pb.LeaseLeasesRequest(), timeout=10)
+        # (Ids the server chose differ: only their number is compared.)
+        out.append(("leases", sorted(x.ID if x.ID in LEASES else 0 for x in leases.leases)))
         out.extend(_watch_replay(ch, g, rev))
     finally:
         ch.close()

@@ -420,20 +420,52 @@ impl ReadView {
     /// up to `rev` (0 = current) in revision order, each as etcd's revision key followed by
     /// the protobuf mvccpb.KeyValue etcd stores (a tombstone stores only its key). Two stores
     /// with the same history, ours or etcd's, give the same hash. Returns (hash, revision).
+    /// etcd's HashByRev: a CRC-32C of the key bucket's rows up to `rev`, as etcd's bolt file
+    /// holds them. A row at or below the compacted revision counts only if its key has no
+    /// change after it up to `rev` (etcd keeps it only if `kvindex.Keep(rev)` names it), unless
+    /// no key at all is live at `rev` (then Keep is empty and etcd counts them all).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64), Error> {
+        if rev > 0 && rev <= self.compact_revision {
+            return Err(ApplyError::Compacted.into());
+        }
         let rev = if rev <= 0 { self.revision } else { rev };
         if rev > self.revision {
             return Err(ApplyError::FutureRevision.into());
         }
-        if rev < self.compact_revision {
-            return Err(ApplyError::Compacted.into());
+        let hist = self.t_hist()?;
+        let compacted_end = rev_key(self.compact_revision.max(0) + 1, 0);
+        let end = rev_key(rev + 1, 0);
+        // Keys changed since the compaction, up to `rev`: whether each is live at `rev`.
+        let mut changed: HashMap<Vec<u8>, bool> = HashMap::new();
+        if compacted_end < end {
+            for row in hist.range(compacted_end..end)? {
+                let (_, v) = row?;
+                let e = HistEntry::decode(v.value())?;
+                changed.insert(e.key, !e.tombstone);
+            }
+        }
+        let mut keep_empty = !changed.values().any(|live| *live);
+        if keep_empty {
+            // A row at or below the compaction is live there; it still is at `rev` unless
+            // its key changed since.
+            for row in hist.range(..compacted_end.min(end))? {
+                let (_, v) = row?;
+                if !changed.contains_key(&HistEntry::decode(v.value())?.key) {
+                    keep_empty = false;
+                    break;
+                }
+            }
         }
         let mut h = Crc32c::new();
         h.update(b"key");
-        for row in self.t_hist()?.range(..rev_key(rev + 1, 0))? {
+        for row in hist.range(..end)? {
             let (k, v) = row?;
             let rk = k.value();
-            let (key, value) = etcd_backend_row(rk, HistEntry::decode(v.value())?);
+            let e = HistEntry::decode(v.value())?;
+            if rk < compacted_end && !keep_empty && changed.contains_key(&e.key) {
+                continue;
+            }
+            let (key, value) = etcd_backend_row(rk, e);
             h.update(&key);
             h.update(&value);
         }
