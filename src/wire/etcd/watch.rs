@@ -160,7 +160,7 @@ impl StreamTask {
         }
         let header = self.header(rev);
         let refuse = |reason: String| pb::WatchResponse {
-            header: header.clone(),
+            header,
             watch_id: -1,
             created: true,
             canceled: true,
