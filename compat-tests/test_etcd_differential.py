@@ -181,6 +181,7 @@ def _run(port, seed, n, keys):
     kv, lease = pbg.KVStub(ch), pbg.LeaseStub(ch)
     out = []
     rev = 1
+    live = _Watches(ch, [_watch_spec(g, 0) for _ in range(4)])
     try:
         for i in range(n):
             c = rng.randrange(20)
@@ -235,55 +236,74 @@ def _run(port, seed, n, keys):
         leases = lease.LeaseLeases(pb.LeaseLeasesRequest(), timeout=10)
         # (Ids the server chose differ: only their number is compared.)
         out.append(("leases", sorted(x.ID if x.ID in LEASES else 0 for x in leases.leases)))
+        # Watches open from the start: what each heard, in order.
+        out.append(("live watches", live.collect()))
         out.extend(_watch_replay(ch, g, rev))
     finally:
+        live.close()
         ch.close()
     return out
 
 
+def _watch_spec(g, start_revision):
+    k = g.key()
+    return pb.WatchCreateRequest(key=k, range_end=g.range_end(k), start_revision=start_revision,
+                                 prev_kv=g.rng.random() < 0.5, filters=g.rng.choice([[], [], [0], [1]]))
+
+
+class _Watches:
+    """Watches created on one stream; `collect` gathers each watch's responses in order."""
+
+    def __init__(self, ch, specs):
+        self.specs = specs
+        self.done = threading.Event()
+        self.replies = queue.Queue()
+        requests = [pb.WatchRequest(create_request=s) for s in specs]
+
+        def send():
+            yield from requests
+            self.done.wait(60)
+
+        self.stream = pbg.WatchStub(ch).Watch(send(), timeout=60)
+
+        def read():
+            try:
+                for resp in self.stream:
+                    self.replies.put(resp)
+            except grpc.RpcError:
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def collect(self):
+        got = {}
+        # Every reply is due by now (the writes are done); quiet for 0.7 s means all came.
+        while True:
+            try:
+                resp = self.replies.get(timeout=0.7)
+            except queue.Empty:
+                break
+            w = got.setdefault(resp.watch_id, [])
+            if resp.created:
+                w.append("created")
+            if resp.canceled or resp.compact_revision:
+                w.append(("canceled", resp.canceled, resp.compact_revision, resp.cancel_reason))
+            w.extend(str(e) for e in resp.events)
+        return [("watches", [str(s) for s in self.specs])] + [("watch", i, got[i]) for i in sorted(got)]
+
+    def close(self):
+        self.done.set()
+        self.stream.cancel()
+
+
 def _watch_replay(ch, g, rev):
     """Six watches from past revisions on one stream; each watch's responses, in order."""
-    rng = g.rng
-    specs = []
-    for _ in range(6):
-        k = g.key()
-        specs.append(pb.WatchCreateRequest(key=k, range_end=g.range_end(k),
-                                           start_revision=rng.choice([1, 2, max(rev // 2, 1), rev, rev + 1]),
-                                           prev_kv=rng.random() < 0.5, filters=rng.choice([[], [], [0], [1]])))
-    requests = iter([pb.WatchRequest(create_request=s) for s in specs])
-    done = threading.Event()
-
-    def send():
-        yield from requests
-        done.wait(30)
-
-    stream = pbg.WatchStub(ch).Watch(send(), timeout=30)
-    replies = queue.Queue()
-
-    def read():
-        try:
-            for resp in stream:
-                replies.put(resp)
-        except grpc.RpcError:
-            pass
-
-    threading.Thread(target=read, daemon=True).start()
-    got = {}
-    # Every reply is due at once (the history is there); quiet for 0.7 s means all came.
-    while True:
-        try:
-            resp = replies.get(timeout=0.7)
-        except queue.Empty:
-            break
-        w = got.setdefault(resp.watch_id, [])
-        if resp.created:
-            w.append("created")
-        if resp.canceled or resp.compact_revision:
-            w.append(("canceled", resp.canceled, resp.compact_revision, resp.cancel_reason))
-        w.extend(str(e) for e in resp.events)
-    done.set()
-    stream.cancel()
-    return [("watches", [str(s) for s in specs])] + [("watch", i, got[i]) for i in sorted(got)]
+    specs = [_watch_spec(g, g.rng.choice([1, 2, max(rev // 2, 1), rev, rev + 1])) for _ in range(6)]
+    w = _Watches(ch, specs)
+    try:
+        return w.collect()
+    finally:
+        w.close()
 
 
 @pytest.fixture

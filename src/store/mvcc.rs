@@ -424,10 +424,36 @@ impl<'t> WriteTx<'t> {
                 self.lease_keys.insert((lease, op.key.as_slice()), ())?;
             }
         }
+        // The event's prev_kv is the key's state before this txn (see `state_before`); the
+        // reply's is the state the txn's earlier ops left, as etcd's are.
+        let changed_in_txn = prev != 0 && rev_main(prev) == rev.main && etcd_prev_rule(&op.key);
+        let event_prev = if changed_in_txn { self.state_before(prev, rev.main)? } else { None };
         let prev = old.map(|o| to_kv(&op.key, o));
         let kv = to_kv(&op.key, cur);
-        self.effects.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+        let prev_kv = if changed_in_txn { event_prev } else { prev.clone() };
+        self.effects.events.push(Event { kind: EventKind::Put, kv, prev_kv });
         Ok(PutResult { prev_kv: if op.prev_kv { prev } else { None } })
+    }
+
+    /// A watch event's prev_kv as etcd gives it: the key's live state at the revision before
+    /// the event's (etcd's watch server reads it at ModRevision - 1), so a key changed twice in
+    /// one txn shows the state from before the txn both times, not the one the first change
+    /// left. `link`: the change the key's chain leads to from this event; `main`: the txn's
+    /// revision. Rare (a txn changing one key twice), so it may read history.
+    fn state_before(&self, mut link: u128, main: i64) -> Result<Option<KeyValue>, Error> {
+        while link != 0 && rev_main(link) == main {
+            let Some(row) = self.hist.get(link)? else { return Ok(None) };
+            link = HistEntry::link_of(row.value())?.0;
+        }
+        if link == 0 {
+            return Ok(None);
+        }
+        let Some(row) = self.hist.get(link)? else { return Ok(None) };
+        let e = HistEntry::decode(row.value())?;
+        if e.tombstone {
+            return Ok(None);
+        }
+        Ok(Some(super::read::put_kv(link, e)))
     }
 
     /// Replaces a key's current value without a new revision: its kv row keeps its
@@ -486,9 +512,13 @@ impl<'t> WriteTx<'t> {
         if old.lease != 0 {
             self.lease_keys.remove((old.lease, key))?;
         }
+        // As for a put: a key the txn changed already shows its state from before the txn.
+        let changed_in_txn = old.mod_main == rev.main && etcd_prev_rule(key);
+        let event_prev = if changed_in_txn { self.state_before(old.hist_key(), rev.main)? } else { None };
         let prev = to_kv(key, old);
         let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..Default::default() };
-        self.effects.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
+        let prev_kv = if changed_in_txn { event_prev } else { Some(prev.clone()) };
+        self.effects.events.push(Event { kind: EventKind::Delete, kv, prev_kv });
         Ok(prev)
     }
 
@@ -796,6 +826,14 @@ pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mu
     let row = hist.get(rk)?.ok_or_else(|| StoreError::Corrupt(format!("kv points at missing revision {rk:x}")))?;
     c.value = HistEntry::value_of(row.value())?.to_vec();
     Ok(())
+}
+
+/// Whether a key's watch events take etcd's prev_kv rule (the state before the txn, see
+/// `Tx::state_before`). Not a znode's: ZooKeeper's watch events tell a creation from a
+/// change by whether the change had a previous state, so a multi that creates a node and
+/// then sets its data must show the created state as the second change's previous one.
+pub(crate) fn etcd_prev_rule(key: &[u8]) -> bool {
+    super::znode::path_of(key).is_none()
 }
 
 /// Which of a put's two lookups etcd makes first: a put on its own checks its lease before the

@@ -196,7 +196,7 @@ fn etcd_backend_row(rk: u128, e: HistEntry) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The state a put in history wrote.
-fn put_kv(rk: u128, e: HistEntry) -> KeyValue {
+pub(super) fn put_kv(rk: u128, e: HistEntry) -> KeyValue {
     KeyValue {
         key: e.key,
         create_revision: e.create_revision,
@@ -385,7 +385,12 @@ impl ReadView {
             if !in_range(&e.key, key, range_end) {
                 continue;
             }
-            let prev_kv = if with_prev_kv { self.prev_kv(e.prev)? } else { None };
+            let prev_kv = if with_prev_kv {
+                let skip = super::mvcc::etcd_prev_rule(&e.key).then_some(main);
+                self.prev_kv(e.prev, skip)?
+            } else {
+                None
+            };
             let ev = if e.tombstone {
                 Event {
                     kind: EventKind::Delete,
@@ -400,13 +405,20 @@ impl ReadView {
         Ok(EventPage { events, next_revision })
     }
 
-    /// The key's live state right before its change `prev` links from (`prk`: that change's
-    /// `prev`); None if there was none (created there, or deleted, or compacted away).
-    fn prev_kv(&self, prk: u128) -> Result<Option<KeyValue>, Error> {
+    /// The key's live state right before its change whose `prev` is `prk`; None if there was
+    /// none (created there, or deleted, or compacted away). `skip`: that change's revision,
+    /// to pass over earlier changes of the same txn, as etcd's watch server does (it reads
+    /// prev_kv at ModRevision - 1); None for a znode key (see `mvcc::etcd_prev_rule`).
+    fn prev_kv(&self, mut prk: u128, skip: Option<i64>) -> Result<Option<KeyValue>, Error> {
+        let hist = self.t_hist()?;
+        while prk != 0 && Some(rev_main(prk)) == skip {
+            let Some(v) = hist.get(prk)? else { return Ok(None) };
+            prk = HistEntry::link_of(v.value())?.0;
+        }
         if prk == 0 {
             return Ok(None);
         }
-        let Some(v) = self.t_hist()?.get(prk)? else {
+        let Some(v) = hist.get(prk)? else {
             return Ok(None);
         };
         let e = HistEntry::decode(v.value())?;
@@ -416,14 +428,13 @@ impl ReadView {
         Ok(Some(put_kv(prk, e)))
     }
 
-    /// etcd's HashKV, bit for bit: CRC-32C over the bucket name "key", then every kept change
-    /// up to `rev` (0 = current) in revision order, each as etcd's revision key followed by
-    /// the protobuf mvccpb.KeyValue etcd stores (a tombstone stores only its key). Two stores
-    /// with the same history, ours or etcd's, give the same hash. Returns (hash, revision).
-    /// etcd's HashByRev: a CRC-32C of the key bucket's rows up to `rev`, as etcd's bolt file
-    /// holds them. A row at or below the compacted revision counts only if its key has no
-    /// change after it up to `rev` (etcd keeps it only if `kvindex.Keep(rev)` names it), unless
-    /// no key at all is live at `rev` (then Keep is empty and etcd counts them all).
+    /// etcd's HashKV (HashByRev), bit for bit: CRC-32C over the bucket name "key", then every
+    /// kept change up to `rev` (0 = current) in revision order, each as etcd's revision key
+    /// followed by the protobuf mvccpb.KeyValue etcd stores (a tombstone stores only its key).
+    /// A row at or below the compacted revision counts only if its key has no change after it
+    /// up to `rev` (etcd keeps it only if `kvindex.Keep(rev)` names it), unless no key at all
+    /// is live at `rev` (then Keep is empty and etcd counts them all). Two stores with the
+    /// same history, ours or etcd's, give the same hash. Returns (hash, revision).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64), Error> {
         if rev > 0 && rev <= self.compact_revision {
             return Err(ApplyError::Compacted.into());

@@ -152,12 +152,12 @@ impl StreamTask {
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
         let rev = self.ctx.hub.revision();
-        let mut range_end = c.range_end.clone();
-        // etcd: an end at or before the key is an empty range, refused; "\0" means "from key".
-        let bad_range = !range_end.is_empty() && range_end != [0] && range_end <= c.key;
-        if range_end == [0] && c.key.is_empty() {
-            range_end = vec![0];
-        }
+        // etcd: an empty key is "\0", the smallest key (so an empty key alone watches the key
+        // "\0", and with an end the range from it); an end at or before the key is an empty
+        // range, refused; an end of "\0" means "from key".
+        let key = if c.key.is_empty() { vec![0] } else { c.key.clone() };
+        let range_end = c.range_end.clone();
+        let bad_range = !range_end.is_empty() && range_end != [0] && range_end <= key;
         let header = self.header(rev);
         let refuse = |reason: String| pb::WatchResponse {
             header,
@@ -186,7 +186,7 @@ impl StreamTask {
             return self.send(refuse("mvcc: duplicate watch ID provided on the WatchStream".into())).await;
         }
         let spec = WatchSpec {
-            key: c.key,
+            key,
             range_end,
             start_revision: c.start_revision,
             prev_kv: c.prev_kv,
