@@ -183,6 +183,25 @@ def _text(msg):
     return str(m)
 
 
+def _keep_alive_once(lease, req):
+    """One keep-alive on a stream of its own, held open until its answer is read (closing
+    the sending side first may end the stream before the answer)."""
+    answered = threading.Event()
+
+    def send():
+        yield req
+        answered.wait(10)
+
+    stream = lease.LeaseKeepAlive(send(), timeout=10)
+    try:
+        resp = next(stream)
+        resp.TTL = min(resp.TTL, 1)  # the granted TTL, or 0 for no lease
+        return resp
+    finally:
+        answered.set()
+        stream.cancel()
+
+
 def _run(port, seed, n, keys):
     g = Gen(seed, keys)
     rng = g.rng
@@ -222,6 +241,9 @@ def _run(port, seed, n, keys):
                 elif c == 18:
                     req = pb.LeaseRevokeRequest(ID=rng.choice(LEASES + [7]))
                     resp = lease.LeaseRevoke(req, timeout=10)
+                elif rng.random() < 0.3:
+                    req = pb.LeaseKeepAliveRequest(ID=rng.choice(LEASES + [7]))
+                    resp = _keep_alive_once(lease, req)
                 else:
                     req = pb.LeaseTimeToLiveRequest(ID=rng.choice(LEASES + [7]), keys=rng.random() < 0.5)
                     resp = lease.LeaseTimeToLive(req, timeout=10)
@@ -287,15 +309,23 @@ class _Watches:
                 pass
 
         threading.Thread(target=read, daemon=True).start()
+        # Writes may start only once every watch exists (each is answered "created", a
+        # refused one too): one made later starts later.
+        self.early = []
+        while sum(r.created for r in self.early) < len(specs):
+            self.early.append(self.replies.get(timeout=10))
 
     def collect(self):
         got = {}
-        # Every reply is due by now (the writes are done); quiet for 0.7 s means all came.
+        # Every reply is due by now (the writes are done); quiet for 0.5 s means all came.
         while True:
-            try:
-                resp = self.replies.get(timeout=0.7)
-            except queue.Empty:
-                break
+            if self.early:
+                resp = self.early.pop(0)
+            else:
+                try:
+                    resp = self.replies.get(timeout=0.5)
+                except queue.Empty:
+                    break
             w = got.setdefault(resp.watch_id, [])
             if resp.created:
                 w.append("created")

@@ -424,22 +424,19 @@ impl<'t> WriteTx<'t> {
                 self.lease_keys.insert((lease, op.key.as_slice()), ())?;
             }
         }
-        // The event's prev_kv is the key's state before this txn (see `state_before`); the
-        // reply's is the state the txn's earlier ops left, as etcd's are.
-        let changed_in_txn = prev != 0 && rev_main(prev) == rev.main && etcd_prev_rule(&op.key);
-        let event_prev = if changed_in_txn { self.state_before(prev, rev.main)? } else { None };
+        // A creation's event has no prev_kv, even after a delete of the same txn (etcd's
+        // watch server skips create events); etcd lets no txn put a key twice.
         let prev = old.map(|o| to_kv(&op.key, o));
         let kv = to_kv(&op.key, cur);
-        let prev_kv = if changed_in_txn { event_prev } else { prev.clone() };
-        self.effects.events.push(Event { kind: EventKind::Put, kv, prev_kv });
+        self.effects.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
         Ok(PutResult { prev_kv: if op.prev_kv { prev } else { None } })
     }
 
-    /// A watch event's prev_kv as etcd gives it: the key's live state at the revision before
-    /// the event's (etcd's watch server reads it at ModRevision - 1), so a key changed twice in
-    /// one txn shows the state from before the txn both times, not the one the first change
-    /// left. `link`: the change the key's chain leads to from this event; `main`: the txn's
-    /// revision. Rare (a txn changing one key twice), so it may read history.
+    /// A delete event's prev_kv as etcd gives it: the key's live state at the revision before
+    /// the event's (etcd's watch server reads it at ModRevision - 1), so a key a txn puts and
+    /// then deletes shows the state from before the txn, not the one the put left. `link`: the
+    /// change the key's chain leads to from this event; `main`: the txn's revision. Rare (a
+    /// txn changing one key twice), so it may read history.
     fn state_before(&self, mut link: u128, main: i64) -> Result<Option<KeyValue>, Error> {
         while link != 0 && rev_main(link) == main {
             let Some(row) = self.hist.get(link)? else { return Ok(None) };
@@ -512,7 +509,7 @@ impl<'t> WriteTx<'t> {
         if old.lease != 0 {
             self.lease_keys.remove((old.lease, key))?;
         }
-        // As for a put: a key the txn changed already shows its state from before the txn.
+        // A key the txn changed already shows its state from before the txn.
         let changed_in_txn = old.mod_main == rev.main && etcd_prev_rule(key);
         let event_prev = if changed_in_txn { self.state_before(old.hist_key(), rev.main)? } else { None };
         let prev = to_kv(key, old);

@@ -385,7 +385,9 @@ impl ReadView {
             if !in_range(&e.key, key, range_end) {
                 continue;
             }
-            let prev_kv = if with_prev_kv {
+            // etcd gives a creation no prev_kv, and a delete the state from before its txn.
+            let creation = !e.tombstone && e.create_revision == main;
+            let prev_kv = if with_prev_kv && !creation {
                 let skip = super::mvcc::etcd_prev_rule(&e.key).then_some(main);
                 self.prev_kv(e.prev, skip)?
             } else {
