@@ -318,6 +318,45 @@ fn events_carry_prev_kv_and_split_on_revision_boundaries() {
     assert_eq!(page.next_revision, 5);
 }
 
+/// Goal: a watch event's prev_kv as etcd's watch server gives it when one txn changes a key
+/// twice: a delete after a put of the same txn shows the state from before the txn, a put
+/// that creates the key after a delete of the same txn shows none; live and replayed alike.
+#[test]
+fn events_of_a_key_changed_twice_in_a_txn_carry_etcds_prev_kv() {
+    let (_d, s) = open();
+    apply(&s, put("a", "1")); // 2
+    apply(&s, put("b", "1")); // 3
+    let put_op = |k: &str| RequestOp::Put(PutOp { key: k.into(), value: b"2".to_vec(), ..Default::default() });
+    let delete_from = |k: &str| RequestOp::DeleteRange(DeleteOp { key: k.into(), range_end: vec![0], prev_kv: false });
+    let txn = |ops| Command::Txn(TxnOp { success: ops, ..Default::default() });
+    // 4: a put, then a and b deleted (a delete ending in "\0" passes etcd's overlap check).
+    let (_, fx4) = apply_fx(&s, txn(vec![put_op("a"), delete_from("a")]));
+    apply(&s, put("b", "5")); // 5
+                              // 6: b deleted, then created again.
+    let (_, fx6) = apply_fx(&s, txn(vec![delete_from("b"), put_op("b")]));
+    let shape = |events: &[Event]| -> Vec<(String, EventKind, Option<i64>)> {
+        events
+            .iter()
+            .map(|e| (String::from_utf8(e.kv.key.clone()).unwrap(), e.kind, e.prev_kv.as_ref().map(|p| p.mod_revision)))
+            .collect()
+    };
+    let live = [shape(&fx4.events), shape(&fx6.events)].concat();
+    let want = vec![
+        ("a".to_string(), EventKind::Put, Some(2)),
+        ("a".into(), EventKind::Delete, Some(2)),
+        ("b".into(), EventKind::Delete, Some(3)),
+        ("b".into(), EventKind::Delete, Some(5)),
+        ("b".into(), EventKind::Put, None),
+    ];
+    assert_eq!(live, want);
+    let view = s.read().unwrap();
+    let replayed = shape(&view.events(4, b"a", b"\0", true, 100).unwrap().events);
+    // The replay lists revision 5's creation of b too (no prev_kv).
+    let mut want_replayed = want.clone();
+    want_replayed.insert(3, ("b".into(), EventKind::Put, None));
+    assert_eq!(replayed, want_replayed);
+}
+
 #[test]
 fn applied_state_survives_reopen_and_snapshots_round_trip() {
     let dir = tempfile::tempdir().unwrap();
