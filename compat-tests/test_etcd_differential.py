@@ -28,6 +28,7 @@ txn"; found by seed 109). Conclave refuses it with etcd's "key not found";
 test_a_put_needing_a_key_its_txn_deleted_is_refused pins that on Conclave alone.
 """
 
+import contextlib
 import os
 import queue
 import random
@@ -181,6 +182,16 @@ def _text(msg):
     m.CopyFrom(msg)
     strip(m)
     return str(m)
+
+
+@contextlib.contextmanager
+def _kv(port):
+    """A KV stub on a channel of its own, closed after use."""
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield pbg.KVStub(ch)
+    finally:
+        ch.close()
 
 
 def _keep_alive_once(lease, req):
@@ -385,11 +396,9 @@ def test_sorted_ranges_with_ties_come_in_etcds_order(both):
     """Ranges of 13 to 300 keys whose versions and values tie a lot, sorted by every target
     in every order: Go's sort.Sort leaves ties where its pivots put them."""
     def run(port):
-        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-        kv = pbg.KVStub(ch)
         rng = random.Random(5)
         out = []
-        try:
+        with _kv(port) as kv:
             for n in (13, 30, 51, 120, 300):
                 prefix = b"p%d/" % n
                 for i in range(n):
@@ -401,8 +410,6 @@ def test_sorted_ranges_with_ties_come_in_etcds_order(both):
                         r = kv.Range(pb.RangeRequest(key=prefix, range_end=prefix[:-1] + b"0", sort_target=target,
                                                      sort_order=order))
                         out.append((n, target, order, [x.key for x in r.kvs]))
-        finally:
-            ch.close()
         return out
     reference, conclave = (run(s.port) for s in both)
     _assert_same(reference, conclave)
@@ -431,18 +438,14 @@ def test_overlapping_writes_in_a_txn_as_etcd_judges_them(both):
     ]
 
     def run(port):
-        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-        kv = pbg.KVStub(ch)
         out = []
-        try:
+        with _kv(port) as kv:
             for ops in cases:
                 try:
                     kv.Txn(pb.TxnRequest(success=ops), timeout=10)
                     out.append("ok")
                 except grpc.RpcError as e:
                     out.append((e.code().name, e.details()))
-        finally:
-            ch.close()
         return out
     reference, conclave = (run(s.port) for s in both)
     _assert_same(reference, conclave)
@@ -450,18 +453,16 @@ def test_overlapping_writes_in_a_txn_as_etcd_judges_them(both):
 
 def test_a_put_needing_a_key_its_txn_deleted_is_refused(tmp_path):
     server = _start("conclave", str(tmp_path))
-    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    kv = pbg.KVStub(ch)
     try:
-        kv.Put(pb.PutRequest(key=b"b", value=b"1"))
-        ops = [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=b"a", range_end=b"\0")),
-               pb.RequestOp(request_put=pb.PutRequest(key=b"b", ignore_value=True))]
-        with pytest.raises(grpc.RpcError) as e:
-            kv.Txn(pb.TxnRequest(success=ops), timeout=10)
-        assert (e.value.code(), e.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key not found")
-        assert kv.Range(pb.RangeRequest(key=b"b")).kvs[0].value == b"1", "the txn changed nothing"
+        with _kv(server.port) as kv:
+            kv.Put(pb.PutRequest(key=b"b", value=b"1"))
+            ops = [pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=b"a", range_end=b"\0")),
+                   pb.RequestOp(request_put=pb.PutRequest(key=b"b", ignore_value=True))]
+            with pytest.raises(grpc.RpcError) as e:
+                kv.Txn(pb.TxnRequest(success=ops), timeout=10)
+            assert (e.value.code(), e.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key not found")
+            assert kv.Range(pb.RangeRequest(key=b"b")).kvs[0].value == b"1", "the txn changed nothing"
     finally:
-        ch.close()
         server.stop()
 
 
