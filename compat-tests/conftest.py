@@ -230,8 +230,11 @@ def _start_zk(kind, workdir, config):
                 if "max_client_cnxns" in config:
                     extra.append(("maxClientCnxns", config["max_client_cnxns"]))
                 f.write(_zk_cfg(data_dir, zkport, whitelist or "*", extra))
-            argv = [JAVA] + ZK_JVM_FLAGS + ["-cp", ZOOKEEPER_CLASSPATH,
-                                            "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
+            # A later -D of the same property wins over ZK_JVM_FLAGS' one.
+            reaper = ([f"-Dznode.container.checkIntervalMs={config['container_check_ms']}"]
+                      if "container_check_ms" in config else [])
+            argv = [JAVA] + ZK_JVM_FLAGS + reaper + ["-cp", ZOOKEEPER_CLASSPATH,
+                                                     "org.apache.zookeeper.server.ZooKeeperServerMain", cfg]
         else:
             cport, pport, zkport = _free_ports(3)
             argv = [CONCLAVE_BIN] + _etcd_flags(data_dir, cport, pport) + [
@@ -240,6 +243,8 @@ def _start_zk(kind, workdir, config):
                 argv += ["--zk-4lw-whitelist", whitelist]
             if "max_client_cnxns" in config:
                 argv += ["--maxClientCnxns", str(config["max_client_cnxns"])]
+            if "container_check_ms" in config:
+                argv += ["--zk-container-check-interval", str(config["container_check_ms"])]
             argv += shlex.split(os.environ.get("CONCLAVE_ZK_FLAGS", ""))
         log_path = os.path.join(workdir, f"{kind}-zk-{zkport}.log")
         # no stray settings from the environment: etcd's, conclave's ZooKeeper
