@@ -432,27 +432,6 @@ impl<'t> WriteTx<'t> {
         Ok(PutResult { prev_kv: if op.prev_kv { prev } else { None } })
     }
 
-    /// A delete event's prev_kv as etcd gives it: the key's live state at the revision before
-    /// the event's (etcd's watch server reads it at ModRevision - 1), so a key a txn puts and
-    /// then deletes shows the state from before the txn, not the one the put left. `link`: the
-    /// change the key's chain leads to from this event; `main`: the txn's revision. Rare (a
-    /// txn changing one key twice), so it may read history.
-    fn state_before(&self, mut link: u128, main: i64) -> Result<Option<KeyValue>, Error> {
-        while link != 0 && rev_main(link) == main {
-            let Some(row) = self.hist.get(link)? else { return Ok(None) };
-            link = HistEntry::link_of(row.value())?.0;
-        }
-        if link == 0 {
-            return Ok(None);
-        }
-        let Some(row) = self.hist.get(link)? else { return Ok(None) };
-        let e = HistEntry::decode(row.value())?;
-        if e.tombstone {
-            return Ok(None);
-        }
-        Ok(Some(super::read::put_kv(link, e)))
-    }
-
     /// Replaces a key's current value without a new revision: its kv row keeps its
     /// mod_revision and version, and the history row of that revision gets the new value.
     /// No event. Only for ZooKeeper's quota stats nodes, which ZooKeeper rewrites in place
@@ -511,7 +490,7 @@ impl<'t> WriteTx<'t> {
         }
         // A key the txn changed already shows its state from before the txn.
         let changed_in_txn = old.mod_main == rev.main && etcd_prev_rule(key);
-        let event_prev = if changed_in_txn { self.state_before(old.hist_key(), rev.main)? } else { None };
+        let event_prev = if changed_in_txn { state_before(&self.hist, old.hist_key(), Some(rev.main))? } else { None };
         let prev = to_kv(key, old);
         let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..Default::default() };
         let prev_kv = if changed_in_txn { event_prev } else { Some(prev.clone()) };
@@ -825,8 +804,34 @@ pub(crate) fn fill_value<H: ReadableTable<u128, &'static [u8]>>(hist: &H, c: &mu
     Ok(())
 }
 
+/// A watch event's prev_kv: the key's live state at the change `link` (the event's `prev`)
+/// leads to; None if there is none (created there, deleted, compacted away). `skip`: the
+/// event's revision, to pass over earlier changes of the same txn as etcd's watch server does
+/// (it reads prev_kv at ModRevision - 1), so a key a txn puts and then deletes shows the state
+/// from before the txn; None for a znode key (see [`etcd_prev_rule`]). Shared by the apply's
+/// live events and a read view's history replay.
+pub(crate) fn state_before<H: ReadableTable<u128, &'static [u8]>>(
+    hist: &H,
+    mut link: u128,
+    skip: Option<i64>,
+) -> Result<Option<KeyValue>, Error> {
+    while link != 0 && Some(rev_main(link)) == skip {
+        let Some(row) = hist.get(link)? else { return Ok(None) };
+        link = HistEntry::link_of(row.value())?.0;
+    }
+    if link == 0 {
+        return Ok(None);
+    }
+    let Some(row) = hist.get(link)? else { return Ok(None) };
+    let e = HistEntry::decode(row.value())?;
+    if e.tombstone {
+        return Ok(None);
+    }
+    Ok(Some(super::read::put_kv(link, e)))
+}
+
 /// Whether a key's watch events take etcd's prev_kv rule (the state before the txn, see
-/// `Tx::state_before`). Not a znode's: ZooKeeper's watch events tell a creation from a
+/// [`state_before`]). Not a znode's: ZooKeeper's watch events tell a creation from a
 /// change by whether the change had a previous state, so a multi that creates a node and
 /// then sets its data must show the created state as the second change's previous one.
 pub(crate) fn etcd_prev_rule(key: &[u8]) -> bool {

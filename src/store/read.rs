@@ -389,7 +389,7 @@ impl ReadView {
             let creation = !e.tombstone && e.create_revision == main;
             let prev_kv = if with_prev_kv && !creation {
                 let skip = super::mvcc::etcd_prev_rule(&e.key).then_some(main);
-                self.prev_kv(e.prev, skip)?
+                super::mvcc::state_before(self.t_hist()?, e.prev, skip)?
             } else {
                 None
             };
@@ -405,29 +405,6 @@ impl ReadView {
             events.push(ev);
         }
         Ok(EventPage { events, next_revision })
-    }
-
-    /// The key's live state right before its change whose `prev` is `prk`; None if there was
-    /// none (created there, or deleted, or compacted away). `skip`: that change's revision,
-    /// to pass over earlier changes of the same txn, as etcd's watch server does (it reads
-    /// prev_kv at ModRevision - 1); None for a znode key (see `mvcc::etcd_prev_rule`).
-    fn prev_kv(&self, mut prk: u128, skip: Option<i64>) -> Result<Option<KeyValue>, Error> {
-        let hist = self.t_hist()?;
-        while prk != 0 && Some(rev_main(prk)) == skip {
-            let Some(v) = hist.get(prk)? else { return Ok(None) };
-            prk = HistEntry::link_of(v.value())?.0;
-        }
-        if prk == 0 {
-            return Ok(None);
-        }
-        let Some(v) = hist.get(prk)? else {
-            return Ok(None);
-        };
-        let e = HistEntry::decode(v.value())?;
-        if e.tombstone {
-            return Ok(None);
-        }
-        Ok(Some(put_kv(prk, e)))
     }
 
     /// etcd's HashKV (HashByRev), bit for bit: CRC-32C over the bucket name "key", then every
