@@ -66,22 +66,13 @@ impl Lessor {
 
     /// Keep-alive: pushes the deadline to now + TTL. Returns the TTL, or None for an unknown
     /// lease (etcd then answers TTL 0).
-    ///
-    /// Every ZooKeeper request renews its session, so this is on every request's path: it
-    /// only moves the deadline, and leaves the lease's entry in the expiry queue where it is
-    /// (earlier than the deadline); [`Lessor::take_expired`] moves it when it comes due. Moving
-    /// it here cost a B-tree removal and insertion per request.
     pub fn renew(&self, id: i64) -> Option<i64> {
-        let now = Instant::now();
-        let mut s = self.lock();
-        let l = s.leases.get_mut(&id)?;
-        // Like etcd: a lease past its deadline is as good as gone, even if its revoke has not
-        // been applied yet; it cannot be revived.
-        if l.deadline <= now {
-            return None;
-        }
-        l.deadline = now + Duration::from_secs(l.ttl_s.max(0) as u64);
-        Some(l.ttl_s)
+        let mut ttl_s = 0;
+        let alive = self.extend(id, |l| {
+            ttl_s = l.ttl_s;
+            Duration::from_secs(l.ttl_s.max(0) as u64)
+        });
+        alive.then_some(ttl_s)
     }
 
     /// Keep-alive of a ZooKeeper session: pushes the deadline to now + `period`, the timeout of
@@ -92,14 +83,26 @@ impl Lessor {
     /// client reattaches asking for another one, or the server's bounds changed between a
     /// restart and the reattach. The granted TTL (the store's) stays as it was.
     pub fn renew_for(&self, id: i64, period: Duration) -> bool {
+        self.extend(id, |_| period)
+    }
+
+    /// Both keep-alives: pushes a live lease's deadline to now + `period(lease)`.
+    ///
+    /// Every ZooKeeper request renews its session, so this is on every request's path: it
+    /// moves the deadline only, and leaves the lease's entry in the expiry queue where it is
+    /// (earlier than the deadline); [`Lessor::take_expired`] moves it when it comes due. Moving
+    /// it here cost a B-tree removal and insertion per request.
+    fn extend(&self, id: i64, period: impl FnOnce(&Lease) -> Duration) -> bool {
         let now = Instant::now();
         let mut guard = self.lock();
         let s = &mut *guard;
         let Some(l) = s.leases.get_mut(&id) else { return false };
+        // Like etcd: a lease past its deadline is as good as gone, even if its revoke has not
+        // been applied yet; it cannot be revived.
         if l.deadline <= now {
             return false;
         }
-        l.deadline = now + period;
+        l.deadline = now + period(l);
         // The queue entry must not come after the deadline: a shorter period than before
         // moves it (rare: only after a reattach with a shorter timeout).
         if l.deadline < l.offer_at {

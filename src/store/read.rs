@@ -353,6 +353,12 @@ impl ReadView {
     /// Changes to keys in [key, range_end) from revision `from` up to this view's revision, in
     /// revision order; stops after about `events_max` events, but never inside a revision, so
     /// a page always ends on a revision boundary.
+    ///
+    /// `from` below the compacted revision is `Compacted` (so any negative `from` once
+    /// something was compacted, and below -1 even before: etcd's "never compacted" is -1).
+    /// A `from` of -1 before any compaction yields nothing, as in etcd, which reads history
+    /// from the revision's bytes and finds none after a negative one's (two's complement
+    /// sorts it after every revision): such a watcher simply starts at the next revision.
     pub fn events(
         &self,
         from: i64,
@@ -365,7 +371,10 @@ impl ReadView {
             return Err(ApplyError::Compacted.into());
         }
         let mut events = Vec::new();
-        let start = rev_key(from.max(1), 0);
+        if from < 1 {
+            return Ok(EventPage { events, next_revision: self.revision + 1 });
+        }
+        let start = rev_key(from, 0);
         let end = rev_key(self.revision + 1, 0);
         let mut next_revision = self.revision + 1;
         let mut last_main = -1;

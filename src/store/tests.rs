@@ -101,6 +101,27 @@ fn compaction_keeps_the_newest_state_at_or_below_it() {
 }
 
 #[test]
+fn negative_watch_starts_as_etcd_reads_them() {
+    let (_d, s) = open();
+    apply(&s, put("a", "1"));
+    apply(&s, put("a", "2"));
+    // Never compacted (-1): below it is compacted; -1 itself has no history (etcd reads from
+    // the bytes of uint64(-1), after every revision) and goes on from the next revision.
+    let view = s.read().unwrap();
+    assert!(matches!(view.events(-5, b"a", b"", false, 100), Err(Error::Apply(ApplyError::Compacted))));
+    assert_eq!(view.compact_revision, -1);
+    let page = view.events(-1, b"a", b"", false, 100).unwrap();
+    assert!(page.events.is_empty());
+    assert_eq!(page.next_revision, 4);
+    assert_eq!(view.events(1, b"a", b"", false, 100).unwrap().events.len(), 2);
+    drop(view);
+    // Once compacted, every negative start is below it.
+    apply(&s, Command::Compact { revision: 2 });
+    let view = s.read().unwrap();
+    assert!(matches!(view.events(-1, b"a", b"", false, 100), Err(Error::Apply(ApplyError::Compacted))));
+}
+
+#[test]
 fn range_limit_sort_count_and_filters() {
     let (_d, s) = open();
     for (k, v) in [("k1", "c"), ("k2", "a"), ("k3", "b"), ("k4", "d")] {

@@ -38,6 +38,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> 
 
 struct Active {
     fragment: bool,
+    /// Ended by a compaction: the hub dropped it, but its id stays taken until the client
+    /// cancels it, as in etcd (whose watchStream keeps a compacted watcher): a new watch
+    /// asking for that id is a duplicate, automatic ids skip it, and a cancel is answered.
+    compacted: bool,
 }
 
 struct StreamTask {
@@ -114,7 +118,8 @@ impl StreamTask {
         match req.request_union {
             Some(U::CreateRequest(c)) => self.create(c).await,
             Some(U::CancelRequest(c)) => {
-                if self.ctx.hub.cancel(self.stream, c.watch_id) {
+                let compacted = self.active.get(&c.watch_id).is_some_and(|a| a.compacted);
+                if compacted || self.ctx.hub.cancel(self.stream, c.watch_id) {
                     self.active.remove(&c.watch_id);
                     let rev = self.ctx.hub.revision();
                     return self
@@ -200,9 +205,15 @@ impl StreamTask {
         if !self.send(created).await {
             return false;
         }
-        match self.ctx.hub.watch(self.stream, id, spec) {
+        // Compacted watches keep their ids here, so they count against the stream's bound.
+        let added = if self.active.len() >= self.ctx.hub.watchers_per_stream_max() {
+            Err(WatchError::TooManyWatchers)
+        } else {
+            self.ctx.hub.watch(self.stream, id, spec)
+        };
+        match added {
             Ok(()) => {
-                self.active.insert(id, Active { fragment: c.fragment });
+                self.active.insert(id, Active { fragment: c.fragment, compacted: false });
                 true
             }
             Err(e) => {
@@ -226,7 +237,7 @@ impl StreamTask {
     async fn forward(&mut self, m: HubMsg) -> bool {
         match m {
             HubMsg::Events { watch_id, revision, events } => {
-                let Some(a) = self.active.get(&watch_id) else {
+                let Some(a) = self.active.get(&watch_id).filter(|a| !a.compacted) else {
                     return true;
                 };
                 let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
@@ -237,8 +248,9 @@ impl StreamTask {
                 self.send(resp).await
             }
             HubMsg::Compacted { watch_id, compact_revision, .. } => {
-                if self.active.remove(&watch_id).is_none() {
-                    return true;
+                match self.active.get_mut(&watch_id) {
+                    Some(a) if !a.compacted => a.compacted = true,
+                    _ => return true,
                 }
                 // etcd's compaction cancel carries a header without a revision.
                 self.send(pb::WatchResponse {
@@ -251,7 +263,7 @@ impl StreamTask {
                 .await
             }
             HubMsg::Progress { watch_id, revision } => {
-                if watch_id != -1 && !self.active.contains_key(&watch_id) {
+                if watch_id != -1 && self.active.get(&watch_id).is_none_or(|a| a.compacted) {
                     return true;
                 }
                 self.send(pb::WatchResponse { header: self.header(revision), watch_id, ..Default::default() }).await
