@@ -23,6 +23,9 @@ use crate::watch::{HubMsg, WatchError, WatchSpec};
 const OUTPUT_QUEUE_MAX: usize = 128;
 /// How often a deferred progress request checks whether the stream's watchers caught up.
 const PROGRESS_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+/// What etcd's watch server adds to the request size limit for a fragment's bound
+/// (`grpcOverheadBytes` in etcd's v3rpc): a fragmenting watch's parts stay under the sum.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 pub struct WatchService {
     ctx: Arc<Ctx>,
@@ -242,7 +245,7 @@ impl StreamTask {
                 };
                 let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
                 let resp = pb::WatchResponse { header: self.header(revision), watch_id, events, ..Default::default() };
-                if a.fragment && resp.encoded_len() > self.ctx.limits.max_request_bytes {
+                if a.fragment {
                     return self.send_fragments(resp).await;
                 }
                 self.send(resp).await
@@ -271,31 +274,34 @@ impl StreamTask {
         }
     }
 
-    /// etcd's fragmenting: split the events so each response stays under the request size
-    /// limit; every part but the last says `fragment`.
+    /// etcd's fragmenting (`sendFragments`), boundary for boundary: a response under the
+    /// limit, or with fewer than two events, goes whole; otherwise each part takes events
+    /// while its encoded size stays under the limit (a part's first event always goes in),
+    /// and every part but the last says `fragment`. The limit is the request size limit plus
+    /// etcd's 512 KiB allowance for gRPC overhead, as etcd's watch server computes it.
     async fn send_fragments(&self, resp: pb::WatchResponse) -> bool {
-        let limit = self.ctx.limits.max_request_bytes;
-        let mut parts: Vec<Vec<crate::pb::mvccpb::Event>> = vec![Vec::new()];
-        let mut size = 0;
-        for e in resp.events {
-            let n = e.encoded_len() + 8;
-            if size + n > limit && !parts.last().is_none_or(|p| p.is_empty()) {
-                parts.push(Vec::new());
-                size = 0;
-            }
-            size += n;
-            parts.last_mut().expect("parts is never empty").push(e);
+        let limit = self.ctx.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        if resp.encoded_len() < limit || resp.events.len() < 2 {
+            return self.send(resp).await;
         }
-        let count = parts.len();
-        for (i, events) in parts.into_iter().enumerate() {
-            let r = pb::WatchResponse {
-                header: resp.header,
-                watch_id: resp.watch_id,
-                events,
-                fragment: i + 1 < count,
-                ..Default::default()
-            };
-            if !self.send(r).await {
+        let mut rest = resp.events.into_iter().peekable();
+        let empty = pb::WatchResponse { events: Vec::new(), fragment: true, ..resp };
+        let base = empty.encoded_len();
+        while rest.peek().is_some() {
+            let mut part = pb::WatchResponse { events: Vec::new(), ..empty.clone() };
+            let mut size = base;
+            while let Some(e) = rest.peek() {
+                // Field 11 (one tag byte), the length, the event.
+                let n = e.encoded_len();
+                let grown = size + 1 + prost::encoding::encoded_len_varint(n as u64) + n;
+                if !part.events.is_empty() && grown >= limit {
+                    break;
+                }
+                size = grown;
+                part.events.push(rest.next().expect("peeked"));
+            }
+            part.fragment = rest.peek().is_some();
+            if !self.send(part).await {
                 return false;
             }
         }
