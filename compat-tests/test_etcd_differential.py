@@ -304,6 +304,19 @@ def _watch_spec(g, start_revision):
                                  prev_kv=g.rng.random() < 0.5, filters=g.rng.choice([[], [], [0], [1]]))
 
 
+def _pump(stream, replies):
+    """Puts each response of `stream` into `replies`, from a thread of its own, until the
+    stream ends."""
+    def read():
+        try:
+            for resp in stream:
+                replies.put(resp)
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+
+
 class _Watches:
     """Watches created on one stream; `collect` gathers each watch's responses in order."""
 
@@ -318,15 +331,7 @@ class _Watches:
             self.done.wait(60)
 
         self.stream = pbg.WatchStub(ch).Watch(send(), timeout=60)
-
-        def read():
-            try:
-                for resp in self.stream:
-                    self.replies.put(resp)
-            except grpc.RpcError:
-                pass
-
-        threading.Thread(target=read, daemon=True).start()
+        _pump(self.stream, self.replies)
         # Writes may start only once every watch exists (each is answered "created", a
         # refused one too): one made later starts later.
         self.early = []
@@ -510,15 +515,7 @@ class _Stream:
         watch = ch.stream_stream("/etcdserverpb.Watch/Watch", request_serializer=None,
                                  response_deserializer=pb.WatchResponse.FromString)
         self.stream = watch(send(), timeout=120)
-
-        def read():
-            try:
-                for resp in self.stream:
-                    self.replies.put(resp)
-            except grpc.RpcError:
-                pass
-
-        threading.Thread(target=read, daemon=True).start()
+        _pump(self.stream, self.replies)
 
     def _take(self, resp):
         """Files a reply: events and compaction ends under their watch; returns a control
@@ -710,7 +707,7 @@ def test_a_fragmenting_watch_splits_where_etcd_does(both):
 
         watch = ch.stream_stream("/etcdserverpb.Watch/Watch", request_serializer=None, response_deserializer=None)
         stream = watch(send(), timeout=30)
-        threading.Thread(target=lambda: [replies.put(r) for r in stream], daemon=True).start()
+        _pump(stream, replies)
         out = []
         try:
             while len(out) < 7:
