@@ -193,12 +193,6 @@ impl Hub {
         }
     }
 
-    /// The bound on one stream's watchers (a wire layer that keeps ids of its own, such as
-    /// etcd's compacted watches, counts them against it too).
-    pub fn watchers_per_stream_max(&self) -> usize {
-        self.config.watchers_per_stream_max
-    }
-
     pub fn watcher_count(&self) -> usize {
         self.lock().streams.values().map(|s| s.watchers.len()).sum()
     }

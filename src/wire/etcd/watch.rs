@@ -23,6 +23,8 @@ use crate::watch::{HubMsg, WatchError, WatchSpec};
 const OUTPUT_QUEUE_MAX: usize = 128;
 /// How often a deferred progress request checks whether the stream's watchers caught up.
 const PROGRESS_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+/// Compacted watches whose ids a stream keeps (see `StreamTask::compacted`).
+const COMPACTED_IDS_MAX: usize = 10_000;
 /// What etcd's watch server adds to the request size limit for a fragment's bound
 /// (`grpcOverheadBytes` in etcd's v3rpc): a fragmenting watch's parts stay under the sum.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -44,7 +46,8 @@ struct Active {
     /// Ended by a compaction: the hub dropped it, but its id stays taken until the client
     /// cancels it, as in etcd (whose watchStream keeps a compacted watcher): a new watch
     /// asking for that id is a duplicate, automatic ids skip it, and a cancel is answered.
-    compacted: bool,
+    /// The number is its place in `StreamTask::compacted`.
+    compacted: Option<u64>,
 }
 
 struct StreamTask {
@@ -53,6 +56,12 @@ struct StreamTask {
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     active: HashMap<i64, Active>,
     next_id: i64,
+    /// Compacted watches still holding their ids, oldest first, with their numbers (an entry
+    /// whose watch was cancelled since, or whose id was taken again, is stale and skipped).
+    /// etcd keeps them for the stream's life; here the oldest is forgotten past
+    /// [`COMPACTED_IDS_MAX`], so a client that never cancels them cannot grow this without bound.
+    compacted: std::collections::VecDeque<(i64, u64)>,
+    compacted_seq: u64,
 }
 
 #[tonic::async_trait]
@@ -66,7 +75,15 @@ impl Watch for WatchService {
         let mut inbound = request.into_inner();
         let (stream, mut hub_rx) = self.ctx.hub.open_stream().map_err(|_| EtcdError::TooManyRequests)?;
         let (out, out_rx) = mpsc::channel(OUTPUT_QUEUE_MAX);
-        let mut task = StreamTask { ctx: self.ctx.clone(), stream, out, active: HashMap::new(), next_id: 0 };
+        let mut task = StreamTask {
+            ctx: self.ctx.clone(),
+            stream,
+            out,
+            active: HashMap::new(),
+            next_id: 0,
+            compacted: Default::default(),
+            compacted_seq: 0,
+        };
         tokio::spawn(async move {
             // A progress request while a watcher is still catching up waits until it caught up
             // (etcd defers it too): the answer promises every event up to its revision is out.
@@ -121,7 +138,7 @@ impl StreamTask {
         match req.request_union {
             Some(U::CreateRequest(c)) => self.create(c).await,
             Some(U::CancelRequest(c)) => {
-                let compacted = self.active.get(&c.watch_id).is_some_and(|a| a.compacted);
+                let compacted = self.active.get(&c.watch_id).is_some_and(|a| a.compacted.is_some());
                 if compacted || self.ctx.hub.cancel(self.stream, c.watch_id) {
                     self.active.remove(&c.watch_id);
                     let rev = self.ctx.hub.revision();
@@ -208,15 +225,9 @@ impl StreamTask {
         if !self.send(created).await {
             return false;
         }
-        // Compacted watches keep their ids here, so they count against the stream's bound.
-        let added = if self.active.len() >= self.ctx.hub.watchers_per_stream_max() {
-            Err(WatchError::TooManyWatchers)
-        } else {
-            self.ctx.hub.watch(self.stream, id, spec)
-        };
-        match added {
+        match self.ctx.hub.watch(self.stream, id, spec) {
             Ok(()) => {
-                self.active.insert(id, Active { fragment: c.fragment, compacted: false });
+                self.active.insert(id, Active { fragment: c.fragment, compacted: None });
                 true
             }
             Err(e) => {
@@ -240,7 +251,7 @@ impl StreamTask {
     async fn forward(&mut self, m: HubMsg) -> bool {
         match m {
             HubMsg::Events { watch_id, revision, events } => {
-                let Some(a) = self.active.get(&watch_id).filter(|a| !a.compacted) else {
+                let Some(a) = self.active.get(&watch_id).filter(|a| a.compacted.is_none()) else {
                     return true;
                 };
                 let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
@@ -252,8 +263,18 @@ impl StreamTask {
             }
             HubMsg::Compacted { watch_id, compact_revision, .. } => {
                 match self.active.get_mut(&watch_id) {
-                    Some(a) if !a.compacted => a.compacted = true,
+                    Some(a) if a.compacted.is_none() => {
+                        self.compacted_seq += 1;
+                        a.compacted = Some(self.compacted_seq);
+                        self.compacted.push_back((watch_id, self.compacted_seq));
+                    }
                     _ => return true,
+                }
+                while self.compacted.len() > COMPACTED_IDS_MAX {
+                    let (old, seq) = self.compacted.pop_front().expect("longer than the bound");
+                    if self.active.get(&old).is_some_and(|a| a.compacted == Some(seq)) {
+                        self.active.remove(&old);
+                    }
                 }
                 // etcd's compaction cancel carries a header without a revision.
                 self.send(pb::WatchResponse {
@@ -266,7 +287,7 @@ impl StreamTask {
                 .await
             }
             HubMsg::Progress { watch_id, revision } => {
-                if watch_id != -1 && self.active.get(&watch_id).is_none_or(|a| a.compacted) {
+                if watch_id != -1 && self.active.get(&watch_id).is_none_or(|a| a.compacted.is_some()) {
                     return true;
                 }
                 self.send(pb::WatchResponse { header: self.header(revision), watch_id, ..Default::default() }).await
