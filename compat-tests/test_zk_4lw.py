@@ -25,10 +25,13 @@ length: the connection is closed without an answer.
 """
 
 import re
+import struct
 import threading
 import time
 
 import pytest
+
+from zk_util import RawSession
 
 NUM = r"-?\d+(\.\d+)?"
 VERSION_LINE = re.compile(r"^Zookeeper version: \d+\.\d+\.\d+\S*(, built on .*)?$")
@@ -204,6 +207,13 @@ def test_mntr(zk):
     assert int(d["zk_znode_count"]) == int(d0["zk_znode_count"]) + 3
     assert int(d["zk_num_alive_connections"]) == int(d0["zk_num_alive_connections"]) + 2
     assert int(d["zk_packets_received"]) > int(d0["zk_packets_received"])
+    # The running sum of every znode's path (in Java's UTF-16 units) and data length.
+    assert int(d["zk_approximate_data_size"]) == int(d0["zk_approximate_data_size"]) + len("/p/p/e1/e2")
+    a.create("/\u00e9\u4e2d", b"xyz")  # 5 bytes of UTF-8, 3 UTF-16 units
+    a.set("/p", b"12345")
+    a.delete("/e2")
+    d2 = mntr(zk)
+    assert int(d2["zk_approximate_data_size"]) == int(d["zk_approximate_data_size"]) + 3 + 3 + 5 - 3
 
 
 def response_sizes(d):
@@ -265,6 +275,49 @@ def test_cons(zk):
     assert int(fields["lzxid"], 16) == c.exists("/a").czxid
     for k in ("queued", "recved", "sent", "est", "lresp", "llat", "minlat", "avglat", "maxlat"):
         assert re.fullmatch(r"\d+", fields[k]), (k, fields[k])
+
+
+def _cons_of(zk, session_id):
+    """cons's fields for one session's connection."""
+    for line in zk.four("cons").splitlines():
+        m = re.fullmatch(r" /127\.0\.0\.1:\d+\[\d\]\((.*)\)", line)
+        if m and f"sid=0x{session_id:x}," in line:
+            return dict(f.split("=", 1) for f in m.group(1).split(","))
+    raise AssertionError(f"no connection of 0x{session_id:x}")
+
+
+def test_cons_counts_a_watch_event_as_sent_and_a_refused_write_as_na(zk):
+    """A watch event is a packet sent, as a reply is; a write ZooKeeper refuses becomes an
+    error transaction, answered before the operation is named: lop=NA. Raw sessions, so no
+    ping moves the counts."""
+    def s_(b):
+        return struct.pack(">i", len(b)) + b
+    world = struct.pack(">ii", 1, 31) + s_(b"world") + s_(b"anyone")
+    create = s_(b"/a") + s_(b"") + world + struct.pack(">i", 0)
+    s = RawSession("127.0.0.1", zk.port, 30000)
+    t = RawSession("127.0.0.1", zk.port, 30000)
+    try:
+        s.send(1, 1, create)
+        assert s.read()[2] == 0
+        s.send(2, 4, s_(b"/a") + b"\1")  # getData, watching
+        assert s.read()[2] == 0
+        f1 = _cons_of(zk, s.session_id)
+        assert f1["lop"] == "GETD"
+        t.send(1, 5, s_(b"/a") + s_(b"x") + struct.pack(">i", -1))
+        assert t.read()[2] == 0
+        assert s.read()[0] == -1, "the NodeDataChanged event"
+        f2 = _cons_of(zk, s.session_id)
+        assert (int(f2["sent"]), f2["lop"], f2["recved"]) == (int(f1["sent"]) + 1, "GETD", f1["recved"])
+        s.send(3, 1, create)
+        assert s.read()[2] == -110  # NodeExists
+        f3 = _cons_of(zk, s.session_id)
+        assert (int(f3["sent"]), f3["lop"], f3["lcxid"]) == (int(f2["sent"]) + 1, "NA", "0x3")
+        s.send(4, 3, s_(b"/nope") + b"\0")  # a read that fails keeps its name
+        assert s.read()[2] == -101
+        assert _cons_of(zk, s.session_id)["lop"] == "EXIS"
+    finally:
+        s.drop()
+        t.drop()
 
 
 def test_watch_words(zk):

@@ -657,6 +657,27 @@ impl ReadView {
         Ok(n)
     }
 
+    /// ZooKeeper's `zk_approximate_data_size`: over every znode, its path's length in UTF-16
+    /// units (Java's `String.length()`) plus its data's length in bytes. ZooKeeper keys its
+    /// root twice, as "" and "/", so the root's path counts 1, as here. Two scans, no lookups:
+    /// the paths from `znodes`, the data lengths from the znode range of `kv` (a built-in node
+    /// never set has no row there, and no data).
+    ///
+    /// ZooKeeper keeps this as a running sum; a `mntr` is rare enough to count instead.
+    pub fn zk_data_size(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for row in self.t_znodes()?.iter()? {
+            let (k, _) = row?;
+            n += k.value().encode_utf16().count() as u64;
+        }
+        let (start, end) = znode::ZK_KEY_RANGE;
+        for row in self.t_kv()?.range(start..end)? {
+            let (_, v) = row?;
+            n += u64::from(CurrentKv::decode(v.value())?.value_len);
+        }
+        Ok(n)
+    }
+
     pub fn zk_node_count(&self) -> Result<u64, StoreError> {
         Ok(self.t_znodes()?.len()?)
     }

@@ -288,7 +288,7 @@ fn mntr(ctx: &ZkCtx, s: &mut String) {
         ("zk_auth_failed_count", "0".into()),
         ("zk_min_latency", min.to_string()),
         ("zk_max_file_descriptor_count", max_fds().to_string()),
-        ("zk_approximate_data_size", dir_size(ctx).to_string()),
+        ("zk_approximate_data_size", ctx.store.read().and_then(|v| v.zk_data_size()).unwrap_or(0).to_string()),
         ("zk_open_file_descriptor_count", fds.to_string()),
         ("zk_local_sessions", "0".into()),
         ("zk_uptime", ctx.started.elapsed().as_millis().to_string()),

@@ -264,6 +264,24 @@ impl ResponseSizes {
 }
 
 /// ZooKeeper's short names of operations (FinalRequestProcessor's lastOp), for `cons`.
+/// The operations whose refusal ZooKeeper's PrepRequestProcessor turns into an error
+/// transaction (a multi's refusal is a multi transaction of error results instead).
+fn refused_write_is_error_txn(op: i32) -> bool {
+    matches!(
+        op,
+        op::CREATE
+            | op::CREATE2
+            | op::CREATE_TTL
+            | op::CREATE_CONTAINER
+            | op::DELETE
+            | op::DELETE_CONTAINER
+            | op::SET_DATA
+            | op::SET_ACL
+            | op::CHECK
+            | op::RECONFIG
+    )
+}
+
 fn op_name(op: i32) -> &'static str {
     match op {
         op::PING => "PING",
@@ -890,7 +908,7 @@ async fn session_loop(
                 held.push_back(n);
             }
             for n in held.drain(..) {
-                notification_out(&ctx, &mut out, &n.frame);
+                notification_out(&ctx, &stats, &mut out, &n.frame);
             }
         }
         if !reading && pending.is_empty() {
@@ -1034,9 +1052,13 @@ fn reply(ctx: &ZkCtx, conn_id: ConnId, item: Queued, applied: Option<Result<Appl
 }
 
 /// Queues a watch notification's frame, and counts its size as ZooKeeper does.
-fn notification_out(ctx: &ZkCtx, out: &mut Vec<u8>, n: &[u8]) {
+/// Writes a watch event into `out`. ZooKeeper counts it as a packet sent, on the connection
+/// (cons's `sent`) and server-wide (`zk_packets_sent`, srvr's `Sent`), as a reply is.
+fn notification_out(ctx: &ZkCtx, stats: &ConnStats, out: &mut Vec<u8>, n: &[u8]) {
     frame::append(out, &[n]);
     ctx.stats.response_sizes.record(n.len());
+    stats.sent.fetch_add(1, Ordering::Relaxed);
+    ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Writes one reply into `out` after every watch event up to the revision it is ordered at and
@@ -1064,7 +1086,7 @@ async fn send(
     let order = if known { last_order } else { zxid.max(last_order) };
     while held.front().is_some_and(|n| n.revision <= order) {
         if let Some(n) = held.pop_front() {
-            notification_out(ctx, out, &n.frame);
+            notification_out(ctx, stats, out, &n.frame);
         }
     }
     let header = ReplyHeader { xid, zxid, err }.bytes();
@@ -1079,7 +1101,10 @@ async fn send(
         stats.last_zxid.store(zxid, Ordering::Relaxed);
     }
     if op != op::AUTH && op != op::SASL {
-        *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = op_name(op);
+        // A write ZooKeeper refused became an error transaction, which its FinalRequestProcessor
+        // answers before naming the operation: cons prints lop=NA for it.
+        let name = if err != 0 && refused_write_is_error_txn(op) { "NA" } else { op_name(op) };
+        *stats.last_op.lock().unwrap_or_else(|p| p.into_inner()) = name;
         // As ServerCnxn.updateStatsForResponse: special xids (ping, notifications) keep the
         // client's last real request.
         if xid >= 0 {
