@@ -320,6 +320,30 @@ def test_cons_counts_a_watch_event_as_sent_and_a_refused_write_as_na(zk):
         t.drop()
 
 
+def test_srvr_counts_every_packet_a_connection_reads_and_writes(zk):
+    """Received and Sent count each word's own connection (its word and its answer), a
+    session's ConnectRequest and ConnectResponse, and every request and reply; a refused
+    reattach's answer too."""
+    def counts():
+        d = srvr_fields(zk.four("srvr"))
+        return int(d["Received"]), int(d["Sent"])
+    r0, s0 = counts()
+    s = RawSession("127.0.0.1", zk.port, 30000)
+    r1, s1 = counts()
+    assert (r1 - r0, s1 - s0) == (2, 2), "the srvr and the handshake"
+    s.send(1, 3, struct.pack(">i", 1) + b"/\0")  # exists /
+    assert s.read()[2] == 0
+    r2, s2 = counts()
+    assert (r2 - r1, s2 - s1) == (2, 2)
+    # A reattach with a wrong password is answered (session 0) and closed.
+    bad = RawSession("127.0.0.1", zk.port, 30000, session_id=s.session_id, passwd=b"x" * 16)
+    assert bad.session_id == 0
+    bad.drop()
+    r3, s3 = counts()
+    assert (r3 - r2, s3 - s2) == (2, 2)
+    s.drop()
+
+
 def test_watch_words(zk):
     a = zk.kazoo()
     b = zk.kazoo()

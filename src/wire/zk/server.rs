@@ -595,6 +595,10 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
         Ok(Some(len)) => len,
         _ => return,
     };
+    // ZooKeeper counts every whole packet it reads, the ConnectRequest included, and every
+    // packet it writes, the ConnectResponse included (srvr's Received / Sent, mntr's
+    // zk_packets_*); the connection's own counts start at one each (`ConnStats::new`).
+    ctx.stats.received.fetch_add(1, Ordering::Relaxed);
     let Ok(req) = ConnectRequest::read(&mut Reader::new(&buf[4..4 + len])) else { return };
     buf.drain(..4 + len);
     let conn_id = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -611,6 +615,9 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
         ctx.close_conn(prev);
     }
     let greeted = wr.write_all(&welcome).await.is_ok();
+    if greeted {
+        ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+    }
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
     let overflowed = ctx.watches.register_conn(conn_id, ntx);
@@ -720,7 +727,9 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
     resp.write(&mut w);
     let welcome = frame::encode(&w.buf);
     if !ok {
-        let _ = wr.write_all(&welcome).await;
+        if wr.write_all(&welcome).await.is_ok() {
+            ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = wr.shutdown().await;
         return None;
     }
