@@ -377,6 +377,20 @@ def test_watch_words(zk):
     assert zk.four("wchc") == f"{sa}\n\n"
 
 
+def test_wchc_and_wchp_list_paths_in_zookeepers_hash_order(zk):
+    """ZooKeeper prints a connection's watched paths (wchc) and the watched paths (wchp) in
+    the iteration order of its Java HashSet / HashMap: by hash bucket, then by insertion;
+    20 paths also make the table grow once. (The order was printed by Java's HashSet.)"""
+    c = zk.kazoo()
+    paths = ["/b", "/a", "/c", "/s/a/x", "/s"] + [f"/n{i}" for i in range(15)]
+    for p in paths:
+        c.exists(p, watch=lambda e: None)
+    java = "/s/a/x /s /n11 /n10 /n0 /a /n1 /b /n2 /c /n3 /n4 /n14 /n5 /n13 /n6 /n12 /n7 /n8 /n9".split()
+    sid = f"0x{c.client_id[0]:x}"
+    assert zk.four("wchc") == f"{sid}\n" + "".join(f"\t{p}\n" for p in java) + "\n"
+    assert zk.four("wchp") == "".join(f"{p}\n\t{sid}\n" for p in java) + "\n"
+
+
 def parse_watch_listing(text):
     """wchc / wchp: blocks of "key\\n\\tvalue\\n..." ending with a blank line;
     block and value order is the server's hash order, so both are sorted."""

@@ -101,17 +101,10 @@ pub fn answer(ctx: &ZkCtx, word: &str) -> String {
             s.push('\n');
         }
         "wchp" => {
-            let mut by_path: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-            for (conn, paths) in ctx.watches.by_conn() {
-                let sid = session_of(ctx, conn);
-                for p in paths {
-                    by_path.entry(p).or_default().push(sid);
-                }
-            }
-            for (p, sids) in by_path {
+            for (p, conns) in ctx.watches.by_path() {
                 let _ = writeln!(s, "{p}");
-                for sid in sids {
-                    let _ = writeln!(s, "\t0x{sid:x}");
+                for conn in conns {
+                    let _ = writeln!(s, "\t0x{:x}", session_of(ctx, conn));
                 }
             }
             s.push('\n');

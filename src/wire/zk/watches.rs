@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::proto::{event_type, keeper_state, notification};
 use crate::command::{Event, EventKind};
-use crate::store::znode::{is_special, parent_of, path_of};
+use crate::store::znode::{is_special, java_hash, java_table_after_add, parent_of, path_of};
 
 pub type ConnId = u64;
 
@@ -66,6 +66,51 @@ struct Conn {
 /// path not in it at an event's revision is readable by anyone then.
 type GateAcls<'a> = &'a [crate::command::ReadGate];
 
+/// The order a `java.util.HashMap` (or `HashSet`) of strings made with the default 16 buckets
+/// iterates its keys in: by bucket (`java_hash & (buckets - 1)`), then by when each key went
+/// in (a bucket is a list a new key is appended to; a resize keeps each list's order; a
+/// removal leaves the others where they are). The table grows as `java_table_after_add`
+/// says and never shrinks. Not modelled: a bucket turned into a tree (9+ keys in one bucket
+/// of a table of 64+ buckets), which tables of watched paths all but never have.
+#[derive(Default)]
+struct JavaKeyOrder {
+    buckets: u32,
+    next: u64,
+    stamps: HashMap<String, u64>,
+}
+
+impl JavaKeyOrder {
+    const INITIAL_BUCKETS: u32 = 16;
+
+    fn insert(&mut self, key: &str) {
+        if self.stamps.contains_key(key) {
+            return;
+        }
+        let size = u32::try_from(self.stamps.len()).unwrap_or(u32::MAX);
+        let h = java_hash(key);
+        let stamps = &self.stamps;
+        let in_bucket =
+            |cap: u32| Ok(stamps.keys().filter(|k| java_hash(k) & (cap - 1) == h & (cap - 1)).count() as u32);
+        self.buckets = java_table_after_add(Self::INITIAL_BUCKETS, self.buckets, size, in_bucket)
+            .expect("counting a bucket cannot fail");
+        self.stamps.insert(key.to_string(), self.next);
+        self.next += 1;
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.stamps.remove(key);
+    }
+
+    /// The keys in iteration order.
+    fn ordered(&self) -> Vec<&str> {
+        let mask = self.buckets.max(Self::INITIAL_BUCKETS) - 1;
+        let mut keys: Vec<(u32, u64, &str)> =
+            self.stamps.iter().map(|(k, stamp)| (java_hash(k) & mask, *stamp, k.as_str())).collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|(_, _, k)| k).collect()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     data: HashMap<String, HashMap<ConnId, Mode>>,
@@ -73,10 +118,26 @@ struct Inner {
     recursive_count: usize,
     conns: HashMap<ConnId, Conn>,
     watch_count: usize,
-    /// Connections that have armed a data-table watch, kept after their last one fired or
-    /// went: ZooKeeper's WatchManager keeps a watcher's (then empty) path set until its
-    /// connection closes, and wchs/wchc list such a connection with no paths.
-    data_watchers: HashSet<ConnId>,
+    /// The data table's paths in the order of ZooKeeper's `watchTable` (wchp lists them so).
+    data_paths: JavaKeyOrder,
+    /// Each connection's data-table paths in the order of its set in ZooKeeper's
+    /// `watch2Paths` (wchc lists them so). A connection that armed a data watch keeps its set
+    /// after its last watch fired or went, until it closes, as ZooKeeper's WatchManager keeps
+    /// the (then empty) set: wchs and wchc list such a connection with no paths.
+    conn_paths: HashMap<ConnId, JavaKeyOrder>,
+}
+
+impl Inner {
+    /// `conn`'s watch on `path` left the data table (fired, removed, or its connection went);
+    /// `path_left` says whether that emptied the path's watcher set.
+    fn data_watch_gone(&mut self, conn: ConnId, path: &str, path_left: bool) {
+        if let Some(paths) = self.conn_paths.get_mut(&conn) {
+            paths.remove(path);
+        }
+        if path_left {
+            self.data_paths.remove(path);
+        }
+    }
 }
 
 pub struct WatchTable {
@@ -124,7 +185,13 @@ impl WatchTable {
         let mut g = self.lock();
         let inner = &mut *g.inner;
         inner.conns.remove(&id);
-        inner.data_watchers.remove(&id);
+        if let Some(paths) = inner.conn_paths.remove(&id) {
+            for path in paths.stamps.keys() {
+                if inner.data.get(path).is_some_and(|m| m.len() == 1 && m.contains_key(&id)) {
+                    inner.data_paths.remove(path);
+                }
+            }
+        }
         for table in [&mut inner.data, &mut inner.child] {
             table.retain(|_, m| {
                 if let Some(mode) = m.remove(&id) {
@@ -192,28 +259,39 @@ impl WatchTable {
         (g.inner.conns.len(), g.inner.data.len() + g.inner.child.len(), g.inner.watch_count)
     }
 
-    /// (connection, paths) for the wchs / wchc / wchp words: as ZooKeeper 3.8 prints them,
-    /// the data table only (data, exist, persistent and persistent recursive watches; child
-    /// watches are left out), with every connection that has had one (see `data_watchers`).
+    /// (connection, paths) for the wchs and wchc words: as ZooKeeper 3.8 prints them, the data
+    /// table only (data, exist, persistent and persistent recursive watches; child watches are
+    /// left out), with every connection that has had one (see `conn_paths`), each connection's
+    /// paths in the order of its Java set. Connections come by id: ZooKeeper's come in the
+    /// identity-hash order of their objects, which no client can predict.
     pub fn by_conn(&self) -> Vec<(ConnId, Vec<String>)> {
         let g = self.lock();
-        let mut m: HashMap<ConnId, HashSet<String>> =
-            g.inner.data_watchers.iter().map(|c| (*c, HashSet::new())).collect();
-        for (path, conns) in &g.inner.data {
-            for c in conns.keys() {
-                m.entry(*c).or_default().insert(path.clone());
-            }
-        }
-        let mut out: Vec<(ConnId, Vec<String>)> = m
-            .into_iter()
-            .map(|(c, p)| {
-                let mut p: Vec<String> = p.into_iter().collect();
-                p.sort();
-                (c, p)
-            })
+        let mut out: Vec<(ConnId, Vec<String>)> = g
+            .inner
+            .conn_paths
+            .iter()
+            .map(|(c, paths)| (*c, paths.ordered().into_iter().map(str::to_string).collect()))
             .collect();
         out.sort();
         out
+    }
+
+    /// (path, connections) for the wchp word: the data table's paths in the order of
+    /// ZooKeeper's `watchTable`, each path's connections by id (ZooKeeper's: identity-hash
+    /// order, as in `by_conn`).
+    pub fn by_path(&self) -> Vec<(String, Vec<ConnId>)> {
+        let g = self.lock();
+        g.inner
+            .data_paths
+            .ordered()
+            .into_iter()
+            .map(|p| {
+                let mut conns: Vec<ConnId> =
+                    g.inner.data.get(p).map(|m| m.keys().copied().collect()).unwrap_or_default();
+                conns.sort();
+                (p.to_string(), conns)
+            })
+            .collect()
     }
 }
 
@@ -280,6 +358,9 @@ impl Guard<'_> {
             Kind::Data => &mut inner.data,
             Kind::Child => &mut inner.child,
         };
+        // One-shot watches used up here: they leave the table.
+        let mut spent: Vec<ConnId> = Vec::new();
+        let mut path_left = false;
         if let Some(watchers) = table.get_mut(path) {
             watchers.retain(|conn, mode| match *mode {
                 Mode::Standard { armed_after } => {
@@ -287,6 +368,7 @@ impl Guard<'_> {
                         return true;
                     }
                     hits.push(*conn);
+                    spent.push(*conn);
                     inner.watch_count -= 1;
                     false
                 }
@@ -304,6 +386,12 @@ impl Guard<'_> {
             });
             if watchers.is_empty() {
                 table.remove(path);
+                path_left = true;
+            }
+        }
+        if kind == Kind::Data {
+            for conn in spent {
+                inner.data_watch_gone(conn, path, path_left);
             }
         }
         // Recursive watches on the path's ancestors, in this table (the child table's matter
@@ -345,6 +433,7 @@ impl Guard<'_> {
             Kind::Data => &mut inner.data,
             Kind::Child => &mut inner.child,
         };
+        let new_path = !table.contains_key(path);
         let entry = table.entry(path.to_string()).or_default();
         match entry.get(&conn).copied() {
             Some(old) => {
@@ -364,7 +453,10 @@ impl Guard<'_> {
         }
         entry.insert(conn, mode);
         if kind == Kind::Data {
-            inner.data_watchers.insert(conn);
+            if new_path {
+                inner.data_paths.insert(path);
+            }
+            inner.conn_paths.entry(conn).or_default().insert(path);
         }
         true
     }
@@ -405,15 +497,20 @@ impl Guard<'_> {
             };
             let Some(m) = table.get_mut(path) else { continue };
             if remove {
-                if let Some(mode) = m.remove(&conn) {
+                let removed = m.remove(&conn);
+                if let Some(mode) = removed {
                     found = true;
                     inner.watch_count -= 1;
                     if mode == Mode::Recursive {
                         inner.recursive_count -= 1;
                     }
                 }
-                if m.is_empty() {
+                let path_left = m.is_empty();
+                if path_left {
                     table.remove(path);
+                }
+                if removed.is_some() && *kind == Kind::Data {
+                    inner.data_watch_gone(conn, path, path_left);
                 }
             } else if !m.is_empty() {
                 found = true;
@@ -438,6 +535,34 @@ impl Guard<'_> {
 mod tests {
     use super::*;
     use crate::command::KeyValue;
+
+    /// Orders printed by a Java 17 `HashSet<String>` built the same way (`String.join(",", s)`).
+    #[test]
+    fn java_key_order_is_a_java_hash_sets() {
+        let mut s = JavaKeyOrder::default();
+        for i in 0..30 {
+            s.insert(&format!("/p/n{i}"));
+        }
+        for i in (0..30).step_by(3) {
+            s.remove(&format!("/p/n{i}"));
+        }
+        for k in ["/p/n0", "/", "/zookeeper", "/\u{e9}"] {
+            s.insert(k);
+        }
+        assert_eq!(
+            s.ordered().join(","),
+            "/p/n20,/p/n16,/p/n17,/p/n11,/p/n14,/p/n13,/zookeeper,/\u{e9},/p/n19,/p/n10,/,/p/n8,/p/n26,\
+             /p/n29,/p/n28,/p/n23,/p/n22,/p/n25,/p/n1,/p/n0,/p/n2,/p/n5,/p/n4,/p/n7"
+        );
+        let mut t = JavaKeyOrder::default();
+        for k in ["/b", "/a", "/c", "/s/a/x", "/s"] {
+            t.insert(k);
+        }
+        t.remove("/b");
+        t.insert("/b");
+        t.insert("/a"); // already there: stays where it is
+        assert_eq!(t.ordered().join(","), "/s/a/x,/a,/b,/c,/s");
+    }
 
     fn ev(kind: EventKind, path: &str, rev: i64, created: bool) -> Event {
         let key = [b"/zk".as_slice(), path.as_bytes()].concat();
