@@ -76,7 +76,8 @@ type GateAcls<'a> = &'a [crate::command::ReadGate];
 struct JavaKeyOrder {
     buckets: u32,
     next: u64,
-    stamps: HashMap<String, u64>,
+    /// Each key's insertion stamp and spread Java hash.
+    stamps: HashMap<String, (u64, u32)>,
 }
 
 impl JavaKeyOrder {
@@ -89,11 +90,10 @@ impl JavaKeyOrder {
         let size = u32::try_from(self.stamps.len()).unwrap_or(u32::MAX);
         let h = java_hash(key);
         let stamps = &self.stamps;
-        let in_bucket =
-            |cap: u32| Ok(stamps.keys().filter(|k| java_hash(k) & (cap - 1) == h & (cap - 1)).count() as u32);
+        let in_bucket = |cap: u32| Ok(stamps.values().filter(|(_, k)| k & (cap - 1) == h & (cap - 1)).count() as u32);
         self.buckets = java_table_after_add(Self::INITIAL_BUCKETS, self.buckets, size, in_bucket)
             .expect("counting a bucket cannot fail");
-        self.stamps.insert(key.to_string(), self.next);
+        self.stamps.insert(key.to_string(), (self.next, h));
         self.next += 1;
     }
 
@@ -105,7 +105,7 @@ impl JavaKeyOrder {
     fn ordered(&self) -> Vec<&str> {
         let mask = self.buckets.max(Self::INITIAL_BUCKETS) - 1;
         let mut keys: Vec<(u32, u64, &str)> =
-            self.stamps.iter().map(|(k, stamp)| (java_hash(k) & mask, *stamp, k.as_str())).collect();
+            self.stamps.iter().map(|(k, (stamp, h))| (h & mask, *stamp, k.as_str())).collect();
         keys.sort_unstable();
         keys.into_iter().map(|(_, _, k)| k).collect()
     }
