@@ -434,24 +434,20 @@ impl Guard<'_> {
             Kind::Child => &mut inner.child,
         };
         let new_path = !table.contains_key(path);
-        let entry = table.entry(path.to_string()).or_default();
-        match entry.get(&conn).copied() {
-            Some(old) => {
-                if old == Mode::Recursive {
-                    inner.recursive_count -= 1;
-                }
-            }
-            None => {
-                if inner.watch_count >= max.saturating_mul(inner.conns.len().max(1)) {
-                    return false;
-                }
-                inner.watch_count += 1;
-            }
+        let old = table.get(path).and_then(|m| m.get(&conn).copied());
+        // Refused before the path gets an entry: an empty watcher set must not stay behind.
+        if old.is_none() && inner.watch_count >= max.saturating_mul(inner.conns.len().max(1)) {
+            return false;
+        }
+        match old {
+            Some(Mode::Recursive) => inner.recursive_count -= 1,
+            Some(_) => {}
+            None => inner.watch_count += 1,
         }
         if mode == Mode::Recursive {
             inner.recursive_count += 1;
         }
-        entry.insert(conn, mode);
+        table.entry(path.to_string()).or_default().insert(conn, mode);
         if kind == Kind::Data {
             if new_path {
                 inner.data_paths.insert(path);
@@ -562,6 +558,40 @@ mod tests {
         t.insert("/b");
         t.insert("/a"); // already there: stays where it is
         assert_eq!(t.ordered().join(","), "/s/a/x,/a,/b,/c,/s");
+    }
+
+    /// The table's view for the words stays consistent as watches come, fire, are removed,
+    /// are refused at the bound, and as a connection goes.
+    #[test]
+    fn watch_words_follow_the_table() {
+        let t = WatchTable::new(1, 2);
+        let (tx1, _rx1) = mpsc::channel(16);
+        let (tx2, _rx2) = mpsc::channel(16);
+        t.register_conn(1, tx1);
+        t.register_conn(2, tx2);
+        {
+            let mut g = t.lock();
+            assert!(g.add_standard(1, Kind::Data, "/b", 1, 2));
+            assert!(g.add_standard(1, Kind::Data, "/a", 1, 2));
+            assert!(g.add_standard(2, Kind::Data, "/a", 1, 2));
+            assert!(g.add_standard(2, Kind::Data, "/c", 1, 2));
+            // Four watches of two connections at two each: the table is full.
+            assert!(!g.add_standard(1, Kind::Data, "/d", 1, 2), "refused at the bound");
+            assert!(!g.has_or_remove(1, "/d", 2, false), "a refused path leaves no entry");
+        }
+        let by_path = |v: &[(&str, &[ConnId])]| v.iter().map(|(p, c)| (p.to_string(), c.to_vec())).collect::<Vec<_>>();
+        assert_eq!(t.by_path(), by_path(&[("/a", &[1, 2]), ("/b", &[1]), ("/c", &[2])]));
+        // /b fires (conn 1's one-shot), conn 2 removes /a: conn 1 keeps /a, /b leaves.
+        t.on_publish(2, &[ev(EventKind::Put, "/b", 2, false)], &[]);
+        assert!(t.lock().has_or_remove(2, "/a", 2, true));
+        assert_eq!(t.by_conn(), vec![(1, vec!["/a".to_string()]), (2, vec!["/c".to_string()])]);
+        assert_eq!(t.by_path(), by_path(&[("/a", &[1]), ("/c", &[2])]));
+        // Conn 2 goes with its last watch: /c leaves the path table; conn 1 stays listed with
+        // no paths once its last watch fires.
+        t.remove_conn(2);
+        t.on_publish(3, &[ev(EventKind::Put, "/a", 3, false)], &[]);
+        assert_eq!(t.by_conn(), vec![(1, Vec::<String>::new())]);
+        assert!(t.by_path().is_empty());
     }
 
     fn ev(kind: EventKind, path: &str, rev: i64, created: bool) -> Event {
