@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::proto::{event_type, keeper_state, notification};
 use crate::command::{Event, EventKind};
-use crate::store::znode::{is_special, java_hash, java_table_after_add, parent_of, path_of};
+use crate::store::znode::{is_special, java_children_order, java_hash, java_table_after_add, parent_of, path_of};
 
 pub type ConnId = u64;
 
@@ -101,13 +101,12 @@ impl JavaKeyOrder {
         self.stamps.remove(key);
     }
 
-    /// The keys in iteration order.
+    /// The keys in iteration order: the order getChildren lists a node's children in, whose
+    /// rule `java_children_order` keeps.
     fn ordered(&self) -> Vec<&str> {
-        let mask = self.buckets.max(Self::INITIAL_BUCKETS) - 1;
-        let mut keys: Vec<(u32, u64, &str)> =
-            self.stamps.iter().map(|(k, (stamp, h))| (h & mask, *stamp, k.as_str())).collect();
-        keys.sort_unstable();
-        keys.into_iter().map(|(_, _, k)| k).collect()
+        let mut keys: Vec<(&str, u64)> = self.stamps.iter().map(|(k, (stamp, _))| (k.as_str(), *stamp)).collect();
+        java_children_order(&mut keys, self.buckets.max(Self::INITIAL_BUCKETS), |k| k.0, |k| k.1);
+        keys.into_iter().map(|(k, _)| k).collect()
     }
 }
 
