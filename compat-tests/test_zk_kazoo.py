@@ -426,7 +426,9 @@ def test_quota_stats_are_rewritten_in_place(zk):
     assert events == []
     a.set(stats, b"count=7,bytes=7")  # a client's own write is an ordinary one
     assert a.get(stats)[1].version == st.version + 1
-    assert events and events[0].type == EventType.CHANGED
+    # kazoo runs watch callbacks on its own thread: the event can come a moment after the reply
+    wait_until(lambda: events, what="the stats node's data watch")
+    assert events[0].type == EventType.CHANGED
 
 
 def test_quota_stats_are_rewritten_by_a_set_data_that_keeps_the_length(zk):

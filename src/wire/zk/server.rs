@@ -584,9 +584,7 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
                 fourlw::answer(&ctx, word)
             };
             ctx.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn_id);
-            if wr.write_all(text.as_bytes()).await.is_ok() {
-                ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
-            }
+            write_counted(&ctx, &mut wr, text.as_bytes()).await;
             let _ = wr.shutdown().await;
             return;
         }
@@ -614,10 +612,7 @@ async fn connection(ctx: Arc<ZkCtx>, stream: TcpStream, peer: SocketAddr, stop: 
     if let Some(prev) = previous {
         ctx.close_conn(prev);
     }
-    let greeted = wr.write_all(&welcome).await.is_ok();
-    if greeted {
-        ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
-    }
+    let greeted = write_counted(&ctx, &mut wr, &welcome).await;
 
     let (ntx, nrx) = mpsc::channel(ctx.config.notifications_per_conn_max);
     let overflowed = ctx.watches.register_conn(conn_id, ntx);
@@ -727,13 +722,25 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
     resp.write(&mut w);
     let welcome = frame::encode(&w.buf);
     if !ok {
-        if wr.write_all(&welcome).await.is_ok() {
-            ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
-        }
+        write_counted(ctx, wr, &welcome).await;
         let _ = wr.shutdown().await;
         return None;
     }
     Some((session_id, timeout_ms, welcome))
+}
+
+/// Writes a packet outside the session loop (a four-letter word's answer, a ConnectResponse)
+/// and counts it as sent server-wide, as ZooKeeper does once it is written. Counted before
+/// the write, and taken back if the write fails: a client that has read the packet and asks
+/// `srvr` next must find it counted, which a count after the write does not ensure (the
+/// client can read the bytes before this task runs on).
+async fn write_counted(ctx: &ZkCtx, wr: &mut OwnedWriteHalf, packet: &[u8]) -> bool {
+    ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+    let written = wr.write_all(packet).await.is_ok();
+    if !written {
+        ctx.stats.sent.fetch_sub(1, Ordering::Relaxed);
+    }
+    written
 }
 
 struct Conn {
