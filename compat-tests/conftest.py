@@ -147,6 +147,18 @@ def _start(kind, workdir):
     pytest.fail(last_err, pytrace=False)
 
 
+def pytest_runtest_logreport(report):
+    """Appends the node id of every failing test to $COMPAT_FAILED_FILE, for scripts/test.sh
+    to run those again one at a time after a two-worker run. Under pytest-xdist the controller
+    gets every worker's reports; a worker (PYTEST_XDIST_WORKER set, and inherited by the
+    upstream suites' pytest subprocesses) records nothing itself."""
+    path = os.environ.get("COMPAT_FAILED_FILE")
+    if not path or not report.failed or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    with open(path, "a") as f:
+        f.write(report.nodeid + "\n")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

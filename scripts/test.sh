@@ -157,4 +157,21 @@ cd "$REPO/compat-tests"
 # COMPAT_JOBS=1 runs one file after another as before (-n 0: no workers at all).
 jobs="${COMPAT_JOBS:-2}"
 if [ "$jobs" = 1 ]; then jobs=0; fi
-"$VENV/bin/python" -m pytest -n "$jobs" --dist loadfile "$@"
+# A few tests that fail beside another worker are run once more, alone (the log keeps the first
+# run's FAILED lines and names them again below): a scenario that fails only while another one
+# loads the two cores has a timing race, in the test or in a server, to be found and fixed, and
+# such runs showed real ones (see compat-tests/README.md); more than five failures are not
+# retried, and a test that fails alone fails the run.
+failed_file="$REPO/target/compat-failed.txt"
+rm -f "$failed_file"
+rc=0
+COMPAT_FAILED_FILE="$failed_file" "$VENV/bin/python" -m pytest -n "$jobs" --dist loadfile "$@" || rc=$?
+if [ "$rc" = 1 ] && [ "$jobs" != 0 ] && [ -s "$failed_file" ]; then
+    mapfile -t failed < <(sort -u "$failed_file")
+    if ((${#failed[@]} <= 5)); then
+        log "pytest: ${#failed[@]} failed beside another worker; again, one at a time: ${failed[*]}"
+        rc=0
+        "$VENV/bin/python" -m pytest -n 0 "${failed[@]}" || rc=$?
+    fi
+fi
+exit "$rc"
