@@ -146,7 +146,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 metrics::histogram!("conclave_apply_seconds").record(t0.elapsed().as_secs_f64());
                 // Events first: no answer may overtake the event its write caused.
                 self.sink.applied(&effects);
-                return Ok(vec![self.ahead.applied(last.leader_id.term, &batch.commands, results)]);
+                let answered = self.ahead.applied(last.leader_id.term, &batch.commands, results);
+                if self.store.wants_commit_for_readers() {
+                    // The batch is left uncommitted (see `Store::write_prepared`), and while
+                    // reads are under way the next read would commit it on its own path: the
+                    // lock recipe's next holder reads the children right after the event of
+                    // this batch's delete, a config watcher re-reads after its event. So let
+                    // the answers and events go out first (their connection tasks run before
+                    // this one resumes), then commit while the clients react. Measured in
+                    // benches/README.md (December 6, night); a thread of its own for this
+                    // commit cost more in wake-ups than it saved.
+                    tokio::task::yield_now().await;
+                    self.store.commit_for_readers().map_err(|e| StorageError::from(StorageIOError::apply(last, &e)))?;
+                }
+                return Ok(vec![answered]);
             }
         }
         let (responses, effects) = self

@@ -345,6 +345,40 @@ impl Store {
         Ok(v)
     }
 
+    /// Whether applied batches wait uncommitted while something has read the store since its
+    /// last commit: a read is then likely to come and commit them itself (see
+    /// [`Store::commit_for_readers`]).
+    pub fn wants_commit_for_readers(&self) -> bool {
+        self.read_seen.load(Ordering::Relaxed) && self.uncommitted.load(Ordering::SeqCst)
+    }
+
+    /// Commits the applied batches that wait in a transaction of their own, if anything has
+    /// read the store since its last commit, and opens the read view after it, so that the
+    /// next read finds both done. Why: reads commit applied
+    /// batches before they look (they must see every answered write), which put a redb commit
+    /// and the view's opening on the path of a read that follows a write (the lock recipe's
+    /// hand-off: a delete, its event, the next holder's getChildren). Called off that path,
+    /// by the preparer thread while it is idle. A prepared transaction is left alone: settling
+    /// it would throw its unapplied batch away.
+    pub fn commit_for_readers(&self) -> Result<(), StoreError> {
+        {
+            let mut pending = self.lock_pending();
+            if !self.read_seen.load(Ordering::Relaxed) || !matches!(*pending, Pending::Applied(_)) {
+                return Ok(());
+            }
+            self.settle_locked(&mut pending)?;
+        }
+        self.check_failed()?;
+        // Not `read`: that would count as a read (`read_seen`) and keep these commits going
+        // in a load that has stopped reading.
+        let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        if view.is_none() && !self.uncommitted.load(Ordering::SeqCst) {
+            // Under the view's lock, as in `read`: a commit after `begin_read` drops the view.
+            *view = Some(Arc::new(ReadView::new(self.db.begin_read()?)?));
+        }
+        Ok(())
+    }
+
     fn check_failed(&self) -> Result<(), StoreError> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(StoreError::Corrupt("an applied write could not be committed; restart to replay it".into()));

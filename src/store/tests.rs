@@ -1125,6 +1125,44 @@ fn prepared_batches_continue_unread_applied_ones_and_a_read_replays_them() {
     assert_eq!(get_at(&s, "n", "", 0).unwrap().kvs[0].version, UNSAVED_BATCHES_MAX as i64 + 2);
 }
 
+/// Store::commit_for_readers commits an applied batch and opens the view after it only while
+/// reads are under way, and never touches a prepared transaction (which still holds a batch
+/// not applied).
+#[test]
+fn applied_batches_are_committed_for_readers_only_while_reads_happen() {
+    let (_d, s) = open();
+    let step = |v: &str| {
+        let b = vec![put("k", v)];
+        assert!(s.prepare(Arc::new(b.clone()), Duration::ZERO, s.applies()).unwrap());
+        s.write_prepared(false, &b, &[("applied", v.as_bytes())]).unwrap().expect("prepared");
+    };
+    // Nothing has read: the batch stays open for the next one to continue.
+    step("1");
+    assert!(!s.wants_commit_for_readers());
+    s.commit_for_readers().unwrap();
+    assert!(matches!(&*s.lock_pending(), Pending::Applied(_)));
+
+    // A read (it commits), then another applied batch: committed for the readers, view ready.
+    assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["1"]);
+    step("2");
+    assert!(s.wants_commit_for_readers());
+    s.commit_for_readers().unwrap();
+    assert!(matches!(&*s.lock_pending(), Pending::Idle));
+    assert!(!s.uncommitted.load(Ordering::SeqCst));
+    let view = s.view.lock().unwrap().clone().expect("the view after the commit is open");
+    assert!(Arc::ptr_eq(&view, &s.read().unwrap()), "the next read takes that view");
+    assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["2"]);
+    assert!(!s.wants_commit_for_readers(), "nothing applied since");
+
+    // A prepared batch continuing an applied one is left alone: it is not applied yet.
+    step("3");
+    assert!(s.prepare(Arc::new(vec![put("k", "4")]), Duration::ZERO, s.applies()).unwrap());
+    s.commit_for_readers().unwrap();
+    assert!(matches!(&*s.lock_pending(), Pending::Prepared(_)));
+    s.write_prepared(false, &[put("k", "4")], &[("applied", b"4")]).unwrap().expect("still prepared");
+    assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["4"]);
+}
+
 /// Store::prepare runs commands ahead of their commit: readers do not see them, committing
 /// with write_prepared gives exactly what Store::write gives, and any other write, or a
 /// write_prepared of other commands, aborts the prepared transaction instead of waiting for it.
