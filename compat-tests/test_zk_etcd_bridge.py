@@ -25,12 +25,27 @@ REFUSED = ("conclave: keys under /zk/ are ZooKeeper znodes; change them through 
 def both(tmp_path):
     """Conclave with its etcd port (a compat_util.Server) and its ZooKeeper port (a
     zk_util.ZkServer), one process."""
+    yield from _both(tmp_path, [])
+
+
+# A space quota a test can pass with a few ZooKeeper writes (a fresh store is ~72 KiB).
+QUOTA_BYTES = 4_000_000
+
+
+@pytest.fixture
+def capped(tmp_path):
+    """`both`, with --quota-backend-bytes QUOTA_BYTES."""
+    yield from _both(tmp_path, ["--quota-backend-bytes", str(QUOTA_BYTES)])
+
+
+def _both(tmp_path, extra_args):
     workdir = str(tmp_path)
     data_dir = tempfile.mkdtemp(prefix="data-", dir=workdir)
     cport, pport, zport = _free_ports(3)
     log_path = os.path.join(workdir, "conclave.log")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([CONCLAVE_BIN] + _etcd_flags(data_dir, cport, pport) + ["--zk-listen", f"127.0.0.1:{zport}"],
+        proc = subprocess.Popen([CONCLAVE_BIN] + _etcd_flags(data_dir, cport, pport) + ["--zk-listen", f"127.0.0.1:{zport}"]
+                                + extra_args,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     etcd = Server("conclave", cport, pport, data_dir, proc, log_path, ETCDCTL_BIN)
     zk = ZkServer("conclave", zport, proc, log_path, data_dir, workdir)
@@ -99,3 +114,39 @@ def test_session_is_a_lease(both):
     other = zk.kazoo()
     assert other.exists("/e") is None
     assert etcd.ok("get", "/zk/e") == ""
+
+
+def test_zookeeper_writes_past_the_space_quota_raise_nospace_and_are_refused(capped):
+    """etcd's space quota holds for ZooKeeper writes too: a setData that finds the backend over
+    --quota-backend-bytes raises NOSPACE (etcdctl sees the alarm) and is refused with
+    QuotaExceeded (-125, what ZooKeeper answers past an enforced quota), as every create and
+    setData is until the alarm is disarmed, while etcd puts get etcd's own error. Reads,
+    deletes and new sessions still work: a ZooKeeper client needs a session to free space."""
+    from kazoo.exceptions import QuotaExceededError
+    etcd, zk = capped
+    c = zk.kazoo()
+    c.create("/big", b"")
+    blob = b"x" * 500_000
+    refused_at = None
+    for i in range(40):  # history keeps every value: the file passes 4 MB within ~16 sets
+        try:
+            c.set("/big", blob)
+        except QuotaExceededError:
+            refused_at = i
+            break
+    assert refused_at is not None and refused_at >= 4, refused_at
+    rc, out, err = etcd.etcdctl("alarm", "list")
+    assert rc == 0 and out.endswith(" alarm:NOSPACE \n"), (rc, out, err)
+    assert c.get("/big")[1].version == refused_at, "the refused set changed nothing"
+    with pytest.raises(QuotaExceededError):
+        c.create("/c", b"1")
+    with pytest.raises(QuotaExceededError):
+        c.set("/big", b"", version=123)  # the quota is checked before the version, as ZooKeeper does
+    rc, out, err = etcd.etcdctl("put", "a", "b")
+    assert rc == 1 and "database space exceeded" in err, (rc, out, err)
+    c2 = zk.kazoo()
+    assert c2.exists("/big") is not None
+    with pytest.raises(QuotaExceededError):
+        c2.create("/e", b"", ephemeral=True)
+    c2.delete("/big")
+    assert c.exists("/big") is None

@@ -74,6 +74,15 @@ pub enum Command {
     },
     /// ZooKeeper writes (one op, or a multi): see [`ZkTxn`].
     Zk(ZkTxn),
+    /// Open a ZooKeeper session: the lease [`Command::LeaseGrant`] would create (same answer),
+    /// except that NOSPACE does not refuse it. Why: a ZooKeeper client can do nothing without a
+    /// session, not even read or delete what would free the space; an etcd client reads and
+    /// deletes without a lease. Sessions stay bounded by the server's session limit.
+    /// (Last, so the commands of older logs keep their encoding.)
+    ZkSession {
+        id: i64,
+        ttl_s: i64,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +247,10 @@ pub mod zk_err {
     pub const NOT_EMPTY: i32 = -111;
     pub const SESSION_EXPIRED: i32 = -112;
     pub const INVALID_ACL: i32 = -114;
+    /// ZooKeeper's answer when a write would pass an enforced quota; ours while NOSPACE is
+    /// raised (the backend over --quota-backend-bytes), where etcd answers "database space
+    /// exceeded".
+    pub const QUOTA_EXCEEDED: i32 = -125;
 }
 
 /// The outcome of one op of a [`ZkTxn`].

@@ -205,7 +205,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
         None => None,
         Some(listener) => {
             let local = listener.local_addr().map_err(|e| e.to_string())?;
-            let zk_config = zk_config(&config, &data_dir, local.port());
+            let zk_config = zk_config(&config, &data_dir, local.port(), member_id);
             let zk = ZkCtx::new(replica.clone(), store.clone(), hub.clone(), lessor.clone(), zk_config, cluster_id);
             tokio::spawn(crate::wire::zk::serve(zk, listener, shutdown_rx.clone()));
             Some(local)
@@ -238,7 +238,7 @@ pub async fn start(config: Config) -> Result<NodeHandle, String> {
     Ok(NodeHandle { client_addr, zk_addr, replica, shutdown: shutdown_tx, server })
 }
 
-fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16) -> ZkConfig {
+fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16, member_id: u64) -> ZkConfig {
     let tick = config.zk_tick_time_ms.max(1);
     let min = config.zk_min_session_timeout_ms.unwrap_or(2 * tick);
     let max = config.zk_max_session_timeout_ms.unwrap_or(20 * tick).max(min);
@@ -260,6 +260,8 @@ fn zk_config(config: &Config, data_dir: &std::path::Path, port: u16) -> ZkConfig
         client_port: port,
         sasl_users: config.zk_sasl_users.clone().unwrap_or_default(),
         sasl_gssapi: config.zk_sasl_keytab.is_some(),
+        quota_backend_bytes: config.quota_bytes(),
+        member_id,
         ..Default::default()
     }
 }

@@ -78,6 +78,8 @@ pub struct WriteTx<'t> {
     pub(super) znode_rows: std::cell::RefCell<std::collections::HashMap<String, Option<super::znode::ZnodeMeta>>>,
     /// Whether the table's quota root has children, once read (see `WriteTx::quotas_exist`).
     pub(super) quota_root_in_table: std::cell::Cell<Option<bool>>,
+    /// Whether NOSPACE is raised, once read (see [`WriteTx::capped`]); reset by an alarm.
+    space_capped: std::cell::Cell<Option<bool>>,
     pub(super) zk_children: Table<'t, (&'static str, &'static str), u64>,
     pub(super) zk_reap: Table<'t, &'static str, ()>,
     rev: i64,
@@ -101,6 +103,7 @@ impl<'t> WriteTx<'t> {
             znodes: tx.open_table(ZNODES)?,
             znode_rows: Default::default(),
             quota_root_in_table: Default::default(),
+            space_capped: Default::default(),
             zk_children: tx.open_table(ZK_CHILDREN)?,
             zk_reap: tx.open_table(ZK_REAP)?,
             rev,
@@ -144,7 +147,8 @@ impl<'t> WriteTx<'t> {
             Command::DeleteRange(op) => self.apply_delete(op).map(Response::DeleteRange),
             Command::Txn(op) => self.apply_txn(op).map(Response::Txn),
             Command::Compact { revision } => self.compact(*revision).map(|()| Response::Compact),
-            Command::LeaseGrant { id, ttl_s } => self.lease_grant(*id, *ttl_s),
+            Command::LeaseGrant { id, ttl_s } => self.check_space().and_then(|()| self.lease_grant(*id, *ttl_s)),
+            Command::ZkSession { id, ttl_s } => self.lease_grant(*id, *ttl_s),
             Command::LeaseRevoke { id } => self.lease_revoke(*id).map(|()| Response::LeaseRevoke),
             Command::Alarm { activate, member_id, alarm } => self.alarm(*activate, *member_id, *alarm),
             Command::Zk(txn) => self.apply_zk(txn),
@@ -500,7 +504,6 @@ impl<'t> WriteTx<'t> {
 
     fn lease_grant(&mut self, id: i64, ttl_s: i64) -> Result<Response, Error> {
         assert!(id != 0, "lease id 0 must be replaced by the proposer");
-        self.check_space()?;
         if self.leases.get(id)?.is_some() {
             return Err(ApplyError::LeaseExists.into());
         }
@@ -567,10 +570,22 @@ impl<'t> WriteTx<'t> {
 
     /// etcd's capped mode: while NOSPACE is raised, nothing that adds data is applied.
     fn check_space(&self) -> Result<(), Error> {
-        if self.alarms()?.iter().any(|(_, a)| *a == AlarmType::NoSpace as u8) {
+        if self.capped()? {
             return Err(ApplyError::NoSpace.into());
         }
         Ok(())
+    }
+
+    /// Whether NOSPACE is raised (by any member): writes that add data are refused, etcd's
+    /// and ZooKeeper's alike. Read once per transaction (a ZooKeeper create or setData asks
+    /// for every op) until an alarm changes it.
+    pub(super) fn capped(&self) -> Result<bool, Error> {
+        if let Some(capped) = self.space_capped.get() {
+            return Ok(capped);
+        }
+        let capped = self.alarms()?.iter().any(|(_, a)| *a == AlarmType::NoSpace as u8);
+        self.space_capped.set(Some(capped));
+        Ok(capped)
     }
 
     fn alarm(&mut self, activate: bool, member_id: u64, alarm: AlarmType) -> Result<Response, Error> {
@@ -597,6 +612,7 @@ impl<'t> WriteTx<'t> {
         };
         if changed {
             self.meta.insert(META_ALARMS, encode_alarms(&alarms).as_slice())?;
+            self.space_capped.set(None);
         }
         Ok(Response::Alarm(Some((member_id, alarm))))
     }

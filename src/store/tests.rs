@@ -534,6 +534,41 @@ fn znode_stats_follow_zookeeper() {
     );
 }
 
+/// Goal: NOSPACE caps ZooKeeper writes as it caps etcd's: a create or setData is refused with
+/// QuotaExceeded where ZooKeeper checks an enforced quota (after NodeExists and the ACL, before
+/// the version), a multi holding one fails as a whole; deletes, setACL, checks and new sessions
+/// pass (a client needs a session to delete anything), while an etcd lease grant is refused;
+/// clearing the alarm restores writes.
+#[test]
+fn nospace_alarm_caps_zookeeper_writes_but_not_sessions() {
+    let (_d, s) = open();
+    zk(&s, 0, vec![create("/a", "x", CreateMode::Persistent), create("/b", "y", CreateMode::Persistent)]);
+    apply(&s, Command::Alarm { activate: true, member_id: 9, alarm: AlarmType::NoSpace });
+    let quota = [ZkOpResult::Error(zk_err::QUOTA_EXCEEDED)];
+    assert_eq!(zk(&s, 0, vec![create("/c", "", CreateMode::Persistent)]).1, quota);
+    assert_eq!(zk(&s, 0, vec![create("/a", "", CreateMode::Persistent)]).1, [ZkOpResult::Error(zk_err::NODE_EXISTS)]);
+    assert_eq!(zk(&s, 0, vec![create("/x/y", "", CreateMode::Persistent)]).1, [ZkOpResult::Error(zk_err::NO_NODE)]);
+    let set = |version| ZkOp::SetData { path: "/a".into(), data: Some("z".into()), version };
+    assert_eq!(zk(&s, 0, vec![set(-1)]).1, quota);
+    assert_eq!(zk(&s, 0, vec![set(7)]).1, quota, "before the version check");
+    let (_, r) = zk(&s, 0, vec![ZkOp::Delete { path: "/b".into(), version: -1 }, set(-1)]);
+    assert_eq!(r, [ZkOpResult::Error(zk_err::OK), ZkOpResult::Error(zk_err::QUOTA_EXCEEDED)], "as ZooKeeper answers");
+    assert!(s.read().unwrap().zk_node("/b").unwrap().is_some(), "the failed multi changed nothing");
+    let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
+    assert!(matches!(
+        zk(&s, 0, vec![ZkOp::SetAcl { path: "/a".into(), acl, version: -1 }]).1[..],
+        [ZkOpResult::SetAcl { .. }]
+    ));
+    assert_eq!(zk(&s, 0, vec![ZkOp::Delete { path: "/b".into(), version: -1 }]).1, [ZkOpResult::Deleted]);
+    assert_eq!(apply(&s, Command::LeaseGrant { id: 1, ttl_s: 5 }).result, Err(ApplyError::NoSpace));
+    assert_eq!(apply(&s, Command::ZkSession { id: 2, ttl_s: 5 }).result, Ok(Response::LeaseGrant { id: 2, ttl_s: 5 }));
+    assert_eq!(zk(&s, 0, vec![set(-1), ZkOp::Delete { path: "/a".into(), version: -1 }]).1[0], quota[0]);
+
+    apply(&s, Command::Alarm { activate: false, member_id: 9, alarm: AlarmType::NoSpace });
+    assert!(matches!(zk(&s, 2, vec![create("/e", "", CreateMode::Ephemeral)]).1[..], [ZkOpResult::Created { .. }]));
+    assert!(matches!(zk(&s, 0, vec![set(-1)]).1[..], [ZkOpResult::SetData { .. }]));
+}
+
 /// Goal: a batch of ZooKeeper writes applied in one transaction (as the state machine applies
 /// a raft entry) leaves exactly the state the same writes leave one transaction each, though a
 /// transaction keeps the metadata rows it changes in memory until it commits (the parent

@@ -1008,6 +1008,10 @@ impl WriteTx<'_> {
         if parent.meta.kind == NodeKind::Ephemeral {
             return Ok(Err(zk_err::NO_CHILDREN_FOR_EPHEMERALS));
         }
+        // Where ZooKeeper checks an enforced quota (zks.checkQuota).
+        if self.capped()? {
+            return Ok(Err(zk_err::QUOTA_EXCEEDED));
+        }
         let kind = match mode {
             CreateMode::Container | CreateMode::ContainerSequential => NodeKind::Container,
             m if m.is_ttl() => NodeKind::Ttl(ttl_ms),
@@ -1135,6 +1139,10 @@ impl WriteTx<'_> {
         let Some(mut node) = self.zk_load(ov, path)? else { return Ok(Err(zk_err::NO_NODE)) };
         if !acl_allows(&node.meta.acl, perms::WRITE, &txn.auth) {
             return Ok(Err(zk_err::NO_AUTH));
+        }
+        // Where ZooKeeper checks an enforced quota (zks.checkQuota), before the version.
+        if self.capped()? {
+            return Ok(Err(zk_err::QUOTA_EXCEEDED));
         }
         let current = node.meta.stat(node.kv.as_ref()).version;
         if version != -1 && version != current {

@@ -28,7 +28,9 @@ use super::jute::{Reader, Writer};
 use super::proto::*;
 use super::sasl::{self, DigestMd5Server, SaslUsers};
 use super::watches::{ConnId, Guard, Kind, Notification, WatchTable};
-use crate::command::{zk_err, Applied, Command, CreateMode, Response, ZkAcl, ZkOp, ZkOpResult, ZkStat, ZkTxn};
+use crate::command::{
+    zk_err, AlarmType, Applied, Command, CreateMode, Response, ZkAcl, ZkOp, ZkOpResult, ZkStat, ZkTxn,
+};
 use crate::lessor::Lessor;
 use crate::replication::{ProposeError, Replica};
 use crate::store::znode::perms;
@@ -69,6 +71,10 @@ pub struct ZkConfig {
     pub sasl_users: SaslUsers,
     /// SASL is GSSAPI (Kerberos) with the keytab `gssapi::init` registered.
     pub sasl_gssapi: bool,
+    /// etcd's --quota-backend-bytes: a create or setData that finds the backend larger raises
+    /// NOSPACE for `member_id` (as an etcd put does), and is then refused with QuotaExceeded.
+    pub quota_backend_bytes: u64,
+    pub member_id: u64,
 }
 
 impl Default for ZkConfig {
@@ -92,6 +98,8 @@ impl Default for ZkConfig {
             client_port: 2181,
             sasl_users: SaslUsers::default(),
             sasl_gssapi: false,
+            quota_backend_bytes: u64::MAX,
+            member_id: 0,
         }
     }
 }
@@ -333,6 +341,29 @@ pub struct ZkCtx {
 }
 
 impl ZkCtx {
+    /// etcd's space quota for ZooKeeper writes: one that adds data (a create or setData) and
+    /// finds the backend file over `quota_backend_bytes` raises NOSPACE first, queued ahead of
+    /// it, so its apply refuses it with QuotaExceeded as every such write after it until the
+    /// alarm is disarmed (`etcdctl alarm disarm`, after compaction and defragmentation).
+    /// Deletes, setACL, reads and new sessions ([`Command::ZkSession`]) are never refused, as
+    /// etcd lets deletes and compactions through. Returns the replica to submit `cmd` to.
+    fn over_quota(&self, cmd: &Command) -> &Replica {
+        if self.store.size_bytes() > self.config.quota_backend_bytes {
+            let adds = match cmd {
+                Command::Zk(txn) => txn.ops.iter().any(|op| matches!(op, ZkOp::Create { .. } | ZkOp::SetData { .. })),
+                _ => false,
+            };
+            if adds {
+                let raise =
+                    Command::Alarm { activate: true, member_id: self.config.member_id, alarm: AlarmType::NoSpace };
+                if let Err(e) = self.replica.submit(raise) {
+                    tracing::warn!("raising NOSPACE: {e}");
+                }
+            }
+        }
+        &self.replica
+    }
+
     pub fn new(
         replica: Replica,
         store: Store,
@@ -680,7 +711,7 @@ async fn handshake(ctx: &ZkCtx, req: &ConnectRequest, wr: &mut OwnedWriteHalf) -
         let mut granted = None;
         for _ in 0..3 {
             let id = ctx.next_session_id();
-            match ctx.replica.propose(Command::LeaseGrant { id, ttl_s }).await {
+            match ctx.replica.propose(Command::ZkSession { id, ttl_s }).await {
                 Ok(Applied { result: Ok(_), .. }) => {
                     granted = Some(id);
                     break;
@@ -1195,7 +1226,7 @@ impl Conn {
     /// Submits a deferred write to raft; anything else is returned unchanged.
     fn start(&self, item: Queued) -> Queued {
         match item {
-            Queued::Deferred { xid, op, ops, cmd, started } => match self.ctx.replica.submit(cmd) {
+            Queued::Deferred { xid, op, ops, cmd, started } => match self.ctx.over_quota(&cmd).submit(cmd) {
                 Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started },
                 Err(e) => Queued::Ready { xid, op, err: propose_error_code(&e), body: Vec::new(), close: false },
             },
