@@ -16,7 +16,7 @@ pub mod znode;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -44,6 +44,8 @@ pub enum StoreError {
     Commit(#[from] redb::CommitError),
     #[error("durability: {0}")]
     Durability(#[from] redb::SetDurabilityError),
+    #[error("defragment: {0}")]
+    Compaction(#[from] redb::CompactionError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
     #[error(
@@ -103,7 +105,9 @@ impl Default for StoreConfig {
 
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    /// Behind a lock only for [`Store::defragment`], which needs the database to itself;
+    /// everything else takes it shared, just to begin a transaction.
+    db: Arc<RwLock<Database>>,
     path: PathBuf,
     /// Watchers that want their events' prev_kv: while there are none, a put does not read the
     /// value it replaces (a history lookup at a random place, ~20% of a put's apply cost)
@@ -180,6 +184,9 @@ impl Signal {
 /// `UNSAVED_COMMANDS_MAX` commands): bounds the memory of its dirty pages and the work of a
 /// replay (see [`Store::settle`]).
 const UNSAVED_BATCHES_MAX: usize = 16;
+
+/// How long [`Store::defragment`] waits for reads that hold a view of the store to end.
+const DEFRAG_WAIT: Duration = Duration::from_secs(5);
 const UNSAVED_COMMANDS_MAX: usize = 1024;
 
 /// See `Store::pending`.
@@ -292,7 +299,7 @@ impl Store {
             source: redb::DatabaseError::Storage(redb::StorageError::Io(e)),
         })?;
         let store = Store {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(db)),
             path: path.to_path_buf(),
             file: Arc::new(file),
             prev_value_watchers: Arc::new(AtomicUsize::new(0)),
@@ -340,7 +347,7 @@ impl Store {
         if let Some(v) = view.as_ref() {
             return Ok(v.clone());
         }
-        let v = Arc::new(ReadView::new(self.db.begin_read()?)?);
+        let v = Arc::new(ReadView::new(self.db().begin_read()?)?);
         *view = Some(v.clone());
         Ok(v)
     }
@@ -374,9 +381,41 @@ impl Store {
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         if view.is_none() && !self.uncommitted.load(Ordering::SeqCst) {
             // Under the view's lock, as in `read`: a commit after `begin_read` drops the view.
-            *view = Some(Arc::new(ReadView::new(self.db.begin_read()?)?));
+            *view = Some(Arc::new(ReadView::new(self.db().begin_read()?)?));
         }
         Ok(())
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// etcd's defragmentation: rewrites the database file without its free pages (redb's
+    /// `compact`) and truncates it, so space that compaction freed inside the file is given
+    /// back, the size the space quota looks at falls, and a NOSPACE alarm can be disarmed.
+    /// Like etcd's, it holds this member's reads and writes until it is done. redb compacts only
+    /// with no transaction open: applied batches are committed and a prepared one dropped
+    /// first (as for any other write), and reads still holding a view of the store are waited
+    /// for, up to [`DEFRAG_WAIT`], before giving up with an error.
+    pub fn defragment(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + DEFRAG_WAIT;
+        loop {
+            let writing = self.exclusive()?;
+            drop(self.view.lock().unwrap_or_else(|p| p.into_inner()).take());
+            let done = self.db.write().unwrap_or_else(|p| p.into_inner()).compact();
+            match done {
+                Ok(_) => {
+                    self.committed();
+                    drop(writing);
+                    return Ok(());
+                }
+                Err(redb::CompactionError::TransactionInProgress) if Instant::now() < deadline => {}
+                Err(e) => return Err(e.into()),
+            }
+            // A read still holds a view: let it finish (reads take no lock the write path holds).
+            drop(writing);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn check_failed(&self) -> Result<(), StoreError> {
@@ -434,7 +473,7 @@ impl Store {
     /// Runs applied batches again in a new transaction, with their bookkeeping, and commits
     /// it (non-durable, as their apply would have).
     fn replay(&self, unsaved: &Unsaved) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db().begin_write()?;
         tx.set_durability(Durability::None)?;
         {
             let mut w = WriteTx::new(&tx, false)?;
@@ -464,7 +503,7 @@ impl Store {
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<R, StoreError>,
     ) -> Result<(R, Effects), StoreError> {
         let _writing = self.exclusive()?;
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db().begin_write()?;
         if !durable {
             tx.set_durability(Durability::None)?;
         }
@@ -542,7 +581,7 @@ impl Store {
         let (tx, unsaved) = match std::mem::replace(&mut *pending, Pending::Idle) {
             Pending::Applied(open) => (open.tx, open.unsaved),
             _ => {
-                let mut tx = self.db.begin_write()?;
+                let mut tx = self.db().begin_write()?;
                 tx.set_durability(Durability::None)?;
                 (tx, Unsaved::default())
             }
@@ -658,7 +697,7 @@ impl Store {
     /// empty commit.
     pub fn sync(&self) -> Result<(), StoreError> {
         let _writing = self.exclusive()?;
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         tx.commit()?;
         self.committed();
         Ok(())
@@ -667,7 +706,7 @@ impl Store {
     // ---- raft vote and log bookkeeping: opaque bytes owned by the replication layer --------
 
     pub fn raft_meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(RAFT_META)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -675,7 +714,7 @@ impl Store {
     /// Durable: used for the vote, which raft requires on disk before answering.
     pub fn raft_meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let _writing = self.exclusive()?;
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         {
             let mut t = tx.open_table(RAFT_META)?;
             t.insert(key, value)?;
@@ -688,7 +727,7 @@ impl Store {
     /// State-machine bookkeeping written by apply through [`WriteTx::set_meta`].
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.settle()?;
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(META)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -702,7 +741,7 @@ impl Store {
     /// transaction: installing a snapshot is all or nothing.
     pub fn restore(&self, rows: &[DumpRow]) -> Result<(), StoreError> {
         let _writing = self.exclusive()?;
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         {
             tx.delete_table(KV)?;
             tx.delete_table(HIST)?;

@@ -99,6 +99,13 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        let store = self.ctx.store.clone();
+        // Blocking: it holds the store (and, through it, this member's reads and writes) until
+        // the file is rewritten.
+        tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| Status::internal(format!("defragment: {e}")))?
+            .map_err(EtcdError::from)?;
         let rev = self.ctx.hub.revision();
         Ok(Response::new(pb::DefragmentResponse { header: Some(self.ctx.header(rev)) }))
     }
