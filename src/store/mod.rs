@@ -184,10 +184,10 @@ impl Signal {
 /// `UNSAVED_COMMANDS_MAX` commands): bounds the memory of its dirty pages and the work of a
 /// replay (see [`Store::settle`]).
 const UNSAVED_BATCHES_MAX: usize = 16;
+const UNSAVED_COMMANDS_MAX: usize = 1024;
 
 /// How long [`Store::defragment`] waits for reads that hold a view of the store to end.
 const DEFRAG_WAIT: Duration = Duration::from_secs(5);
-const UNSAVED_COMMANDS_MAX: usize = 1024;
 
 /// See `Store::pending`.
 enum Pending {
@@ -361,12 +361,12 @@ impl Store {
 
     /// Commits the applied batches that wait in a transaction of their own, if anything has
     /// read the store since its last commit, and opens the read view after it, so that the
-    /// next read finds both done. Why: reads commit applied
-    /// batches before they look (they must see every answered write), which put a redb commit
-    /// and the view's opening on the path of a read that follows a write (the lock recipe's
-    /// hand-off: a delete, its event, the next holder's getChildren). Called off that path,
-    /// by the preparer thread while it is idle. A prepared transaction is left alone: settling
-    /// it would throw its unapplied batch away.
+    /// next read finds both done. Why: reads commit applied batches before they look (they
+    /// must see every answered write), which put a redb commit and the view's opening on the
+    /// path of a read that follows a write (the lock recipe's hand-off: a delete, its event,
+    /// the next holder's getChildren). Called by the state machine once the batch's answers
+    /// and events are out, while the clients react to them. A prepared transaction is left
+    /// alone: settling it would throw its unapplied batch away.
     pub fn commit_for_readers(&self) -> Result<(), StoreError> {
         {
             let mut pending = self.lock_pending();
