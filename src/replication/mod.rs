@@ -159,7 +159,15 @@ pub struct RaftStatus {
 struct Proposal {
     cmd: Command,
     reply: oneshot::Sender<Result<Applied, ProposeError>>,
+    /// Who sent it, as far as the caller knows (a ZooKeeper session), or
+    /// [`UNKNOWN_WRITER`]: group commit's linger asks whether the writers it waited for came
+    /// back (see [`LingerState`]).
+    writer: u64,
 }
+
+/// The writer of a proposal whose caller does not say (etcd requests, internal commands):
+/// counted as a writer that came back.
+pub const UNKNOWN_WRITER: u64 = 0;
 
 #[derive(Clone)]
 pub struct Replica {
@@ -234,8 +242,18 @@ impl Replica {
         &self,
         cmd: Command,
     ) -> Result<impl std::future::Future<Output = Result<Applied, ProposeError>> + Send + 'static, ProposeError> {
+        self.submit_as(UNKNOWN_WRITER, cmd)
+    }
+
+    /// [`Replica::submit`] for a known `writer` (a ZooKeeper session id): lets group commit
+    /// tell writers that come back right after their answer from others (see [`LingerState`]).
+    pub fn submit_as(
+        &self,
+        writer: u64,
+        cmd: Command,
+    ) -> Result<impl std::future::Future<Output = Result<Applied, ProposeError>> + Send + 'static, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.proposals.try_send(Proposal { cmd, reply }).map_err(|e| match e {
+        self.proposals.try_send(Proposal { cmd, reply, writer }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
         })?;
@@ -541,6 +559,14 @@ const LINGER_CREDIT_MAX: u32 = 16;
 const LINGER_RETRY_ENTRIES: u32 = 64;
 
 /// The proposer's lingering state (see [`Linger`]).
+///
+/// A linger counts as filled only if the entry then holds a command of a writer of the
+/// previous entry (or of an unknown writer). Why: writers that wait between writes (many
+/// clients each writing now and then: a configuration store's load) fill a linger too, with
+/// other writers' commands that happen to arrive, while the ones it waited for do not come
+/// back; every such wait of up to `max` fell on the commands already in the batch (16 ZooKeeper
+/// clients writing every ~5 ms at random: mean write latency 0.63 ms with lingering against
+/// 0.23 without, p90 1.5 against 0.33 ms). Counted as timeouts, they turn lingering off.
 struct LingerState {
     cfg: Linger,
     credit: u32,
@@ -627,6 +653,12 @@ impl Grouping {
     }
 }
 
+/// Whether `batch` holds a command of a writer of the previous entry (`previous_writers`,
+/// sorted) or of an unknown writer (see [`LingerState`]).
+fn came_back(batch: &[Proposal], previous_writers: &[u64]) -> bool {
+    batch.iter().any(|p| p.writer == UNKNOWN_WRITER || previous_writers.binary_search(&p.writer).is_ok())
+}
+
 /// Collects commands into `batch` until it holds `target` of them or `max` has passed (the
 /// label of `conclave_proposal_lingers_total`: "full", "timeout", or "closed" at shutdown).
 async fn linger(
@@ -670,6 +702,8 @@ async fn proposer(
     let slots = Arc::new(Semaphore::new(in_flight_max));
     let mut groups = Grouping::default();
     let mut lingering = LingerState::new(linger_cfg);
+    // The previous entry's writers, sorted (at most `batch_max`).
+    let mut previous_writers: Vec<u64> = Vec::new();
     while let Some(first) = rx.recv().await {
         // A command that arrives while an entry is in flight is not from that entry's writers.
         let waited = slots.available_permits() == 0;
@@ -689,10 +723,14 @@ async fn proposer(
         if batch.len() < target && lingering.allowed() {
             let end = linger(&mut rx, &mut batch, target, lingering.cfg.max).await;
             filled = end == "full";
-            lingering.ended(filled);
+            lingering.ended(filled && came_back(&batch, &previous_writers));
             metrics::counter!("conclave_proposal_lingers_total", "end" => end).increment(1);
         }
         groups.formed(waited, arrived, filled, batch.len());
+        previous_writers.clear();
+        previous_writers.extend(batch.iter().map(|p| p.writer));
+        previous_writers.sort_unstable();
+        previous_writers.dedup();
         let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         metrics::histogram!("conclave_proposal_batch_commands").record(commands.len() as f64);
         let commands = Arc::new(commands);
@@ -714,8 +752,24 @@ mod tests {
     use super::*;
 
     fn proposal() -> Proposal {
+        proposal_of(UNKNOWN_WRITER)
+    }
+
+    fn proposal_of(writer: u64) -> Proposal {
         let (reply, _rx) = oneshot::channel();
-        Proposal { cmd: Command::LeaseRevoke { id: 1 }, reply }
+        Proposal { cmd: Command::LeaseRevoke { id: 1 }, reply, writer }
+    }
+
+    /// Goal: a linger filled by writers that happened to arrive, while the previous entry's
+    /// writers did not come back, does not count as filled; one that holds a returning (or
+    /// unknown) writer does.
+    #[test]
+    fn a_linger_counts_as_filled_only_if_a_previous_writer_came_back() {
+        let previous = [3, 7, 9];
+        assert!(came_back(&[proposal_of(11), proposal_of(7)], &previous));
+        assert!(!came_back(&[proposal_of(11), proposal_of(12)], &previous), "others only");
+        assert!(came_back(&[proposal_of(11), proposal()], &previous), "unknown writers count");
+        assert!(!came_back(&[proposal_of(1)], &[]));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1218,6 +1218,11 @@ impl Conn {
         })
     }
 
+    /// This connection's session as a writer for group commit (see `Replica::submit_as`).
+    fn writer_id(&self) -> u64 {
+        self.session_id as u64
+    }
+
     /// A write, not submitted yet: see [`Conn::start`].
     fn submit(&self, xid: i32, op: i32, ops: Vec<i32>, cmd: Command) -> Queued {
         Queued::Deferred { xid, op, ops, cmd, started: Instant::now() }
@@ -1226,10 +1231,12 @@ impl Conn {
     /// Submits a deferred write to raft; anything else is returned unchanged.
     fn start(&self, item: Queued) -> Queued {
         match item {
-            Queued::Deferred { xid, op, ops, cmd, started } => match self.ctx.over_quota(&cmd).submit(cmd) {
-                Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started },
-                Err(e) => Queued::Ready { xid, op, err: propose_error_code(&e), body: Vec::new(), close: false },
-            },
+            Queued::Deferred { xid, op, ops, cmd, started } => {
+                match self.ctx.over_quota(&cmd).submit_as(self.writer_id(), cmd) {
+                    Ok(fut) => Queued::Write { xid, op, ops, fut: Box::pin(fut), started },
+                    Err(e) => Queued::Ready { xid, op, err: propose_error_code(&e), body: Vec::new(), close: false },
+                }
+            }
             other => other,
         }
     }
