@@ -159,13 +159,15 @@ pub struct RaftStatus {
 struct Proposal {
     cmd: Command,
     reply: oneshot::Sender<Result<Applied, ProposeError>>,
-    /// Who sent it, as far as the caller knows (a ZooKeeper session), or
+    /// Who sent it, as far as the caller knows (a ZooKeeper session, an etcd client's
+    /// connection), or
     /// [`UNKNOWN_WRITER`]: group commit's linger asks whether the writers it waited for came
     /// back (see [`LingerState`]).
     writer: u64,
 }
 
-/// The writer of a proposal whose caller does not say (etcd requests, internal commands):
+/// The writer of a proposal whose caller does not say (internal commands, etcd requests
+/// without a peer address):
 /// counted as a writer that came back.
 pub const UNKNOWN_WRITER: u64 = 0;
 
@@ -236,6 +238,11 @@ impl Replica {
         self.submit(cmd)?.await
     }
 
+    /// [`Replica::propose`] for a known `writer` (see [`Replica::submit_as`]).
+    pub async fn propose_as(&self, writer: u64, cmd: Command) -> Result<Applied, ProposeError> {
+        self.submit_as(writer, cmd)?.await
+    }
+
     /// Queues a command for proposal NOW and returns a future of its outcome, so a client that
     /// pipelines writes gets them into the log in the order it sent them.
     pub fn submit(
@@ -245,7 +252,8 @@ impl Replica {
         self.submit_as(UNKNOWN_WRITER, cmd)
     }
 
-    /// [`Replica::submit`] for a known `writer` (a ZooKeeper session id): lets group commit
+    /// [`Replica::submit`] for a known `writer` (a ZooKeeper session id, an etcd client's
+    /// connection: see `wire::etcd::writer_of`): lets group commit
     /// tell writers that come back right after their answer from others (see [`LingerState`]).
     pub fn submit_as(
         &self,

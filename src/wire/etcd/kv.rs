@@ -36,8 +36,8 @@ impl KvService {
         self.ctx.check_quota().await
     }
 
-    async fn propose(&self, cmd: Command) -> Result<(i64, CmdResponse), EtcdError> {
-        let applied = self.ctx.propose(cmd).await?;
+    async fn propose(&self, writer: u64, cmd: Command) -> Result<(i64, CmdResponse), EtcdError> {
+        let applied = self.ctx.propose_as(writer, cmd).await?;
         let r = applied.result.map_err(EtcdError::from)?;
         Ok((applied.revision, r))
     }
@@ -60,11 +60,12 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let writer = super::writer_of(request.remote_addr());
         let r = request.into_inner();
         self.check_size(&r)?;
         self.check_quota().await?;
         let op = put_from_pb(r)?;
-        match self.propose(Command::Put(op)).await? {
+        match self.propose(writer, Command::Put(op)).await? {
             (rev, CmdResponse::Put(p)) => Ok(Response::new(pb::PutResponse {
                 header: Some(self.ctx.header(rev)),
                 prev_kv: p.prev_kv.map(kv_to_pb),
@@ -77,10 +78,11 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let writer = super::writer_of(request.remote_addr());
         let r = request.into_inner();
         self.check_size(&r)?;
         let op = delete_from_pb(r)?;
-        match self.propose(Command::DeleteRange(op)).await? {
+        match self.propose(writer, Command::DeleteRange(op)).await? {
             (rev, CmdResponse::DeleteRange(d)) => Ok(Response::new(pb::DeleteRangeResponse {
                 header: Some(self.ctx.header(rev)),
                 deleted: d.deleted,
@@ -91,13 +93,14 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let writer = super::writer_of(request.remote_addr());
         let r = request.into_inner();
         self.check_size(&r)?;
         let op = txn_from_pb(r, self.ctx.limits.max_txn_ops)?;
         if op.has_put() {
             self.check_quota().await?;
         }
-        match self.propose(Command::Txn(op)).await? {
+        match self.propose(writer, Command::Txn(op)).await? {
             (rev, CmdResponse::Txn(t)) => Ok(Response::new(txn_result_to_pb(t, rev, Some(self.ctx.header(rev))))),
             (_, other) => Err(unexpected(other)),
         }
@@ -109,7 +112,7 @@ impl Kv for KvService {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let r = request.into_inner();
         // Compaction runs inside apply, so when the proposal returns it is already physical.
-        match self.propose(Command::Compact { revision: r.revision }).await? {
+        match self.propose(crate::replication::UNKNOWN_WRITER, Command::Compact { revision: r.revision }).await? {
             (rev, CmdResponse::Compact) => {
                 Ok(Response::new(pb::CompactionResponse { header: Some(self.ctx.header(rev)) }))
             }

@@ -110,6 +110,11 @@ impl Ctx {
         Ok(self.replica.propose(cmd).await?)
     }
 
+    /// [`Ctx::propose`] for a known writer (see [`writer_of`]).
+    pub async fn propose_as(&self, writer: u64, cmd: Command) -> Result<Applied, EtcdError> {
+        Ok(self.replica.propose_as(writer, cmd).await?)
+    }
+
     /// See `KvService::check_quota`: over quota, raise NOSPACE for this member and refuse.
     pub async fn check_quota(&self) -> Result<(), EtcdError> {
         if self.store.size_bytes() <= self.limits.quota_backend_bytes {
@@ -127,5 +132,35 @@ impl Ctx {
             self.replica.read_barrier().await?;
         }
         Ok(self.store.read()?)
+    }
+}
+
+/// A write's writer for group commit (`Replica::submit_as`): the client's connection, from its
+/// peer address. Why the connection: a gRPC client multiplexes its callers over one, and
+/// group commit only asks whether writers of the previous entry came back, for which a
+/// connection that writes again counts. Never `UNKNOWN_WRITER` for a known address.
+pub fn writer_of(peer: Option<std::net::SocketAddr>) -> u64 {
+    let Some(peer) = peer else { return crate::replication::UNKNOWN_WRITER };
+    let id = match peer.ip() {
+        std::net::IpAddr::V4(ip) => (u64::from(u32::from(ip)) << 16) | u64::from(peer.port()),
+        std::net::IpAddr::V6(ip) => crate::store::fnv1a64(ip.octets().into_iter().chain(peer.port().to_be_bytes())),
+    };
+    id.max(1)
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::writer_of;
+
+    /// Goal: each client connection is a writer of its own, never the unknown writer.
+    #[test]
+    fn connections_are_distinct_writers() {
+        let a = writer_of(Some("127.0.0.1:40000".parse().unwrap()));
+        let b = writer_of(Some("127.0.0.1:40001".parse().unwrap()));
+        let c = writer_of(Some("[::1]:40000".parse().unwrap()));
+        assert!(a != b && a != c && b != c);
+        assert_eq!(a, writer_of(Some("127.0.0.1:40000".parse().unwrap())));
+        assert_ne!(writer_of(Some("0.0.0.0:0".parse().unwrap())), crate::replication::UNKNOWN_WRITER);
+        assert_eq!(writer_of(None), crate::replication::UNKNOWN_WRITER);
     }
 }
