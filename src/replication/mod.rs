@@ -160,15 +160,13 @@ struct Proposal {
     cmd: Command,
     reply: oneshot::Sender<Result<Applied, ProposeError>>,
     /// Who sent it, as far as the caller knows (a ZooKeeper session, an etcd client's
-    /// connection), or
-    /// [`UNKNOWN_WRITER`]: group commit's linger asks whether the writers it waited for came
-    /// back (see [`LingerState`]).
+    /// connection), or [`UNKNOWN_WRITER`]: group commit's linger asks whether the writers it
+    /// waited for came back (see [`LingerState`]).
     writer: u64,
 }
 
 /// The writer of a proposal whose caller does not say (internal commands, etcd requests
-/// without a peer address):
-/// counted as a writer that came back.
+/// without a peer address): counted as a writer that came back.
 pub const UNKNOWN_WRITER: u64 = 0;
 
 #[derive(Clone)]
@@ -253,8 +251,8 @@ impl Replica {
     }
 
     /// [`Replica::submit`] for a known `writer` (a ZooKeeper session id, an etcd client's
-    /// connection: see `wire::etcd::writer_of`): lets group commit
-    /// tell writers that come back right after their answer from others (see [`LingerState`]).
+    /// connection: see `wire::etcd::writer_of`): lets group commit tell writers that come back
+    /// right after their answer from others (see [`LingerState`]).
     pub fn submit_as(
         &self,
         writer: u64,
