@@ -632,11 +632,14 @@ struct Grouping {
     previous_waited: bool,
     /// See the type's comment; taken by the next entry formed at once.
     late: usize,
+    /// The previous entry's writers, sorted, each once (at most `batch_max`): see
+    /// [`LingerState`] for why a linger asks.
+    previous_writers: Vec<u64>,
 }
 
 impl Default for Grouping {
     fn default() -> Self {
-        Grouping { previous_len: 0, previous_waited: true, late: 0 }
+        Grouping { previous_len: 0, previous_waited: true, late: 0, previous_writers: Vec::new() }
     }
 }
 
@@ -656,6 +659,14 @@ impl Grouping {
         }
         self.previous_waited = waited;
         self.previous_len = len;
+    }
+
+    /// The writers of the entry just formed.
+    fn remember_writers(&mut self, writers: impl Iterator<Item = u64>) {
+        self.previous_writers.clear();
+        self.previous_writers.extend(writers);
+        self.previous_writers.sort_unstable();
+        self.previous_writers.dedup();
     }
 }
 
@@ -708,8 +719,6 @@ async fn proposer(
     let slots = Arc::new(Semaphore::new(in_flight_max));
     let mut groups = Grouping::default();
     let mut lingering = LingerState::new(linger_cfg);
-    // The previous entry's writers, sorted (at most `batch_max`).
-    let mut previous_writers: Vec<u64> = Vec::new();
     while let Some(first) = rx.recv().await {
         // A command that arrives while an entry is in flight is not from that entry's writers.
         let waited = slots.available_permits() == 0;
@@ -729,14 +738,14 @@ async fn proposer(
         if batch.len() < target && lingering.allowed() {
             let end = linger(&mut rx, &mut batch, target, lingering.cfg.max).await;
             filled = end == "full";
-            lingering.ended(filled && came_back(&batch, &previous_writers));
+            lingering.ended(filled && came_back(&batch, &groups.previous_writers));
             metrics::counter!("conclave_proposal_lingers_total", "end" => end).increment(1);
         }
         groups.formed(waited, arrived, filled, batch.len());
-        previous_writers.clear();
-        previous_writers.extend(batch.iter().map(|p| p.writer));
-        previous_writers.sort_unstable();
-        previous_writers.dedup();
+        if !linger_cfg.max.is_zero() {
+            // Asked only by a linger (and an entry of 1024 commands sorts in a few µs).
+            groups.remember_writers(batch.iter().map(|p| p.writer));
+        }
         let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         metrics::histogram!("conclave_proposal_batch_commands").record(commands.len() as f64);
         let commands = Arc::new(commands);
