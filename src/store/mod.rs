@@ -113,14 +113,16 @@ pub struct Store {
     /// value it replaces (a history lookup at a random place, ~20% of a put's apply cost)
     /// just to put it in an event nobody reads.
     prev_value_watchers: Arc<AtomicUsize>,
-    /// The database file's size as of the last commit. Asked for on every etcd write (the
-    /// backend quota check) and by status calls; a `stat` each time was 3.5 % of a put's CPU,
-    /// and the size only changes when a transaction commits.
+    /// The database's size as of the last commit, as [`db_file_bytes`] counts it. Asked for on
+    /// every etcd write (the backend quota check) and by status calls; a `stat` each time was
+    /// 3.5 % of a put's CPU, and the size only changes when a transaction commits.
     file_bytes: Arc<AtomicU64>,
     /// The database file, open for `fstat` only: the size after each commit without resolving
     /// the path again (`stat` by path was ~6 % of the apply's commit in a profile of puts at
     /// 100 clients).
     file: Arc<std::fs::File>,
+    /// The most redb's write buffer holds (half its cache): see [`db_file_bytes`].
+    write_buffer_bytes: u64,
     /// What holds redb's write lock between writes, if anything: a batch run ahead of its
     /// apply ([`Store::prepare`]) or applied batches not committed yet
     /// ([`Store::write_prepared`]). Every other write takes this lock first, aborts a prepared
@@ -246,6 +248,25 @@ fn no_readahead(file: &std::fs::File) {
     }
 }
 
+/// The bytes of the database file that hold pages, or will once redb's write buffer is out:
+/// its allocated blocks plus that buffer's bound (half of redb's cache), at most its length.
+///
+/// Why not the length: etcd's dbSize (and the space quota it checks writes against) is bbolt's
+/// high-water mark of pages, and bbolt grows its file 16 MiB past it at most. redb grows its
+/// file by doubling it (up to 4 GiB regions) and leaves the new part a hole until pages are
+/// written there, so the length was up to twice the pages in use: NOSPACE came at half the data
+/// etcd holds under the same `--quota-backend-bytes` (seen: 1.1 GB of pages in a 2.2 GB file).
+/// The allocated blocks are the pages ever written, freed ones included, as bbolt's high-water
+/// mark counts them; pages that non-durable commits dirtied wait in redb's write buffer, which
+/// redb keeps at half its cache and flushes at every durable commit (at least once a second),
+/// so they are counted by that bound. A file system that allocates blocks ahead of the data
+/// (XFS's speculative preallocation) is capped by the length; one that compresses blocks would
+/// count fewer.
+fn db_file_bytes(m: &std::fs::Metadata, write_buffer_bytes: u64) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.len().min(m.blocks().saturating_mul(512).saturating_add(write_buffer_bytes))
+}
+
 impl Store {
     /// Opens (or creates) the database file and every table, so later transactions never see a
     /// missing table.
@@ -302,6 +323,7 @@ impl Store {
             db: Arc::new(RwLock::new(db)),
             path: path.to_path_buf(),
             file: Arc::new(file),
+            write_buffer_bytes: config.cache_bytes as u64 / 2,
             prev_value_watchers: Arc::new(AtomicUsize::new(0)),
             file_bytes: Arc::new(AtomicU64::new(0)),
             pending: Arc::new(Mutex::new(Pending::Idle)),
@@ -674,7 +696,8 @@ impl Store {
         Ok(Some((results, effects)))
     }
 
-    /// Size of the database file, as etcd reports dbSize (as of the last commit).
+    /// Size of the database, as etcd reports dbSize and checks its space quota against (as of
+    /// the last commit; see [`db_file_bytes`]).
     pub fn size_bytes(&self) -> u64 {
         self.file_bytes.load(Ordering::Relaxed)
     }
@@ -689,7 +712,7 @@ impl Store {
     fn committed(&self) {
         self.read_seen.store(false, Ordering::Relaxed);
         drop(self.view.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = self.file.metadata().map(|m| db_file_bytes(&m, self.write_buffer_bytes)).unwrap_or(0);
         self.file_bytes.store(len, Ordering::Relaxed);
     }
 

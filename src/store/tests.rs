@@ -483,6 +483,19 @@ fn nospace_alarm_caps_writes() {
 /// state and the applied bookkeeping unchanged, and the store stays writable (also with an
 /// applied batch still uncommitted when it starts).
 #[test]
+fn the_size_counts_the_pages_written_not_the_file_grown_ahead() {
+    let (d, s) = open();
+    let big = "x".repeat(100_000);
+    for i in 0..200 {
+        apply(&s, put(&format!("k{i}"), &big));
+    }
+    let len = std::fs::metadata(d.path().join("db")).unwrap().len();
+    // 20 MB of values are in it, and no more than the file's length is counted.
+    assert!(s.size_bytes() >= 20_000_000, "{}", s.size_bytes());
+    assert!(s.size_bytes() <= len, "{} of {len}", s.size_bytes());
+}
+
+#[test]
 fn defragment_shrinks_the_file_and_keeps_the_state() {
     let (_d, s) = open();
     let big = "x".repeat(100_000);
