@@ -6,6 +6,11 @@
 //!
 //!     cargo run --release --example apply_cost            # OPS=40000 BATCH=20 by default
 //!
+//! Then the lock recipe's log entry (`zk lock pair`): an ephemeral sequential create and the
+//! delete of the oldest of 16 waiters' nodes, alone in a transaction that is committed, as when
+//! the hand-off's reads come between entries (`LOCK_OPS`, 20 000); `LOCK_FILL=N` first adds N
+//! nodes and N sets of them, to see how a larger store slows it.
+//!
 //! `ONLY=zk` skips the etcd puts. Under `valgrind --tool=cachegrind` the instruction counts
 //! of two builds compare without this machine's noise.
 //!
@@ -20,6 +25,16 @@ fn rnd(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
+}
+
+fn zk_create_seq(acl: &[ZkAcl]) -> ZkOp {
+    ZkOp::Create {
+        path: "/lock/x-".into(),
+        data: Some(vec![]),
+        acl: acl.to_vec(),
+        mode: CreateMode::EphemeralSequential,
+        ttl_ms: -1,
+    }
 }
 
 fn main() {
@@ -91,6 +106,83 @@ fn main() {
         },
         ops,
     );
+    // The lock recipe's log entry: one session's ephemeral sequential create and the delete of
+    // the oldest waiter's node (16 waiters), two commands per transaction, committed after
+    // each as when the hand-off's reads come between entries.
+    store
+        .write(true, |tx| {
+            tx.apply(&Command::ZkSession { id: 7, ttl_s: 30 })?;
+            tx.apply(&zk(vec![ZkOp::Create {
+                path: "/lock".into(),
+                data: None,
+                acl: acl.clone(),
+                mode: CreateMode::Persistent,
+                ttl_ms: -1,
+            }]))?;
+            Ok(())
+        })
+        .unwrap();
+    // LOCK_FILL=N: N persistent nodes (and as many sets of them) first, as a store that has
+    // served other work holds: the lock's transactions then touch deeper B-trees.
+    let fill: usize = std::env::var("LOCK_FILL").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    for round in 0..2 * fill.div_ceil(256) {
+        store
+            .write(false, |tx| {
+                for j in 0..256 {
+                    let n = (round % fill.div_ceil(256)) * 256 + j;
+                    let path = format!("/bench/f{n:08}");
+                    let op = if round < fill.div_ceil(256) {
+                        ZkOp::Create {
+                            path,
+                            data: Some(vec![b'f'; 100]),
+                            acl: acl.clone(),
+                            mode: CreateMode::Persistent,
+                            ttl_ms: -1,
+                        }
+                    } else {
+                        ZkOp::SetData { path, data: Some(vec![b'g'; 100]), version: -1 }
+                    };
+                    tx.apply(&zk(vec![op]))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut waiters = std::collections::VecDeque::new();
+    let lock_ops: usize = std::env::var("LOCK_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20000);
+    let t0 = Instant::now();
+    for i in 0..lock_ops + 16 {
+        let (created, _) = store
+            .write(false, |tx| {
+                let mut ops = vec![zk_create_seq(&acl)];
+                if i >= 16 {
+                    ops.push(ZkOp::Delete { path: waiters.pop_front().unwrap(), version: -1 });
+                }
+                let mut names = Vec::new();
+                for op in ops {
+                    let applied = tx.apply(&Command::Zk(ZkTxn {
+                        ops: vec![op],
+                        now_ms: 1,
+                        session_id: 7,
+                        auth: vec![],
+                        ttl_enabled: true,
+                    }))?;
+                    match applied.result {
+                        Ok(Response::Zk(r)) => match &r[..] {
+                            [ZkOpResult::Created { path, .. }] => names.push(path.clone()),
+                            [ZkOpResult::Deleted] => {}
+                            r => panic!("lock: {r:?}"),
+                        },
+                        r => panic!("lock: {r:?}"),
+                    }
+                }
+                Ok(names)
+            })
+            .unwrap();
+        waiters.extend(created);
+    }
+    let us = t0.elapsed().as_secs_f64() * 1e6 / (lock_ops + 16) as f64;
+    println!("{:12} pair: {us:.2} us/entry (create + delete, committed)", "zk lock");
     // Random keys of 100 000: the first run mostly creates them, the second overwrites.
     let mut etcd_put = |r: u64| {
         Command::Put(PutOp {
