@@ -68,15 +68,19 @@ fn main() {
         let us = t0.elapsed().as_secs_f64() * 1e6 / done as f64;
         println!("{name:12} batch {batch}: {us:.2} us/op");
     };
+    // /bench for the creates and sets; /lock and session 7 for the lock recipe's entries.
     store
         .write(true, |tx| {
-            tx.apply(&zk(vec![ZkOp::Create {
-                path: "/bench".into(),
-                data: None,
-                acl: acl.clone(),
-                mode: CreateMode::Persistent,
-                ttl_ms: -1,
-            }]))?;
+            tx.apply(&Command::ZkSession { id: 7, ttl_s: 30 })?;
+            for path in ["/bench", "/lock"] {
+                tx.apply(&zk(vec![ZkOp::Create {
+                    path: path.into(),
+                    data: None,
+                    acl: acl.clone(),
+                    mode: CreateMode::Persistent,
+                    ttl_ms: -1,
+                }]))?;
+            }
             Ok(())
         })
         .unwrap();
@@ -109,19 +113,6 @@ fn main() {
     // The lock recipe's log entry: one session's ephemeral sequential create and the delete of
     // the oldest waiter's node (16 waiters), two commands per transaction, committed after
     // each as when the hand-off's reads come between entries.
-    store
-        .write(true, |tx| {
-            tx.apply(&Command::ZkSession { id: 7, ttl_s: 30 })?;
-            tx.apply(&zk(vec![ZkOp::Create {
-                path: "/lock".into(),
-                data: None,
-                acl: acl.clone(),
-                mode: CreateMode::Persistent,
-                ttl_ms: -1,
-            }]))?;
-            Ok(())
-        })
-        .unwrap();
     // LOCK_FILL=N: N persistent nodes (and as many sets of them) first, as a store that has
     // served other work holds: the lock's transactions then touch deeper B-trees.
     let fill: usize = std::env::var("LOCK_FILL").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
