@@ -479,9 +479,8 @@ fn nospace_alarm_caps_writes() {
     assert!(apply(&s, put("b", "1")).result.is_ok());
 }
 
-/// Goal: defragment gives back to the file system what compaction freed inside the file, the
-/// state and the applied bookkeeping unchanged, and the store stays writable (also with an
-/// applied batch still uncommitted when it starts).
+/// Goal: the size (etcd's dbSize, what the space quota checks) counts the pages written to the
+/// file, never more than its length, not the space redb grew the file by ahead of use.
 #[test]
 fn the_size_counts_the_pages_written_not_the_file_grown_ahead() {
     let (d, s) = open();
@@ -495,6 +494,9 @@ fn the_size_counts_the_pages_written_not_the_file_grown_ahead() {
     assert!(s.size_bytes() <= len, "{} of {len}", s.size_bytes());
 }
 
+/// Goal: defragment gives back to the file system what compaction freed inside the file, the
+/// state and the applied bookkeeping unchanged, and the store stays writable (also with an
+/// applied batch still uncommitted when it starts).
 #[test]
 fn defragment_shrinks_the_file_and_keeps_the_state() {
     let (_d, s) = open();
