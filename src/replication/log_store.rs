@@ -28,7 +28,7 @@ pub struct LogStore {
     store: Store,
     wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
-    /// The proposals to run ahead: a small one is run here while its entry is written
+    /// The proposals to run ahead: a light one is run here while its entry is written
     /// ([`Ahead::take_inline`]).
     ahead: Option<Arc<Ahead>>,
 }
@@ -222,7 +222,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let rows: Vec<(u64, Vec<u8>)> = entries.iter().map(|e| (e.log_id.index, encode(e))).collect();
-        // A small batch of this node's own proposal runs in the store while its entry's pages
+        // A light batch of this node's own proposal runs in the store while its entry's pages
         // are written (see `Ahead::take_inline`); its apply then finds it prepared.
         let inline = match (entries.as_slice(), &self.ahead) {
             ([Entry { payload: EntryPayload::Normal(batch), .. }], Some(ahead)) => ahead.take_inline(&batch.commands),

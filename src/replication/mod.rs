@@ -370,15 +370,55 @@ struct AheadJob {
     inline: bool,
 }
 
-/// Batches of at most this many commands are run ahead by the log store on its own thread,
-/// while the entry's pages are being written ([`wal::Wal::append_overlapped`]), instead of by the
-/// preparer thread. Why: handing a batch to the preparer costs a wake and a sleep of that
-/// thread, ~10 µs of CPU each on these VMs, about what running one or two commands takes (a
-/// ZooKeeper set or delete: 5–20 µs); under the first half of an `fdatasync` (~60–80 µs here)
-/// a few commands cost no latency (the append's p50 was the same with and without, lock recipe
-/// at 16 clients). Larger batches (64 sets: ~350 µs) would delay the flush, so they stay on the
-/// preparer thread, which runs them beside the whole `fdatasync`.
-const INLINE_PREPARE_COMMANDS_MAX: usize = 4;
+/// Batches whose store work weighs at most this much ([`inline_weight`]) are run ahead by the
+/// log store on its own thread, while the entry's pages are being written
+/// ([`wal::Wal::append_overlapped`]), instead of by the preparer thread: one or two ZooKeeper
+/// sets or etcd puts (~5 µs each), or one create or delete (~10–25 µs).
+///
+/// Why inline at all: handing a batch to the preparer costs a wake and a sleep of that thread,
+/// ~10 µs of CPU each on these VMs, and ~20 µs of latency before it starts; a batch this light
+/// finishes under the device's write of the entry, which `sync_file_range` has started, so it
+/// delays the `fdatasync` by nothing or little (set at 2 clients: 7–14 % fewer sets/s when even
+/// these went to the preparer).
+///
+/// Why not more: a heavier batch outlasts that write and pushes the `fdatasync` back by the
+/// difference, while the preparer thread would run it on the other core beside the whole
+/// `fdatasync`. Measured (`benches/ab.sh`, 3 interleaved rounds) against a limit of 4 commands
+/// of any kind: with only single commands inline, the lock recipe's entry (the released
+/// holder's create and the next holder's delete, ~50–60 µs of store work on a grown store)
+/// went to the preparer, and lock at 16 clients gained 8–11 %, at 64 clients 2–17 %, the
+/// delete's round trip falling ~40 µs; set and create at 4 clients gained 5–8 % and −2–10 %.
+const INLINE_PREPARE_WEIGHT_MAX: usize = 2;
+
+/// A rough measure of a command's store work for [`INLINE_PREPARE_WEIGHT_MAX`], in units of
+/// one in-place update (a ZooKeeper setData or an etcd put: one `kv` row rewritten, one `hist`
+/// row appended). A create or delete touches the znode, child, session and tombstone rows too:
+/// two units; a compaction or a lease revoke can touch any number of rows.
+fn inline_weight(cmd: &Command) -> usize {
+    use crate::command::ZkOp;
+    match cmd {
+        Command::Put(_) | Command::LeaseGrant { .. } | Command::ZkSession { .. } | Command::Alarm { .. } => 1,
+        Command::DeleteRange(_) => 2,
+        Command::Txn(t) => 1 + t.success.len().max(t.failure.len()),
+        Command::Zk(t) => t
+            .ops
+            .iter()
+            .map(|op| match op {
+                ZkOp::SetData { .. } | ZkOp::SetAcl { .. } | ZkOp::Check { .. } => 1,
+                _ => 2,
+            })
+            .sum::<usize>()
+            .max(1),
+        Command::Compact { .. } | Command::LeaseRevoke { .. } => INLINE_PREPARE_WEIGHT_MAX + 1,
+    }
+}
+
+/// Whether `commands` are light enough to run inline (see [`INLINE_PREPARE_WEIGHT_MAX`]).
+fn inline_batch(commands: &[Command]) -> bool {
+    // A long batch is never light: no need to weigh each command.
+    commands.len() <= INLINE_PREPARE_WEIGHT_MAX
+        && commands.iter().map(inline_weight).sum::<usize>() <= INLINE_PREPARE_WEIGHT_MAX
+}
 
 impl Ahead {
     fn new(store: Store) -> Arc<Ahead> {
@@ -402,7 +442,7 @@ impl Ahead {
         // An empty queue: everything this node proposed is applied, the store is at the
         // state this batch follows.
         let after = q.is_empty().then(|| self.store.applies());
-        let inline = commands.len() <= INLINE_PREPARE_COMMANDS_MAX;
+        let inline = inline_batch(&commands);
         q.push_back(AheadJob { term, commands, waiters, started: false, after, inline });
         drop(guard);
         // Only the oldest batch can be started; behind others this one waits for `applied`.
@@ -415,12 +455,12 @@ impl Ahead {
     }
 
     /// The log store is about to make the entry holding `commands` durable: if that batch is
-    /// the oldest proposal, not started and small, it is started now and the caller runs it
-    /// (its commands and the applies count they follow). A small batch that cannot start yet
+    /// the oldest proposal, not started and light ([`inline_batch`]), it is started now and the caller runs it
+    /// (its commands and the applies count they follow). A light batch that cannot start yet
     /// (an older one is not applied) is left to the preparer thread instead.
     pub(crate) fn take_inline(&self, commands: &Arc<Vec<Command>>) -> Option<(Arc<Vec<Command>>, u64)> {
-        // A large batch was never the log store's: no need to take the queue's lock.
-        if commands.len() > INLINE_PREPARE_COMMANDS_MAX {
+        // A heavy batch was never the log store's: no need to take the queue's lock.
+        if !inline_batch(commands) {
             return None;
         }
         let mut guard = self.lock();
@@ -819,12 +859,47 @@ mod tests {
         Arc::new(Waiters { inner: Mutex::new(Some((Vec::new(), slot))) })
     }
 
-    fn revokes(n: usize) -> Arc<Vec<Command>> {
-        Arc::new((0..n as i64).map(|id| Command::LeaseRevoke { id }).collect())
+    /// `n` commands of weight 1 each (see `inline_weight`).
+    fn grants(n: usize) -> Arc<Vec<Command>> {
+        Arc::new((0..n as i64).map(|id| Command::LeaseGrant { id: id + 1, ttl_s: 10 }).collect())
     }
 
-    /// Goal: a small batch is run by the log store, exactly once, and never handed to the
-    /// preparer thread; a large one, or a small one that cannot start when its entry is
+    fn zk(ops: Vec<crate::command::ZkOp>) -> Command {
+        Command::Zk(crate::command::ZkTxn { ops, now_ms: 0, session_id: 1, auth: Vec::new(), ttl_enabled: true })
+    }
+
+    /// Goal: the log store runs what finishes under the device's write of the entry (a set or
+    /// two, a lone create or delete), and not the lock recipe's hand-off (a create and a
+    /// delete), a longer batch, or work of unbounded size.
+    #[test]
+    fn only_light_batches_are_run_inline() {
+        use crate::command::{CreateMode, ZkOp};
+        let set = || zk(vec![ZkOp::SetData { path: "/a".into(), data: None, version: -1 }]);
+        let create = || {
+            zk(vec![ZkOp::Create {
+                path: "/l/n-".into(),
+                data: None,
+                acl: Vec::new(),
+                mode: CreateMode::EphemeralSequential,
+                ttl_ms: 0,
+            }])
+        };
+        let delete = || zk(vec![ZkOp::Delete { path: "/l/n-0000000001".into(), version: -1 }]);
+        assert!(inline_batch(&[set()]));
+        assert!(inline_batch(&[set(), set()]));
+        assert!(!inline_batch(&[set(), set(), set()]));
+        assert!(inline_batch(&[create()]));
+        assert!(inline_batch(&[delete()]));
+        assert!(!inline_batch(&[create(), delete()]), "the lock hand-off's entry");
+        assert!(!inline_batch(&[zk(vec![ZkOp::SetData { path: "/a".into(), data: None, version: -1 }; 3])]));
+        assert!(!inline_batch(&[Command::LeaseRevoke { id: 1 }]));
+        assert!(!inline_batch(&[Command::Compact { revision: 2 }]));
+        assert!(inline_batch(&grants(INLINE_PREPARE_WEIGHT_MAX)));
+        assert!(!inline_batch(&grants(INLINE_PREPARE_WEIGHT_MAX + 1)));
+    }
+
+    /// Goal: a light batch is run by the log store, exactly once, and never handed to the
+    /// preparer thread; a heavier one, or a light one that cannot start when its entry is
     /// written, is the preparer's.
     /// Method: propose batches and look at what `take_inline` returns and what the queue
     /// lets the preparer start.
@@ -838,27 +913,28 @@ mod tests {
             guard.0.front().is_some_and(|j| !j.started && !j.inline && j.after.is_some())
         };
 
-        let small = revokes(INLINE_PREPARE_COMMANDS_MAX);
+        let small = grants(INLINE_PREPARE_WEIGHT_MAX);
         ahead.proposed(1, small.clone(), unanswered());
         assert!(!preparer_may_start(&ahead));
         // Equal commands in another batch are not this proposal.
-        assert_eq!(ahead.take_inline(&revokes(INLINE_PREPARE_COMMANDS_MAX)), None);
-        let (commands, after) = ahead.take_inline(&small).expect("the oldest small batch starts here");
+        assert_eq!(ahead.take_inline(&grants(INLINE_PREPARE_WEIGHT_MAX)), None);
+        let (commands, after) = ahead.take_inline(&small).expect("the oldest light batch starts here");
         assert!(Arc::ptr_eq(&commands, &small));
         assert_eq!(after, store.applies());
         assert_eq!(ahead.take_inline(&small), None, "started once only");
         assert!(!preparer_may_start(&ahead));
 
         // Behind it, a large batch is the preparer's, once the small one is applied.
-        let large = revokes(INLINE_PREPARE_COMMANDS_MAX + 1);
+        let large = grants(INLINE_PREPARE_WEIGHT_MAX + 1);
         ahead.proposed(1, large.clone(), unanswered());
         assert_eq!(ahead.take_inline(&large), None);
-        // And a small one behind that cannot start when its entry is written: the preparer's.
-        let late = revokes(1);
+        // And a light one behind that cannot start when its entry is written: the preparer's.
+        let late = grants(1);
         ahead.proposed(1, late.clone(), unanswered());
         assert_eq!(ahead.take_inline(&late), None);
         assert!(!preparer_may_start(&ahead));
-        let results = vec![Applied { revision: 1, result: Err(crate::command::ApplyError::LeaseNotFound) }; 4];
+        let results =
+            vec![Applied { revision: 1, result: Err(crate::command::ApplyError::LeaseNotFound) }; small.len()];
         assert!(ahead.applied(1, &small, results).is_empty(), "answered by the queue");
         assert!(preparer_may_start(&ahead));
         assert_eq!(ahead.lock().0.iter().map(|j| j.inline).collect::<Vec<_>>(), [false, false]);
