@@ -379,15 +379,15 @@ struct AheadJob {
 /// ~10 µs of CPU each on these VMs, and ~20 µs of latency before it starts; a batch this light
 /// finishes under the device's write of the entry, which `sync_file_range` has started, so it
 /// delays the `fdatasync` by nothing or little (set at 2 clients: 7–14 % fewer sets/s when even
-/// these went to the preparer).
+/// two sets went to the preparer).
 ///
 /// Why not more: a heavier batch outlasts that write and pushes the `fdatasync` back by the
-/// difference, while the preparer thread would run it on the other core beside the whole
-/// `fdatasync`. Measured (`benches/ab.sh`, 3 interleaved rounds) against a limit of 4 commands
-/// of any kind: with only single commands inline, the lock recipe's entry (the released
-/// holder's create and the next holder's delete, ~50–60 µs of store work on a grown store)
-/// went to the preparer, and lock at 16 clients gained 8–11 %, at 64 clients 2–17 %, the
-/// delete's round trip falling ~40 µs; set and create at 4 clients gained 5–8 % and −2–10 %.
+/// difference, while the preparer thread runs it on the other core beside the whole
+/// `fdatasync`. Measured (`benches/ab.sh`, 3 interleaved rounds) against the former limit of 4
+/// commands of any kind, under which the lock recipe's entry (the released holder's create and
+/// the next holder's delete, ~50–60 µs of store work on a grown store) ran inline: lock at 16
+/// clients +12–16 %, at 64 clients +18–24 %, the delete's round trip ~40 µs shorter; set at 4
+/// clients +8–14 %; create at 2 clients −1..−6 % (its two creates now go to the preparer).
 const INLINE_PREPARE_WEIGHT_MAX: usize = 2;
 
 /// A rough measure of a command's store work for [`INLINE_PREPARE_WEIGHT_MAX`], in units of
@@ -455,9 +455,9 @@ impl Ahead {
     }
 
     /// The log store is about to make the entry holding `commands` durable: if that batch is
-    /// the oldest proposal, not started and light ([`inline_batch`]), it is started now and the caller runs it
-    /// (its commands and the applies count they follow). A light batch that cannot start yet
-    /// (an older one is not applied) is left to the preparer thread instead.
+    /// the oldest proposal, not started and light ([`inline_batch`]), it is started now and the
+    /// caller runs it (its commands and the applies count they follow). A light batch that
+    /// cannot start yet (an older one is not applied) is left to the preparer thread instead.
     pub(crate) fn take_inline(&self, commands: &Arc<Vec<Command>>) -> Option<(Arc<Vec<Command>>, u64)> {
         // A heavy batch was never the log store's: no need to take the queue's lock.
         if !inline_batch(commands) {
