@@ -459,8 +459,9 @@ impl Ahead {
     /// caller runs it (its commands and the applies count they follow). A light batch that
     /// cannot start yet (an older one is not applied) is left to the preparer thread instead.
     pub(crate) fn take_inline(&self, commands: &Arc<Vec<Command>>) -> Option<(Arc<Vec<Command>>, u64)> {
-        // A heavy batch was never the log store's: no need to take the queue's lock.
-        if !inline_batch(commands) {
+        // A long batch was never the log store's: no need to take the queue's lock (whether a
+        // short one is light was decided once, when it was proposed: `job.inline`).
+        if commands.len() > INLINE_PREPARE_WEIGHT_MAX {
             return None;
         }
         let mut guard = self.lock();
