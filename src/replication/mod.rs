@@ -350,9 +350,27 @@ impl Waiters {
 /// the work and then make the next batch's prepare miss too).
 pub(crate) struct Ahead {
     store: Store,
-    /// The proposals, and whether the proposer has stopped (the preparer thread then ends).
-    queue: Mutex<(VecDeque<AheadJob>, bool)>,
+    queue: Mutex<AheadQueue>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct AheadQueue {
+    /// The proposals, oldest first.
+    jobs: VecDeque<AheadJob>,
+    /// The proposer has stopped: the preparer thread ends.
+    stopped: bool,
+    /// An apply left the applied batches' transaction full: the preparer commits it when it
+    /// has nothing to prepare ([`Store::commit_if_full`]).
+    commit: bool,
+}
+
+/// What the preparer thread is given to do.
+enum Work {
+    /// Run these commands ahead, on the state after this many applies.
+    Prepare(Arc<Vec<Command>>, u64),
+    /// Commit the applied batches' full transaction.
+    Commit,
 }
 
 struct AheadJob {
@@ -422,17 +440,17 @@ fn inline_batch(commands: &[Command]) -> bool {
 
 impl Ahead {
     fn new(store: Store) -> Arc<Ahead> {
-        Arc::new(Ahead { store, queue: Mutex::new((VecDeque::new(), false)), changed: Condvar::new() })
+        Arc::new(Ahead { store, queue: Mutex::new(AheadQueue::default()), changed: Condvar::new() })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<AheadJob>, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AheadQueue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A batch was proposed.
     fn proposed(&self, term: u64, commands: Arc<Vec<Command>>, waiters: Arc<Waiters>) {
         let mut guard = self.lock();
-        let q = &mut guard.0;
+        let q = &mut guard.jobs;
         if q.len() >= AHEAD_QUEUE_MAX {
             q.pop_front();
             if let Some(front) = q.front_mut() {
@@ -465,7 +483,7 @@ impl Ahead {
             return None;
         }
         let mut guard = self.lock();
-        let q = &mut guard.0;
+        let q = &mut guard.jobs;
         let at = q.iter().position(|j| Arc::ptr_eq(&j.commands, commands))?;
         let job = &mut q[at];
         if !job.inline || job.started {
@@ -494,7 +512,7 @@ impl Ahead {
     /// from another leader) matches nothing; its results go back to raft.
     pub(crate) fn applied(&self, term: u64, commands: &[Command], results: Vec<Applied>) -> Vec<Applied> {
         let mut guard = self.lock();
-        let q = &mut guard.0;
+        let q = &mut guard.jobs;
         let Some(pos) =
             q.iter().position(|j| j.term == term && crate::store::same_commands(j.commands.as_slice(), commands))
         else {
@@ -502,13 +520,17 @@ impl Ahead {
         };
         let job = q.drain(..=pos).next_back();
         // The next batch may be started now; with none queued there is nothing to wake the
-        // preparer for.
+        // preparer for, unless the transaction it would continue is full: it commits that
+        // now, while this batch's answers go out, instead of before the next batch.
         let wake = match q.front_mut() {
             Some(front) => {
                 front.after = Some(self.store.applies());
                 true
             }
-            None => false,
+            None => {
+                guard.commit = self.store.unsaved_full();
+                guard.commit
+            }
         };
         drop(guard);
         if wake {
@@ -523,19 +545,26 @@ impl Ahead {
         }
     }
 
-    /// Waits for the oldest proposal to be one that has not been started yet, and starts it:
-    /// its commands and the applies count they must follow. None once the proposer stopped.
-    fn next(&self) -> Option<(Arc<Vec<Command>>, u64)> {
+    /// Waits for the oldest proposal to be one that has not been started yet, and starts it
+    /// (its commands and the applies count they must follow), or, with none to start, for a
+    /// full transaction to commit. None once the proposer stopped.
+    fn next(&self) -> Option<Work> {
         let mut guard = self.lock();
         loop {
-            if guard.1 {
+            if guard.stopped {
                 return None;
             }
-            if let Some(front) = guard.0.front_mut() {
+            let q = &mut *guard;
+            if let Some(front) = q.jobs.front_mut() {
                 if let (false, false, Some(after)) = (front.started, front.inline, front.after) {
                     front.started = true;
-                    return Some((front.commands.clone(), after));
+                    // Its prepare commits the full transaction itself, if still needed.
+                    q.commit = false;
+                    return Some(Work::Prepare(front.commands.clone(), after));
                 }
+            }
+            if std::mem::take(&mut guard.commit) {
+                return Some(Work::Commit);
             }
             guard = self.changed.wait(guard).unwrap_or_else(|p| p.into_inner());
         }
@@ -543,7 +572,7 @@ impl Ahead {
 
     /// The proposer stopped: ends the preparer thread (which holds a handle on the store).
     fn stop(&self) {
-        self.lock().1 = true;
+        self.lock().stopped = true;
         self.changed.notify_all();
     }
 }
@@ -553,10 +582,20 @@ fn spawn_preparer(store: Store, ahead: Arc<Ahead>) -> Result<(), ProposeError> {
     std::thread::Builder::new()
         .name("conclave-prepare".into())
         .spawn(move || {
-            while let Some((commands, after)) = ahead.next() {
-                if let Err(e) = store.prepare(commands, PREPARE_WAIT, after) {
-                    // The apply runs the commands again and reports a storage fault itself.
-                    tracing::warn!("running a batch ahead of its commit: {e}");
+            while let Some(work) = ahead.next() {
+                match work {
+                    Work::Prepare(commands, after) => {
+                        if let Err(e) = store.prepare(commands, PREPARE_WAIT, after) {
+                            // The apply runs the commands again and reports a storage fault itself.
+                            tracing::warn!("running a batch ahead of its commit: {e}");
+                        }
+                    }
+                    Work::Commit => {
+                        if let Err(e) = store.commit_if_full() {
+                            // The store refuses reads and writes from now on and says why.
+                            tracing::error!("committing applied batches: {e}");
+                        }
+                    }
                 }
             }
         })
@@ -869,6 +908,51 @@ mod tests {
         Command::Zk(crate::command::ZkTxn { ops, now_ms: 0, session_id: 1, auth: Vec::new(), ttl_enabled: true })
     }
 
+    /// Goal: when an apply leaves the applied batches' transaction full and no batch waits to
+    /// be prepared, the preparer is given that commit to do (it would otherwise fall on the
+    /// next batch's prepare); with a batch waiting, the prepare comes first and the commit is
+    /// its own.
+    #[test]
+    fn the_preparer_commits_a_full_transaction_when_idle() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
+        let ahead = Ahead::new(store.clone());
+        let put = |v: usize| {
+            Arc::new(vec![Command::Put(crate::command::PutOp {
+                key: b"k".to_vec(),
+                value: v.to_string().into_bytes(),
+                ..Default::default()
+            })])
+        };
+        let mut i = 0;
+        let mut apply = |ahead: &Ahead| {
+            i += 1;
+            let cmds = put(i);
+            ahead.proposed(1, cmds.clone(), unanswered());
+            assert!(store.prepare(cmds.clone(), Duration::ZERO, store.applies()).unwrap());
+            let (results, _) = store.write_prepared(false, &cmds, &[]).unwrap().expect("prepared");
+            assert!(ahead.applied(1, &cmds, results).is_empty(), "answered here");
+        };
+        while !store.unsaved_full() {
+            assert!(!ahead.lock().commit, "nothing to commit before the transaction is full");
+            apply(&ahead);
+        }
+        assert!(ahead.lock().commit);
+        assert!(matches!(ahead.next(), Some(Work::Commit)));
+        store.commit_if_full().unwrap();
+        assert!(!store.unsaved_full());
+
+        // Full again, and the next batch already proposed: the preparer prepares it.
+        while !store.unsaved_full() {
+            apply(&ahead);
+        }
+        // (Heavier than the log store runs inline.)
+        let waiting = Arc::new([put(0).as_slice(), put(0).as_slice(), put(0).as_slice()].concat());
+        ahead.proposed(1, waiting.clone(), unanswered());
+        assert!(matches!(ahead.next(), Some(Work::Prepare(c, _)) if Arc::ptr_eq(&c, &waiting)));
+        assert!(!ahead.lock().commit);
+    }
+
     /// Goal: the log store runs what finishes under the device's write of the entry (a set or
     /// two, a lone create or delete), and not the lock recipe's hand-off (a create and a
     /// delete), a longer batch, or work of unbounded size.
@@ -911,7 +995,7 @@ mod tests {
         let ahead = Ahead::new(store.clone());
         let preparer_may_start = |ahead: &Ahead| {
             let guard = ahead.lock();
-            guard.0.front().is_some_and(|j| !j.started && !j.inline && j.after.is_some())
+            guard.jobs.front().is_some_and(|j| !j.started && !j.inline && j.after.is_some())
         };
 
         let small = grants(INLINE_PREPARE_WEIGHT_MAX);
@@ -938,7 +1022,7 @@ mod tests {
             vec![Applied { revision: 1, result: Err(crate::command::ApplyError::LeaseNotFound) }; small.len()];
         assert!(ahead.applied(1, &small, results).is_empty(), "answered by the queue");
         assert!(preparer_may_start(&ahead));
-        assert_eq!(ahead.lock().0.iter().map(|j| j.inline).collect::<Vec<_>>(), [false, false]);
+        assert_eq!(ahead.lock().jobs.iter().map(|j| j.inline).collect::<Vec<_>>(), [false, false]);
     }
 
     /// Goal: the lock recipe's hand-off settles into one entry per hand-off (the released

@@ -142,6 +142,10 @@ pub struct Store {
     /// Whether anything read the store since its last commit: while nothing does, a prepare
     /// runs its batch in the applied batches' transaction instead of committing them first.
     read_seen: Arc<AtomicBool>,
+    /// Whether the applied batches' open transaction can take no further batch
+    /// (`UNSAVED_*_MAX`, judged by the last batch's size): the next prepare would commit it
+    /// first, on its own entry's path, unless [`Store::commit_if_full`] does it before.
+    unsaved_full: Arc<AtomicBool>,
     /// Set when committing applied batches failed: those writes were answered and are lost
     /// from the store (not from the raft log), so nothing may read or write it any more.
     failed: Arc<AtomicBool>,
@@ -331,6 +335,7 @@ impl Store {
             applies: Arc::new(AtomicU64::new(0)),
             uncommitted: Arc::new(AtomicBool::new(false)),
             read_seen: Arc::new(AtomicBool::new(false)),
+            unsaved_full: Arc::new(AtomicBool::new(false)),
             failed: Arc::new(AtomicBool::new(false)),
             view: Arc::new(Mutex::new(None)),
         };
@@ -406,6 +411,28 @@ impl Store {
             *view = Some(Arc::new(ReadView::new(self.db().begin_read()?)?));
         }
         Ok(())
+    }
+
+    /// Whether applied batches wait uncommitted in a transaction that can take no further
+    /// batch: the next prepare would have to commit them first (see [`Store::commit_if_full`]).
+    pub fn unsaved_full(&self) -> bool {
+        self.unsaved_full.load(Ordering::Relaxed)
+    }
+
+    /// Commits the applied batches if their transaction is full ([`Store::unsaved_full`]).
+    /// Why: otherwise the next prepare commits them before it runs its own batch, and that
+    /// commit (every dirty page of up to `UNSAVED_BATCHES_MAX` entries checksummed and
+    /// written back) made the prepare outlast its entry's fsync, so the apply, and every
+    /// answer of the entry, waited for it. Called by the preparer thread when it has nothing
+    /// to prepare, which under a closed-loop load is while the last entry's answers go out and
+    /// the next entry forms. A prepared transaction is left alone (its batch is not applied).
+    pub fn commit_if_full(&self) -> Result<(), StoreError> {
+        let mut pending = self.lock_pending();
+        if !self.unsaved_full() || !matches!(*pending, Pending::Applied(_)) {
+            return Ok(());
+        }
+        metrics::counter!("conclave_store_early_commits_total").increment(1);
+        self.settle_locked(&mut pending)
     }
 
     fn db(&self) -> RwLockReadGuard<'_, Database> {
@@ -688,8 +715,13 @@ impl Store {
             drop(pending);
             self.sync()?;
         } else {
+            // Full if a next batch as long as this one could not continue the transaction
+            // (the test in `prepare`).
+            let full = unsaved.batches.len() + 1 >= UNSAVED_BATCHES_MAX
+                || unsaved.commands() + 2 * batch.len() > UNSAVED_COMMANDS_MAX;
             unsaved.batches.push(batch);
             unsaved.meta = meta.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+            self.unsaved_full.store(full, Ordering::Relaxed);
             *pending = Pending::Applied(Open { tx, unsaved });
             self.uncommitted.store(true, Ordering::SeqCst);
         }
@@ -711,6 +743,7 @@ impl Store {
     /// it, and the file may have grown.
     fn committed(&self) {
         self.read_seen.store(false, Ordering::Relaxed);
+        self.unsaved_full.store(false, Ordering::Relaxed);
         drop(self.view.lock().unwrap_or_else(|p| p.into_inner()).take());
         let len = self.file.metadata().map(|m| db_file_bytes(&m, self.write_buffer_bytes)).unwrap_or(0);
         self.file_bytes.store(len, Ordering::Relaxed);

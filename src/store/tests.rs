@@ -1439,3 +1439,31 @@ fn child_lists_are_cached_per_view_and_follow_changes() {
     assert_eq!(view.zk_children("/p", 10).unwrap(), ["a", "b", "c"], "an old view keeps its snapshot");
     assert_eq!(s.read().unwrap().zk_children("/p", 10).unwrap(), ["a", "c", "d"]);
 }
+
+/// Store::commit_if_full commits the applied batches of a write-only load once their
+/// transaction can take no further batch, and not before; the next batch then begins a new
+/// transaction instead of committing first.
+#[test]
+fn a_full_transaction_of_applied_batches_is_committed_early() {
+    let (_d, s) = open();
+    let step = |v: &str| {
+        let b = vec![put("k", v)];
+        assert!(s.prepare(Arc::new(b.clone()), Duration::ZERO, s.applies()).unwrap());
+        s.write_prepared(false, &b, &[("applied", v.as_bytes())]).unwrap().expect("prepared");
+    };
+    for i in 0..UNSAVED_BATCHES_MAX - 1 {
+        step(&i.to_string());
+        assert!(!s.unsaved_full(), "room for more after {} batches", i + 1);
+        s.commit_if_full().unwrap();
+        assert!(matches!(&*s.lock_pending(), Pending::Applied(_)), "not committed early");
+    }
+    step("last");
+    assert!(s.unsaved_full());
+    s.commit_if_full().unwrap();
+    assert!(matches!(&*s.lock_pending(), Pending::Idle));
+    assert!(!s.uncommitted.load(Ordering::SeqCst));
+    assert!(!s.unsaved_full());
+    step("next");
+    assert!(matches!(&*s.lock_pending(), Pending::Applied(o) if o.unsaved.batches.len() == 1), "a new transaction");
+    assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["next"]);
+}
