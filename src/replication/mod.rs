@@ -303,6 +303,11 @@ impl Replica {
 /// so this is a safety net, not the usual path.
 const PREPARE_WAIT: Duration = Duration::from_millis(5);
 
+/// How long the preparer waits for the apply of a batch it prepared, to commit it for the
+/// readers (see `Ahead::commit_for_readers_once_applied`): past a slow fsync the state machine
+/// does it, as it did before.
+const READER_COMMIT_WAIT: Duration = Duration::from_micros(300);
+
 /// Batches proposed and not yet applied, kept at most (a proposal that never reaches apply,
 /// e.g. after a lost leadership, must not make the queue grow).
 const AHEAD_QUEUE_MAX: usize = 16;
@@ -352,6 +357,10 @@ pub(crate) struct Ahead {
     store: Store,
     queue: Mutex<AheadQueue>,
     changed: Condvar,
+    /// The preparer waits for the apply of the batch it just prepared, to commit it for the
+    /// readers itself (see [`Ahead::commit_for_readers_once_applied`]): the state machine
+    /// leaves that commit to it.
+    reader_commit_claimed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -440,7 +449,12 @@ fn inline_batch(commands: &[Command]) -> bool {
 
 impl Ahead {
     fn new(store: Store) -> Arc<Ahead> {
-        Arc::new(Ahead { store, queue: Mutex::new(AheadQueue::default()), changed: Condvar::new() })
+        Arc::new(Ahead {
+            store,
+            queue: Mutex::new(AheadQueue::default()),
+            changed: Condvar::new(),
+            reader_commit_claimed: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AheadQueue> {
@@ -570,6 +584,38 @@ impl Ahead {
         }
     }
 
+    /// Whether the preparer will commit the batch being applied for the readers (the state
+    /// machine then does not).
+    pub(crate) fn reader_commit_claimed(&self) -> bool {
+        self.reader_commit_claimed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Called by the preparer once it prepared a batch following `after` applies while reads
+    /// are under way: waits, yielding the core, for that batch's apply, up to
+    /// `wait` ([`READER_COMMIT_WAIT`]), and commits it for the readers at once.
+    /// Why: a read commits applied batches before it looks. The state machine did that commit
+    /// after the batch's answers and events were out, on a tokio worker, and the read that an
+    /// event prompts (the lock recipe's next holder listing the children) often came during
+    /// it and waited. The preparer is idle while the entry's fsync ends, and committing as
+    /// soon as the batch is applied runs beside the answers instead of after them.
+    fn commit_for_readers_once_applied(&self, after: u64, wait: Duration) {
+        use std::sync::atomic::Ordering;
+        self.reader_commit_claimed.store(true, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        while self.store.applies() <= after && start.elapsed() < wait {
+            std::thread::yield_now();
+        }
+        let applied = self.store.applies() > after;
+        if applied {
+            if let Err(e) = self.store.commit_for_readers() {
+                tracing::error!("committing applied batches: {e}");
+            }
+        }
+        self.reader_commit_claimed.store(false, Ordering::SeqCst);
+        metrics::counter!("conclave_reader_commit_waits_total", "end" => if applied { "applied" } else { "timeout" })
+            .increment(1);
+    }
+
     /// The proposer stopped: ends the preparer thread (which holds a handle on the store).
     fn stop(&self) {
         self.lock().stopped = true;
@@ -584,12 +630,16 @@ fn spawn_preparer(store: Store, ahead: Arc<Ahead>) -> Result<(), ProposeError> {
         .spawn(move || {
             while let Some(work) = ahead.next() {
                 match work {
-                    Work::Prepare(commands, after) => {
-                        if let Err(e) = store.prepare(commands, PREPARE_WAIT, after) {
+                    Work::Prepare(commands, after) => match store.prepare(commands, PREPARE_WAIT, after) {
+                        Ok(true) if store.reads_seen() => {
+                            ahead.commit_for_readers_once_applied(after, READER_COMMIT_WAIT)
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
                             // The apply runs the commands again and reports a storage fault itself.
                             tracing::warn!("running a batch ahead of its commit: {e}");
                         }
-                    }
+                    },
                     Work::Commit => {
                         if let Err(e) = store.commit_if_full() {
                             // The store refuses reads and writes from now on and says why.
@@ -906,6 +956,40 @@ mod tests {
 
     fn zk(ops: Vec<crate::command::ZkOp>) -> Command {
         Command::Zk(crate::command::ZkTxn { ops, now_ms: 0, session_id: 1, auth: Vec::new(), ttl_enabled: true })
+    }
+
+    /// Goal: while reads happen, the preparer commits the batch it prepared as soon as that
+    /// batch is applied, and the state machine is told to leave that commit alone meanwhile;
+    /// a batch whose apply does not come in time is left as it is.
+    #[test]
+    fn the_preparer_commits_its_batch_for_the_readers_once_applied() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
+        let ahead = Ahead::new(store.clone());
+        let cmds = grants(3);
+        let after = store.applies();
+        assert!(store.prepare(cmds.clone(), Duration::ZERO, after).unwrap());
+        let waiter = {
+            let ahead = ahead.clone();
+            std::thread::spawn(move || ahead.commit_for_readers_once_applied(after, Duration::from_secs(60)))
+        };
+        while !ahead.reader_commit_claimed() {
+            std::thread::yield_now();
+        }
+        store.read().unwrap(); // a read since the last commit: the commit is for the readers
+        store.write_prepared(false, &cmds, &[]).unwrap().expect("prepared");
+        waiter.join().unwrap();
+        assert!(!ahead.reader_commit_claimed());
+        assert!(!store.wants_commit_for_readers(), "committed by the preparer");
+
+        // No apply comes: the wait ends and the prepared batch stays for its apply.
+        let cmds = grants(3);
+        let after = store.applies();
+        store.read().unwrap();
+        assert!(store.prepare(cmds.clone(), Duration::ZERO, after).unwrap());
+        ahead.commit_for_readers_once_applied(after, Duration::from_millis(1));
+        assert!(!ahead.reader_commit_claimed());
+        assert!(store.write_prepared(false, &cmds, &[]).unwrap().is_some(), "still prepared");
     }
 
     /// Goal: when an apply leaves the applied batches' transaction full and no batch waits to

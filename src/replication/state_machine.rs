@@ -147,7 +147,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 // Events first: no answer may overtake the event its write caused.
                 self.sink.applied(&effects);
                 let answered = self.ahead.applied(last.leader_id.term, &batch.commands, results);
-                if self.store.wants_commit_for_readers() {
+                if self.store.wants_commit_for_readers() && !self.ahead.reader_commit_claimed() {
                     // The batch is left uncommitted (see `Store::write_prepared`), and while
                     // reads are under way the next read would commit it on its own path: the
                     // lock recipe's next holder reads the children right after the event of
@@ -155,7 +155,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     // the answers and events go out first (their connection tasks run before
                     // this one resumes), then commit while the clients react. Measured in
                     // benches/README.md (December 6, night); a thread of its own for this
-                    // commit cost more in wake-ups than it saved.
+                    // commit cost more in wake-ups than it saved. When the preparer ran this
+                    // batch, it waits for this apply and commits at once, beside the answers
+                    // (`Ahead::commit_for_readers_once_applied`): then this is left to it.
                     tokio::task::yield_now().await;
                     self.store.commit_for_readers().map_err(|e| StorageError::from(StorageIOError::apply(last, &e)))?;
                 }

@@ -379,6 +379,11 @@ impl Store {
         Ok(v)
     }
 
+    /// Whether anything has read the store since its last commit.
+    pub fn reads_seen(&self) -> bool {
+        self.read_seen.load(Ordering::Relaxed)
+    }
+
     /// Whether applied batches wait uncommitted while something has read the store since its
     /// last commit: a read is then likely to come and commit them itself (see
     /// [`Store::commit_for_readers`]).
