@@ -1205,17 +1205,21 @@ fn prepared_batches_continue_unread_applied_ones_and_a_read_replays_them() {
     assert_eq!(get_at(&s, "n", "", 0).unwrap().kvs[0].version, UNSAVED_BATCHES_MAX as i64 + 2);
 }
 
+/// A put of `v` to "k", run ahead and then applied (non-durable), as the preparer and the
+/// state machine do it.
+fn prepared_put(s: &Store, v: &str) {
+    let b = vec![put("k", v)];
+    assert!(s.prepare(Arc::new(b.clone()), Duration::ZERO, s.applies()).unwrap());
+    s.write_prepared(false, &b, &[("applied", v.as_bytes())]).unwrap().expect("prepared");
+}
+
 /// Store::commit_for_readers commits an applied batch and opens the view after it only while
 /// reads are under way, and never touches a prepared transaction (which still holds a batch
 /// not applied).
 #[test]
 fn applied_batches_are_committed_for_readers_only_while_reads_happen() {
     let (_d, s) = open();
-    let step = |v: &str| {
-        let b = vec![put("k", v)];
-        assert!(s.prepare(Arc::new(b.clone()), Duration::ZERO, s.applies()).unwrap());
-        s.write_prepared(false, &b, &[("applied", v.as_bytes())]).unwrap().expect("prepared");
-    };
+    let step = |v: &str| prepared_put(&s, v);
     // Nothing has read: the batch stays open for the next one to continue.
     step("1");
     assert!(!s.wants_commit_for_readers());
@@ -1446,11 +1450,7 @@ fn child_lists_are_cached_per_view_and_follow_changes() {
 #[test]
 fn a_full_transaction_of_applied_batches_is_committed_early() {
     let (_d, s) = open();
-    let step = |v: &str| {
-        let b = vec![put("k", v)];
-        assert!(s.prepare(Arc::new(b.clone()), Duration::ZERO, s.applies()).unwrap());
-        s.write_prepared(false, &b, &[("applied", v.as_bytes())]).unwrap().expect("prepared");
-    };
+    let step = |v: &str| prepared_put(&s, v);
     for i in 0..UNSAVED_BATCHES_MAX - 1 {
         step(&i.to_string());
         assert!(!s.unsaved_full(), "room for more after {} batches", i + 1);
