@@ -233,6 +233,12 @@ impl Unsaved {
     fn commands(&self) -> usize {
         self.batches.iter().map(|b| b.len()).sum()
     }
+
+    /// Whether a further batch of `len` commands may join these in their transaction
+    /// (`UNSAVED_*_MAX`).
+    fn can_take(&self, len: usize) -> bool {
+        self.batches.len() < UNSAVED_BATCHES_MAX && self.commands() + len <= UNSAVED_COMMANDS_MAX
+    }
 }
 
 /// Turns the kernel's readahead off for the database file.
@@ -621,11 +627,7 @@ impl Store {
             return Ok(false);
         }
         let continues = match &*pending {
-            Pending::Applied(open) => {
-                !self.read_seen.load(Ordering::Relaxed)
-                    && open.unsaved.batches.len() < UNSAVED_BATCHES_MAX
-                    && open.unsaved.commands() + commands.len() <= UNSAVED_COMMANDS_MAX
-            }
+            Pending::Applied(open) => !self.read_seen.load(Ordering::Relaxed) && open.unsaved.can_take(commands.len()),
             _ => false,
         };
         if !continues {
@@ -720,13 +722,11 @@ impl Store {
             drop(pending);
             self.sync()?;
         } else {
-            // Full if a next batch as long as this one could not continue the transaction
-            // (the test in `prepare`).
-            let full = unsaved.batches.len() + 1 >= UNSAVED_BATCHES_MAX
-                || unsaved.commands() + 2 * batch.len() > UNSAVED_COMMANDS_MAX;
+            let len = batch.len();
             unsaved.batches.push(batch);
             unsaved.meta = meta.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
-            self.unsaved_full.store(full, Ordering::Relaxed);
+            // Full if a next batch as long as this one could not continue the transaction.
+            self.unsaved_full.store(!unsaved.can_take(len), Ordering::Relaxed);
             *pending = Pending::Applied(Open { tx, unsaved });
             self.uncommitted.store(true, Ordering::SeqCst);
         }
