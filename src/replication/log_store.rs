@@ -224,8 +224,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let rows: Vec<(u64, Vec<u8>)> = entries.iter().map(|e| (e.log_id.index, encode(e))).collect();
         // A light batch of this node's own proposal runs in the store while its entry's pages
         // are written (see `Ahead::take_inline`); its apply then finds it prepared.
+        // Its apply's bookkeeping row, for the prepare to write ahead (`Store::prepare_logged`).
         let inline = match (entries.as_slice(), &self.ahead) {
-            ([Entry { payload: EntryPayload::Normal(batch), .. }], Some(ahead)) => ahead.take_inline(&batch.commands),
+            ([Entry { payload: EntryPayload::Normal(batch), log_id, .. }], Some(ahead)) => {
+                let row = super::state_machine::applied_row(*log_id);
+                ahead.logged(&batch.commands, vec![row.clone()]);
+                ahead.take_inline(&batch.commands).map(|(commands, after)| (commands, after, row))
+            }
             _ => None,
         };
         let t0 = std::time::Instant::now();
@@ -236,9 +241,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let store = &self.store;
             let result = wal.append_overlapped(
                 rows,
-                inline.map(|(commands, after)| {
+                inline.map(|(commands, after, row)| {
                     move || {
-                        if let Err(e) = store.prepare(commands, std::time::Duration::ZERO, after) {
+                        let prepared = store.prepare_logged(commands, std::time::Duration::ZERO, after, || vec![row]);
+                        if let Err(e) = prepared {
                             // The apply runs the commands again and reports a storage fault itself.
                             tracing::warn!("running a batch ahead of its commit: {e}");
                         }

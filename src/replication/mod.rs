@@ -405,6 +405,9 @@ struct AheadJob {
     /// Small: run by the log store, between writing its entry and the `fdatasync`
     /// ([`Ahead::take_inline`]), not by the preparer thread.
     inline: bool,
+    /// The bookkeeping rows its apply will write, once the log store has given the entry its
+    /// log id ([`Ahead::logged`]): the prepare writes them ahead (`Store::prepare_logged`).
+    logged: Vec<(String, Vec<u8>)>,
 }
 
 /// Batches whose store work weighs at most this much ([`inline_weight`]) are run ahead by the
@@ -492,7 +495,7 @@ impl Ahead {
         // state this batch follows.
         let after = q.is_empty().then(|| self.store.applies());
         let inline = inline_batch(&commands);
-        q.push_back(AheadJob { term, commands, waiters, started: false, after, inline });
+        q.push_back(AheadJob { term, commands, waiters, started: false, after, inline, logged: Vec::new() });
         drop(guard);
         // Only the oldest batch can be started; behind others this one waits for `applied`.
         // (A wake of the preparer thread that finds nothing to do costs two context switches,
@@ -532,6 +535,21 @@ impl Ahead {
                 None
             }
         }
+    }
+
+    /// The log store is appending the entry holding `commands`, whose apply will write
+    /// `rows` (its applied log id): recorded for the prepare of that batch.
+    pub(crate) fn logged(&self, commands: &Arc<Vec<Command>>, rows: Vec<(String, Vec<u8>)>) {
+        let mut guard = self.lock();
+        if let Some(job) = guard.jobs.iter_mut().find(|j| Arc::ptr_eq(&j.commands, commands)) {
+            job.logged = rows;
+        }
+    }
+
+    /// The rows recorded by [`Ahead::logged`] for the batch `commands`, if any yet.
+    fn logged_rows(&self, commands: &Arc<Vec<Command>>) -> Vec<(String, Vec<u8>)> {
+        let guard = self.lock();
+        guard.jobs.iter().find(|j| Arc::ptr_eq(&j.commands, commands)).map(|j| j.logged.clone()).unwrap_or_default()
     }
 
     /// A log entry of `term` holding `commands` was applied with `results`: if this node proposed it,
@@ -665,16 +683,20 @@ fn spawn_preparer(store: Store, ahead: Arc<Ahead>) -> Result<(), ProposeError> {
         .spawn(move || {
             while let Some(work) = ahead.next() {
                 match work {
-                    Work::Prepare(commands, after) => match store.prepare(commands, PREPARE_WAIT, after) {
-                        Ok(true) if store.reads_seen() => {
-                            ahead.commit_for_readers_once_applied(after, READER_COMMIT_WAIT)
+                    Work::Prepare(commands, after) => {
+                        match store
+                            .prepare_logged(commands.clone(), PREPARE_WAIT, after, || ahead.logged_rows(&commands))
+                        {
+                            Ok(true) if store.reads_seen() => {
+                                ahead.commit_for_readers_once_applied(after, READER_COMMIT_WAIT)
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                // The apply runs the commands again and reports a storage fault itself.
+                                tracing::warn!("running a batch ahead of its commit: {e}");
+                            }
                         }
-                        Ok(_) => {}
-                        Err(e) => {
-                            // The apply runs the commands again and reports a storage fault itself.
-                            tracing::warn!("running a batch ahead of its commit: {e}");
-                        }
-                    },
+                    }
                     Work::Commit => {
                         if let Err(e) = store.commit_if_full() {
                             // The store refuses reads and writes from now on and says why.
@@ -1142,6 +1164,31 @@ mod tests {
         assert!(ahead.applied(1, &small, results).is_empty(), "answered by the queue");
         assert!(preparer_may_start(&ahead));
         assert_eq!(ahead.lock().jobs.iter().map(|j| j.inline).collect::<Vec<_>>(), [false, false]);
+    }
+
+    /// Goal: the applied log id the log store records for a proposed batch is what the
+    /// preparer writes ahead for exactly that batch (not for equal commands of another), and a
+    /// batch the log store has not reached yet gets no rows.
+    #[test]
+    fn the_log_id_of_a_proposal_reaches_its_prepare() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
+        let ahead = Ahead::new(store.clone());
+        let batch = grants(3);
+        ahead.proposed(1, batch.clone(), unanswered());
+        assert!(ahead.logged_rows(&batch).is_empty(), "not logged yet");
+        let row = state_machine::applied_row(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7));
+        ahead.logged(&grants(3), vec![row.clone()]);
+        assert!(ahead.logged_rows(&batch).is_empty(), "equal commands of another batch");
+        ahead.logged(&batch, vec![row.clone()]);
+        assert_eq!(ahead.logged_rows(&batch), vec![row.clone()]);
+
+        let after = store.applies();
+        assert!(store.prepare_logged(batch.clone(), Duration::ZERO, after, || ahead.logged_rows(&batch)).unwrap());
+        let (key, value) = row;
+        let applied = store.write_prepared(false, &batch, &[(key.as_str(), value.as_slice())]).unwrap();
+        assert!(applied.is_some());
+        assert_eq!(store.meta_get(&key).unwrap(), Some(value));
     }
 
     /// Goal: the lock recipe's hand-off settles into one entry per hand-off (the released

@@ -56,6 +56,12 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     bincode::deserialize(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The bookkeeping row the apply of the entry at `log_id` writes (what a prepare may write
+/// ahead: see `Store::prepare_logged`).
+pub(super) fn applied_row(log_id: LogId<u64>) -> (String, Vec<u8>) {
+    (META_APPLIED.to_string(), encode(&Some(log_id)))
+}
+
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("in-memory serialization of raft metadata cannot fail")
 }

@@ -1467,3 +1467,29 @@ fn a_full_transaction_of_applied_batches_is_committed_early() {
     assert!(matches!(&*s.lock_pending(), Pending::Applied(o) if o.unsaved.batches.len() == 1), "a new transaction");
     assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["next"]);
 }
+
+/// Goal: bookkeeping rows a prepare wrote ahead (`prepare_logged`) are what the apply finds and
+/// keeps when it names the same rows, and the apply's own rows win when they differ; either
+/// way the rows are there after a commit, and a prepare dropped before its apply leaves none.
+#[test]
+fn a_prepare_writes_its_applys_bookkeeping_rows_ahead() {
+    let (_d, s) = open();
+    let row = |v: &str| vec![("applied".to_string(), v.as_bytes().to_vec())];
+    let b = vec![put("k", "1")];
+    assert!(s.prepare_logged(Arc::new(b.clone()), Duration::ZERO, s.applies(), || row("a")).unwrap());
+    assert!(matches!(&*s.lock_pending(), Pending::Prepared(p) if p.meta == row("a")));
+    s.write_prepared(false, &b, &[("applied", b"a")]).unwrap().expect("prepared");
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"a"[..]));
+
+    let b = vec![put("k", "2")];
+    assert!(s.prepare_logged(Arc::new(b.clone()), Duration::ZERO, s.applies(), || row("b")).unwrap());
+    s.write_prepared(false, &b, &[("applied", b"c")]).unwrap().expect("prepared");
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"c"[..]), "the apply's row wins");
+
+    // Dropped unapplied (another write comes first): its row goes with it.
+    let b = vec![put("k", "3")];
+    assert!(s.prepare_logged(Arc::new(b), Duration::ZERO, s.applies(), || row("d")).unwrap());
+    s.write(false, |tx| tx.set_meta("other", b"x")).unwrap();
+    assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"c"[..]));
+    assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["2"]);
+}
