@@ -1001,6 +1001,14 @@ mod tests {
         assert_eq!(linger(&mut rx, &mut batch, 4, Duration::from_millis(5)).await, "closed");
     }
 
+    /// A store in a temporary directory (kept while the first value lives) and its `Ahead`.
+    fn store_and_ahead() -> (tempfile::TempDir, Store, Arc<Ahead>) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
+        let ahead = Ahead::new(store.clone());
+        (d, store, ahead)
+    }
+
     fn unanswered() -> Arc<Waiters> {
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
         Arc::new(Waiters { inner: Mutex::new(Some((Vec::new(), slot))) })
@@ -1020,9 +1028,7 @@ mod tests {
     /// a batch whose apply does not come in time is left as it is.
     #[test]
     fn the_preparer_commits_its_batch_for_the_readers_once_applied() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
-        let ahead = Ahead::new(store.clone());
+        let (_d, store, ahead) = store_and_ahead();
         let cmds = grants(3);
         let after = store.applies();
         assert!(store.prepare(cmds.clone(), Duration::ZERO, after).unwrap());
@@ -1055,9 +1061,7 @@ mod tests {
     /// its own.
     #[test]
     fn the_preparer_commits_a_full_transaction_when_idle() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
-        let ahead = Ahead::new(store.clone());
+        let (_d, store, ahead) = store_and_ahead();
         let put = |v: usize| {
             Arc::new(vec![Command::Put(crate::command::PutOp {
                 key: b"k".to_vec(),
@@ -1131,9 +1135,7 @@ mod tests {
     /// lets the preparer start.
     #[test]
     fn small_batches_run_in_the_log_store_and_the_rest_in_the_preparer() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
-        let ahead = Ahead::new(store.clone());
+        let (_d, store, ahead) = store_and_ahead();
         let preparer_may_start = |ahead: &Ahead| {
             let guard = ahead.lock();
             guard.jobs.front().is_some_and(|j| !j.started && !j.inline && j.after.is_some())
@@ -1171,9 +1173,7 @@ mod tests {
     /// batch the log store has not reached yet gets no rows.
     #[test]
     fn the_log_id_of_a_proposal_reaches_its_prepare() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
-        let ahead = Ahead::new(store.clone());
+        let (_d, store, ahead) = store_and_ahead();
         let batch = grants(3);
         ahead.proposed(1, batch.clone(), unanswered());
         assert!(ahead.logged_rows(&batch).is_empty(), "not logged yet");
