@@ -192,6 +192,11 @@ impl Signal {
 const UNSAVED_BATCHES_MAX: usize = 16;
 const UNSAVED_COMMANDS_MAX: usize = 1024;
 
+/// How long the apply of a prepared batch yields while the prepare still holds the store's
+/// lock before it sleeps on it (see `Store::lock_pending_spinning`): longer than a 64-command
+/// prepare outlasts its fsync (~100–200 µs), short enough that a stuck prepare costs little.
+const APPLY_LOCK_SPIN: Duration = Duration::from_millis(1);
+
 /// How long [`Store::defragment`] waits for reads that hold a view of the store to end.
 const DEFRAG_WAIT: Duration = Duration::from_secs(5);
 
@@ -730,7 +735,7 @@ impl Store {
         commands: &[Command],
         meta: &[(&str, &[u8])],
     ) -> Result<Option<(Vec<Applied>, Effects)>, StoreError> {
-        let mut pending = self.lock_pending_spinning(Duration::from_millis(1));
+        let mut pending = self.lock_pending_spinning(APPLY_LOCK_SPIN);
         let prepared = match std::mem::replace(&mut *pending, Pending::Idle) {
             Pending::Prepared(p) if same_commands(p.commands.as_slice(), commands) => p,
             other => {
