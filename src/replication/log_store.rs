@@ -228,8 +228,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let inline = match (entries.as_slice(), &self.ahead) {
             ([Entry { payload: EntryPayload::Normal(batch), log_id, .. }], Some(ahead)) => {
                 let row = super::state_machine::applied_row(*log_id);
-                ahead.logged(&batch.commands, vec![row.clone()]);
-                ahead.take_inline(&batch.commands).map(|(commands, after)| (commands, after, row))
+                // An inline prepare gets the row here; only the preparer's needs it recorded.
+                let inline = ahead.take_inline(&batch.commands);
+                if inline.is_none() {
+                    ahead.logged(&batch.commands, vec![row.clone()]);
+                }
+                inline.map(|(commands, after)| (commands, after, row))
             }
             _ => None,
         };
