@@ -1493,3 +1493,44 @@ fn a_prepare_writes_its_applys_bookkeeping_rows_ahead() {
     assert_eq!(s.meta_get("applied").unwrap().as_deref(), Some(&b"c"[..]));
     assert_eq!(values(&get_at(&s, "k", "", 0).unwrap()), ["2"]);
 }
+
+/// Goal: a put that expects its key to be new (`put_new_at`: a znode's create, one descent
+/// instead of two) leaves the store, its reply and its events exactly as a plain put does,
+/// for a new key and also for a key that has a row after all; with and without watchers that
+/// want the replaced values.
+#[test]
+fn a_put_expecting_a_new_key_matches_a_plain_put_either_way() {
+    let run = |new_expected: bool, watchers: bool| {
+        let (_d, s) = open();
+        if watchers {
+            s.prev_value_watcher(true);
+        }
+        apply(&s, put("old", "1"));
+        apply(&s, put("old", "2"));
+        let (replies, fx) = s
+            .write(true, |tx| {
+                let mut replies = Vec::new();
+                for key in ["old", "new"] {
+                    let mut rev = tx.begin();
+                    let op = PutOp { key: key.into(), value: "3".into(), prev_kv: true, ..Default::default() };
+                    let r = if new_expected { tx.put_new_at(&mut rev, &op, 7) } else { tx.put_at(&mut rev, &op, 7) };
+                    replies.push(r.map_err(|e| match e {
+                        Error::Store(s) => s,
+                        Error::Apply(a) => panic!("{a:?}"),
+                    })?);
+                    tx.end(rev);
+                }
+                Ok(replies)
+            })
+            .unwrap();
+        (s.dump().unwrap(), replies, format!("{:?}", fx.events))
+    };
+    for watchers in [false, true] {
+        let (plain_rows, plain_replies, plain_events) = run(false, watchers);
+        let (new_rows, new_replies, new_events) = run(true, watchers);
+        assert_eq!(new_rows, plain_rows);
+        assert_eq!(new_replies, plain_replies);
+        assert_eq!(new_events, plain_events);
+        assert!(plain_replies[0].prev_kv.is_some(), "the existing key's reply has its prev_kv");
+    }
+}

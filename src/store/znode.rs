@@ -691,12 +691,14 @@ struct Node {
 
 enum KvChange {
     /// `gate`: the node's ACL if not everyone may read it (its event's `ReadGate`).
+    /// `created`: the node did not exist (see `WriteTx::put_new_at`).
     Put {
         path: String,
         data: Vec<u8>,
         lease: i64,
         mtime_ms: i64,
         gate: Option<Arc<Vec<ZkAcl>>>,
+        created: bool,
     },
     Delete {
         path: String,
@@ -865,9 +867,13 @@ impl WriteTx<'_> {
                 *n += 1;
             }
             match change {
-                KvChange::Put { path, data, lease, mtime_ms, gate: _ } => {
+                KvChange::Put { path, data, lease, mtime_ms, gate: _, created } => {
                     let op = PutOp { key: key_of(&path), value: data, lease, ..Default::default() };
-                    self.put_at(&mut rev, &op, mtime_ms)?;
+                    if created {
+                        self.put_new_at(&mut rev, &op, mtime_ms)?;
+                    } else {
+                        self.put_at(&mut rev, &op, mtime_ms)?;
+                    }
                 }
                 KvChange::Delete { path, gate: _ } => {
                     let key = key_of(&path);
@@ -1071,7 +1077,7 @@ impl WriteTx<'_> {
         let mut stat = node.meta.stat(node.kv.as_ref());
         stat.data_length = sent_len as i32;
         ov.nodes.insert(path.clone(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.clone(), data, lease, mtime_ms: txn.now_ms, gate });
+        ov.kv.push(KvChange::Put { path: path.clone(), data, lease, mtime_ms: txn.now_ms, gate, created: true });
         self.zk_quota(ov, &path, 1, len)?;
         Ok(Ok((path, stat)))
     }
@@ -1158,7 +1164,14 @@ impl WriteTx<'_> {
         let stat = node.meta.stat(node.kv.as_ref());
         let gate = read_gate(&node.meta.acl);
         ov.nodes.insert(path.to_string(), Some(node));
-        ov.kv.push(KvChange::Put { path: path.to_string(), data: data.to_vec(), lease, mtime_ms: txn.now_ms, gate });
+        ov.kv.push(KvChange::Put {
+            path: path.to_string(),
+            data: data.to_vec(),
+            lease,
+            mtime_ms: txn.now_ms,
+            gate,
+            created: false,
+        });
         self.zk_quota(ov, path, 0, bytes_diff)?;
         Ok(Ok(stat))
     }
