@@ -546,11 +546,17 @@ def _session_request(rng, session):
 
 
 def _heard_after(session):
-    """What a connection the server should have closed gives: its end, or first the bytes of
-    watch events sent to it before (read within 3 s; "open" if neither comes)."""
+    """What a connection the server should have closed gives: "eof" once it ends (after any
+    bytes of watch events queued for it before; read within 3 s), "open" if it does not end.
+    Why not tell the events apart: whether ZooKeeper writes a watch event queued for the old
+    connection before it closes it depends on its threads' timing (seed 8 of the sessions test
+    saw "eof" once under CI load where it sees the event first otherwise); a client whose
+    session moved gets its watches' events on the new connection either way."""
     session.raw.sock.settimeout(3)
     try:
-        return "eof" if not session.raw.sock.recv(100) else "data"
+        while session.raw.sock.recv(4096):
+            pass
+        return "eof"
     except TimeoutError:
         return "open"
     except OSError:
