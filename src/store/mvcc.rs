@@ -430,6 +430,47 @@ impl<'t> WriteTx<'t> {
                 }
             }
         };
+        self.put_recorded(rev, op, old, cur)
+    }
+
+    /// A put of `op.key` while it is live and `check` accepts its state (a ZooKeeper
+    /// setData's version): its row is rewritten in place and the rest recorded as by any put.
+    /// None, with nothing written and no revision taken, if the key has no live row or
+    /// `check` refuses; else the key's new state (without its value).
+    pub(super) fn put_live_if(
+        &mut self,
+        rev: &mut Rev,
+        op: &PutOp,
+        mtime_ms: i64,
+        check: impl FnOnce(&CurrentKv) -> bool,
+    ) -> Result<Option<CurrentKv>, Error> {
+        let Some(mut row) = self.kv.get_mut(op.key.as_slice())? else { return Ok(None) };
+        let mut old = CurrentKv::decode(row.value())?;
+        if !check(&old) {
+            return Ok(None);
+        }
+        if op.prev_kv || op.ignore_value || self.effects.prev_values {
+            fill_value(&self.hist, &mut old)?;
+        }
+        let mut cur = next_state(Some(&old), op, rev, mtime_ms)?;
+        row.insert(cur.encode().as_slice())?;
+        drop(row);
+        let value = std::mem::take(&mut cur.value);
+        let state = cur.clone();
+        cur.value = value;
+        self.put_recorded(rev, op, Some(old), cur)?;
+        Ok(Some(state))
+    }
+
+    /// The rest of a put once the key's `kv` row holds `cur` (in place of `old`, if the key
+    /// was live): its history row, its lease's key set, its event.
+    fn put_recorded(
+        &mut self,
+        rev: &Rev,
+        op: &PutOp,
+        old: Option<CurrentKv>,
+        cur: CurrentKv,
+    ) -> Result<PutResult, Error> {
         let (create_revision, version, lease, sub) = (cur.create_revision, cur.version, cur.lease, cur.mod_sub);
         // The key's previous change: its live state, or the deletion that ended it.
         let prev = match &old {

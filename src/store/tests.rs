@@ -682,6 +682,121 @@ fn a_batch_in_one_transaction_matches_one_transaction_per_write() {
     assert_eq!(stats.2.as_deref(), Some(&b"count=9,bytes=19"[..]), "the quota counted the writes after it");
 }
 
+/// Goal: a setData alone in its transaction (`WriteTx::zk_set_alone`, which skips the
+/// transaction overlay) answers, publishes and writes exactly what the general path does, in
+/// every case it takes and every case it leaves to the general path. Method: two stores given
+/// the same random commands, one with that path turned off; every answer and every effect
+/// compared as they come, and at the end every table row. The commands: setData of nodes with
+/// data, with null data, ephemeral, readable only with a digest, built-in, missing or with a
+/// bad path, with versions right and wrong, with and without the digest, data turning null and
+/// back; between them creates, setACL, a quota set up halfway, prev_kv watchers on and off.
+#[test]
+fn a_set_data_alone_matches_the_general_path() {
+    let (_d1, fast) = open();
+    let (_d2, general) = open();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let world = ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() };
+    let digest = ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() };
+    let read_only = ZkAcl { perms: znode::perms::READ, scheme: "world".into(), id: "anyone".into() };
+    let node = |path: &str, data: Option<&str>, acl: Vec<ZkAcl>, mode| ZkOp::Create {
+        path: path.into(),
+        data: data.map(Into::into),
+        acl,
+        mode,
+        ttl_ms: -1,
+    };
+    let mut setup = vec![
+        (0, node("/a", Some("x"), vec![world.clone()], CreateMode::Persistent)),
+        (0, node("/a/b", Some(""), vec![world.clone()], CreateMode::Persistent)),
+        (0, node("/n", None, vec![world.clone()], CreateMode::Persistent)),
+        (0, node("/d", Some("secret"), vec![digest.clone()], CreateMode::Persistent)),
+        (0, node("/r", Some("ro"), vec![read_only], CreateMode::Persistent)),
+        (7, node("/e", Some("eph"), vec![world.clone()], CreateMode::Ephemeral)),
+    ];
+    let paths = ["/a", "/a/b", "/n", "/d", "/r", "/e", "/", "/zookeeper", "/missing", "bad", "/a/"];
+    let run = |store: &Store, general_only: bool, cmd: &Command| {
+        znode::SET_ALONE_OFF.with(|off| off.set(general_only));
+        let out = apply_fx(store, cmd.clone());
+        znode::SET_ALONE_OFF.with(|off| off.set(false));
+        format!("{out:?}")
+    };
+    let both = |cmd: Command| {
+        let (a, b) = (run(&fast, false, &cmd), run(&general, true, &cmd));
+        assert_eq!(a, b, "{cmd:?}");
+    };
+    both(Command::LeaseGrant { id: 7, ttl_s: 10 });
+    for (session, op) in setup.drain(..) {
+        both(Command::Zk(ZkTxn { ops: vec![op], now_ms: 1000, session_id: session, auth: vec![], ttl_enabled: true }));
+    }
+    let mut watchers = 0;
+    for step in 0..3000u64 {
+        let auth = match rnd(3) {
+            0 => vec![("digest".to_string(), "u:h".to_string())],
+            _ => vec![],
+        };
+        let op = match rnd(40) {
+            0 => node("/a/c-", Some("s"), vec![world.clone()], CreateMode::PersistentSequential),
+            1 => ZkOp::SetAcl {
+                path: paths[rnd(3) as usize * 2 + 1].into(),
+                acl: vec![if rnd(2) == 0 { world.clone() } else { digest.clone() }],
+                version: -1,
+            },
+            2 if step > 1500 && rnd(4) == 0 => {
+                node("/zookeeper/quota/a", None, vec![world.clone()], CreateMode::Persistent)
+            }
+            3 if step > 1500 => node(
+                "/zookeeper/quota/a/zookeeper_limits",
+                Some("count=-1,bytes=1000"),
+                vec![world.clone()],
+                CreateMode::Persistent,
+            ),
+            4 if step > 1500 => node(
+                "/zookeeper/quota/a/zookeeper_stats",
+                Some("count=0,bytes=0"),
+                vec![world.clone()],
+                CreateMode::Persistent,
+            ),
+            5 => {
+                let added = watchers == 0;
+                watchers = if added { 1 } else { 0 };
+                fast.prev_value_watcher(added);
+                general.prev_value_watcher(added);
+                continue;
+            }
+            _ => {
+                let path = paths[rnd(paths.len() as u64) as usize];
+                let current = fast.read().unwrap().zk_node(path).ok().flatten().map_or(0, |n| n.stat.version);
+                let version = match rnd(4) {
+                    0 => current,
+                    1 => current + 1,
+                    _ => -1,
+                };
+                let data = match rnd(5) {
+                    0 => None,
+                    1 => Some(Vec::new()),
+                    _ => Some(format!("v{step}").into_bytes()),
+                };
+                ZkOp::SetData { path: path.into(), data, version }
+            }
+        };
+        let session = if rnd(2) == 0 { 7 } else { 0 };
+        both(Command::Zk(ZkTxn {
+            ops: vec![op],
+            now_ms: 1000 + step as i64,
+            session_id: session,
+            auth,
+            ttl_enabled: true,
+        }));
+    }
+    assert_eq!(fast.dump().unwrap(), general.dump().unwrap());
+}
+
 /// Goal: ZooKeeper's error codes, in ZooKeeper's order of checks.
 #[test]
 fn znode_errors() {

@@ -676,6 +676,21 @@ pub fn acl_allows(acl: &[ZkAcl], perm: i32, auth: &[(String, String)]) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Apply
 
+#[cfg(test)]
+thread_local! {
+    /// Tests turn [`WriteTx::zk_set_alone`] off on their thread, to compare it with the general
+    /// path.
+    pub(super) static SET_ALONE_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a setData alone in its transaction may take [`WriteTx::zk_set_alone`].
+fn set_alone_allowed() -> bool {
+    #[cfg(test)]
+    return !SET_ALONE_OFF.with(|off| off.get());
+    #[cfg(not(test))]
+    true
+}
+
 /// A node as the overlay of one txn sees it.
 #[derive(Clone, Debug)]
 struct Node {
@@ -805,6 +820,11 @@ impl WriteTx<'_> {
     /// Applies a ZooKeeper write: every op in order against the overlay; if all succeed the
     /// overlay is written in one revision, otherwise nothing changes.
     pub(super) fn apply_zk(&mut self, txn: &ZkTxn) -> Result<Response, Error> {
+        if let ([ZkOp::SetData { path, data, version }], true) = (txn.ops.as_slice(), set_alone_allowed()) {
+            if let Some(stat) = self.zk_set_alone(txn, path, data, *version)? {
+                return Ok(Response::Zk(vec![ZkOpResult::SetData { stat }]));
+            }
+        }
         let mut ov = Overlay {
             nodes: BTreeMap::new(),
             kv: Vec::new(),
@@ -1174,6 +1194,51 @@ impl WriteTx<'_> {
         });
         self.zk_quota(ov, path, 0, bytes_diff)?;
         Ok(Ok(stat))
+    }
+
+    /// A setData alone in its transaction (a config update, a counter's compare-and-set: the
+    /// commonest ZooKeeper write), written without the transaction overlay: the node's row is
+    /// read, and its `kv` row checked (the version) and rewritten in place, in one descent.
+    /// What it writes, answers and publishes is what [`WriteTx::zk_set_data`] and
+    /// `zk_commit` would; None, with nothing written, where it would differ or fail (no node,
+    /// no key, an ACL, quota or version refusal, the data turning null or back, quotas to
+    /// count): the general path then runs the op and gives the answer.
+    /// Why: the overlay read the `kv` row and then `put_at` found it again to rewrite it, and
+    /// copied the node, its path and its data into the overlay and the change list.
+    fn zk_set_alone(
+        &mut self,
+        txn: &ZkTxn,
+        path: &str,
+        data: &Option<Vec<u8>>,
+        version: i32,
+    ) -> Result<Option<ZkStat>, Error> {
+        if !valid_path(path) {
+            return Ok(None);
+        }
+        let Some(meta) = self.znode_get(path)? else { return Ok(None) };
+        if meta.null_data != data.is_none() || !acl_allows(&meta.acl, perms::WRITE, &txn.auth) || self.capped()? {
+            return Ok(None);
+        }
+        if !path.starts_with("/zookeeper") && self.quotas_exist(&Overlay::default())? {
+            return Ok(None);
+        }
+        let op = PutOp {
+            key: key_of(path),
+            value: data.as_deref().unwrap_or_default().to_vec(),
+            ignore_lease: true,
+            ..Default::default()
+        };
+        let mut rev = self.begin();
+        let checked = |old: &CurrentKv| version == -1 || version == meta.stat(Some(&KvState::of(old))).version;
+        let Some(state) = self.put_live_if(&mut rev, &op, txn.now_ms, checked)? else { return Ok(None) };
+        if let Some(acl) = read_gate(&meta.acl) {
+            let gate = crate::command::ReadGate { path: path.to_string(), acl, revision: rev.main, change: Some(0) };
+            self.effects.zk_acls.push(gate);
+        }
+        let revision = rev.main;
+        self.end(rev);
+        self.note_read_acl(path, &meta.acl, revision, None);
+        Ok(Some(meta.stat(Some(&KvState::of(&state)))))
     }
 
     fn zk_set_acl(
