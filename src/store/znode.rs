@@ -661,6 +661,16 @@ pub fn fixup_acl(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Vec<ZkAcl>,
     Ok(out)
 }
 
+/// [`fixup_acl`], shared: ZooKeeper's open ACL (what almost every create asks for) is the one
+/// list every node with it shares ([`OPEN_ACL`]), with no copy made.
+fn fixup_acl_shared(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Arc<Vec<ZkAcl>>, i32> {
+    let open = |a: &ZkAcl| a.perms == perms::ALL && a.scheme == "world" && a.id == "anyone";
+    if !acl.is_empty() && acl.iter().all(open) {
+        return Ok(OPEN_ACL.with(|open| open.clone()));
+    }
+    fixup_acl(acl, auth).map(Arc::new)
+}
+
 /// SASLAuthenticationProvider.isValid: a Kerberos name, i.e. one without '@', or
 /// `name[/host]@realm` (KerberosName's `([^/@]*)(/([^/@]*))?@([^/@]*)`).
 fn valid_sasl_id(id: &str) -> bool {
@@ -1067,7 +1077,7 @@ impl WriteTx<'_> {
         if !path.contains('/') || path.contains('\0') {
             return Ok(Err(zk_err::BAD_ARGUMENTS));
         }
-        let acl = match fixup_acl(acl, &txn.auth) {
+        let acl = match fixup_acl_shared(acl, &txn.auth) {
             Ok(a) => a,
             Err(code) => return Ok(Err(code)),
         };
@@ -1133,7 +1143,7 @@ impl WriteTx<'_> {
             kind,
             builtin: false,
             null_data: data.is_none(),
-            acl: Arc::new(acl),
+            acl,
             child_table: 0,
         };
         let sent_len = data.as_ref().map_or(0, Vec::len);
@@ -1308,7 +1318,7 @@ impl WriteTx<'_> {
         if !valid_path(path) {
             return Ok(Err(zk_err::BAD_ARGUMENTS));
         }
-        let acl = match fixup_acl(acl, &txn.auth) {
+        let acl = match fixup_acl_shared(acl, &txn.auth) {
             Ok(a) => a,
             Err(code) => return Ok(Err(code)),
         };
@@ -1320,7 +1330,7 @@ impl WriteTx<'_> {
             return Ok(Err(zk_err::BAD_VERSION));
         }
         node.meta.aversion += 1;
-        node.meta.acl = Arc::new(acl);
+        node.meta.acl = acl;
         let stat = node.meta.stat(node.kv.as_ref());
         ov.nodes.insert(path.to_string(), Some(node));
         Ok(Ok(stat))
@@ -1691,10 +1701,11 @@ mod tests {
 
     #[test]
     fn paths_validate_like_zookeeper() {
-        for ok in ["/", "/a", "/a/b", "/a.b", "/..a"] {
+        for ok in ["/", "/a", "/a/b", "/a.b", "/..a", "/é", "/a~"] {
             assert!(valid_path(ok), "{ok}");
         }
-        for bad in ["", "a", "/a/", "//", "/a//b", "/.", "/a/..", "/a\0b", "/a\u{1}"] {
+        let bad_chars = ["/a\0b", "/a\u{1}", "/a\u{1f}", "/a\u{7f}", "/a\u{9f}", "/a\u{e000}", "/é\u{1}", "/a\u{fff0}"];
+        for bad in ["", "a", "/a/", "//", "/a//b", "/.", "/a/.."].into_iter().chain(bad_chars) {
             assert!(!valid_path(bad), "{bad:?}");
         }
     }
@@ -1704,6 +1715,12 @@ mod tests {
         let world = ZkAcl { perms: perms::ALL, scheme: "world".into(), id: "anyone".into() };
         assert_eq!(fixup_acl(&[world.clone(), world.clone()], &[]), Ok(vec![world.clone()]));
         assert_eq!(fixup_acl(&[], &[]), Err(zk_err::INVALID_ACL));
+        // The open ACL (also repeated) is the shared list; anything else is fixup_acl's.
+        let shared = |acl: &[ZkAcl]| OPEN_ACL.with(|open| Arc::ptr_eq(open, &fixup_acl_shared(acl, &[]).unwrap()));
+        assert!(shared(&[world.clone(), world.clone()]));
+        assert_eq!(*fixup_acl_shared(&[world.clone()], &[]).unwrap(), fixup_acl(&[world.clone()], &[]).unwrap());
+        assert!(!shared(&[ZkAcl { perms: perms::READ, ..world.clone() }]));
+        assert_eq!(fixup_acl_shared(&[], &[]), Err(zk_err::INVALID_ACL));
         let auth = ZkAcl { perms: perms::READ, scheme: "auth".into(), id: "".into() };
         assert_eq!(
             fixup_acl(std::slice::from_ref(&auth), &[("ip".into(), "127.0.0.1".into())]),
