@@ -1718,7 +1718,8 @@ mod tests {
         // The open ACL (also repeated) is the shared list; anything else is fixup_acl's.
         let shared = |acl: &[ZkAcl]| OPEN_ACL.with(|open| Arc::ptr_eq(open, &fixup_acl_shared(acl, &[]).unwrap()));
         assert!(shared(&[world.clone(), world.clone()]));
-        assert_eq!(*fixup_acl_shared(&[world.clone()], &[]).unwrap(), fixup_acl(&[world.clone()], &[]).unwrap());
+        let one = std::slice::from_ref(&world);
+        assert_eq!(*fixup_acl_shared(one, &[]).unwrap(), fixup_acl(one, &[]).unwrap());
         assert!(!shared(&[ZkAcl { perms: perms::READ, ..world.clone() }]));
         assert_eq!(fixup_acl_shared(&[], &[]), Err(zk_err::INVALID_ACL));
         let auth = ZkAcl { perms: perms::READ, scheme: "auth".into(), id: "".into() };
