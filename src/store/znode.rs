@@ -295,10 +295,25 @@ pub struct ZnodeMeta {
     pub child_table: u32,
 }
 
-/// The ACL list of almost every znode, ZooKeeper's OPEN_ACL_UNSAFE (world:anyone, all
-/// permissions), as [`ZnodeMeta::encode`] writes it: a count of 1, the perms, "world",
-/// "anyone".
-const OPEN_ACL_ROW: &[u8] = b"\x01\0\0\0\x1f\0\0\0\x05\0\0\0world\x06\0\0\0anyone";
+/// The ACL list of almost every znode, ZooKeeper's OPEN_ACL_UNSAFE ([`open_acl`]), as
+/// [`ZnodeMeta::encode`] writes it.
+static OPEN_ACL_ROW: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let mut row = Vec::new();
+    encode_acl(&open_acl(), &mut row);
+    row
+});
+
+/// A znode row's ACL list: a count, then each entry's perms, scheme and id.
+fn encode_acl(acl: &[ZkAcl], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(acl.len() as u32).to_le_bytes());
+    for a in acl {
+        out.extend_from_slice(&a.perms.to_le_bytes());
+        for s in [&a.scheme, &a.id] {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
 
 thread_local! {
     /// OPEN_ACL_UNSAFE, shared by every node [`ZnodeMeta::decode`] finds it on (per thread, so
@@ -326,14 +341,7 @@ impl ZnodeMeta {
         out.push(kind);
         out.extend_from_slice(&ttl.to_le_bytes());
         out.push(u8::from(self.builtin) | u8::from(self.null_data) << 1);
-        out.extend_from_slice(&(self.acl.len() as u32).to_le_bytes());
-        for a in self.acl.iter() {
-            out.extend_from_slice(&a.perms.to_le_bytes());
-            for s in [&a.scheme, &a.id] {
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-        }
+        encode_acl(&self.acl, &mut out);
         // A power of two (or 0), kept as its exponent + 1.
         out.push(if self.child_table == 0 { 0 } else { self.child_table.trailing_zeros() as u8 + 1 });
         out
@@ -342,22 +350,22 @@ impl ZnodeMeta {
     fn decode(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
         let bad = || StoreError::Corrupt(format!("znode row of {} bytes", b.len()));
         let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8], StoreError> {
-            let s = b.get(at..at + n).ok_or_else(bad)?;
-            at += n;
+        let take = |at: &mut usize, n: usize| -> Result<&[u8], StoreError> {
+            let s = b.get(*at..*at + n).ok_or_else(bad)?;
+            *at += n;
             Ok(s)
         };
         let i64_ = |s: &[u8]| i64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
         let i32_ = |s: &[u8]| i32::from_le_bytes(s.try_into().unwrap_or([0; 4]));
-        let czxid = i64_(take(8)?);
-        let ctime_ms = i64_(take(8)?);
-        let mtime_ms = i64_(take(8)?);
-        let pzxid = i64_(take(8)?);
-        let creates = i32_(take(4)?);
-        let aversion = i32_(take(4)?);
-        let num_children = i32_(take(4)?);
-        let kind_b = take(1)?[0];
-        let ttl = i64_(take(8)?);
+        let czxid = i64_(take(&mut at, 8)?);
+        let ctime_ms = i64_(take(&mut at, 8)?);
+        let mtime_ms = i64_(take(&mut at, 8)?);
+        let pzxid = i64_(take(&mut at, 8)?);
+        let creates = i32_(take(&mut at, 4)?);
+        let aversion = i32_(take(&mut at, 4)?);
+        let num_children = i32_(take(&mut at, 4)?);
+        let kind_b = take(&mut at, 1)?[0];
+        let ttl = i64_(take(&mut at, 8)?);
         let kind = match kind_b {
             0 => NodeKind::Persistent,
             1 => NodeKind::Ephemeral,
@@ -365,22 +373,20 @@ impl ZnodeMeta {
             3 => NodeKind::Ttl(ttl),
             _ => return Err(bad()),
         };
-        let flags = take(1)?[0];
+        let flags = take(&mut at, 1)?[0];
         let (builtin, null_data) = (flags & 1 != 0, flags & 2 != 0);
-        // The fields above are fixed-size: the ACL list starts here.
-        const ACL_AT: usize = 3 * 8 + 8 + 3 * 4 + 1 + 8 + 1;
-        let acl = if b.get(ACL_AT..ACL_AT + OPEN_ACL_ROW.len()) == Some(OPEN_ACL_ROW) {
-            take(OPEN_ACL_ROW.len())?;
+        let acl = if b[at..].starts_with(&OPEN_ACL_ROW) {
+            at += OPEN_ACL_ROW.len();
             OPEN_ACL.with(|open| open.clone())
         } else {
-            let n = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
+            let n = u32::from_le_bytes(take(&mut at, 4)?.try_into().unwrap_or([0; 4])) as usize;
             let mut acl = Vec::with_capacity(n.min(64));
             for _ in 0..n {
-                let perms = i32_(take(4)?);
+                let perms = i32_(take(&mut at, 4)?);
                 let mut strs = [String::new(), String::new()];
                 for s in &mut strs {
-                    let len = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
-                    *s = String::from_utf8(take(len)?.to_vec()).map_err(|_| bad())?;
+                    let len = u32::from_le_bytes(take(&mut at, 4)?.try_into().unwrap_or([0; 4])) as usize;
+                    *s = String::from_utf8(take(&mut at, len)?.to_vec()).map_err(|_| bad())?;
                 }
                 let [scheme, id] = strs;
                 acl.push(ZkAcl { perms, scheme, id });
@@ -664,11 +670,11 @@ pub fn fixup_acl(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Vec<ZkAcl>,
 /// [`fixup_acl`], shared: ZooKeeper's open ACL (what almost every create asks for) is the one
 /// list every node with it shares ([`OPEN_ACL`]), with no copy made.
 fn fixup_acl_shared(acl: &[ZkAcl], auth: &[(String, String)]) -> Result<Arc<Vec<ZkAcl>>, i32> {
-    let open = |a: &ZkAcl| a.perms == perms::ALL && a.scheme == "world" && a.id == "anyone";
-    if !acl.is_empty() && acl.iter().all(open) {
-        return Ok(OPEN_ACL.with(|open| open.clone()));
+    let shared = OPEN_ACL.with(|open| (!acl.is_empty() && acl.iter().all(|a| open.contains(a))).then(|| open.clone()));
+    match shared {
+        Some(open) => Ok(open),
+        None => fixup_acl(acl, auth).map(Arc::new),
     }
-    fixup_acl(acl, auth).map(Arc::new)
 }
 
 /// SASLAuthenticationProvider.isValid: a Kerberos name, i.e. one without '@', or
