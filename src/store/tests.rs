@@ -682,6 +682,16 @@ fn a_batch_in_one_transaction_matches_one_transaction_per_write() {
     assert_eq!(stats.2.as_deref(), Some(&b"count=9,bytes=19"[..]), "the quota counted the writes after it");
 }
 
+/// ZooKeeper's open ACL (`world:anyone`, every permission).
+fn world_acl() -> ZkAcl {
+    ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }
+}
+
+/// Every permission for the digest identity `u:h` (added as `("digest", "u:h")`).
+fn digest_acl() -> ZkAcl {
+    ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() }
+}
+
 /// Numbers below `n` from a xorshift generator, for the randomized tests (seeded: a failure
 /// repeats).
 fn below(mut seed: u64) -> impl FnMut(u64) -> u64 {
@@ -718,8 +728,7 @@ fn a_set_data_alone_matches_the_general_path() {
     let (_d1, fast) = open();
     let (_d2, general) = open();
     let mut rnd = below(0x9e37_79b9_7f4a_7c15);
-    let world = ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() };
-    let digest = ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() };
+    let (world, digest) = (world_acl(), digest_acl());
     let read_only = ZkAcl { perms: znode::perms::READ, scheme: "world".into(), id: "anyone".into() };
     let node = |path: &str, data: Option<&str>, acl: Vec<ZkAcl>, mode| ZkOp::Create {
         path: path.into(),
@@ -821,8 +830,7 @@ fn a_create_alone_matches_the_general_path() {
     let (_d1, fast) = open();
     let (_d2, general) = open();
     let mut rnd = below(0x5851_f42d_4c95_7f2d);
-    let world = ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() };
-    let digest = ZkAcl { perms: 31, scheme: "digest".into(), id: "u:h".into() };
+    let (world, digest) = (world_acl(), digest_acl());
     let by_auth = ZkAcl { perms: 31, scheme: "auth".into(), id: "".into() };
     let no_create = ZkAcl { perms: 31 & !znode::perms::CREATE, scheme: "world".into(), id: "anyone".into() };
     let bad = ZkAcl { perms: 31, scheme: "nosuch".into(), id: "x".into() };
