@@ -536,8 +536,12 @@ fn zk(store: &Store, session: i64, ops: Vec<ZkOp>) -> (i64, Vec<ZkOpResult>) {
 }
 
 fn create(path: &str, data: &str, mode: CreateMode) -> ZkOp {
-    let acl = vec![ZkAcl { perms: 31, scheme: "world".into(), id: "anyone".into() }];
-    ZkOp::Create { path: path.into(), data: Some(data.into()), acl, mode, ttl_ms: -1 }
+    create_op(path, Some(data), vec![world_acl()], mode, -1)
+}
+
+/// A create op with every field given (`None`: null data).
+fn create_op(path: &str, data: Option<&str>, acl: Vec<ZkAcl>, mode: CreateMode, ttl_ms: i64) -> ZkOp {
+    ZkOp::Create { path: path.into(), data: data.map(Into::into), acl, mode, ttl_ms }
 }
 
 fn stat(store: &Store, path: &str) -> ZkStat {
@@ -730,13 +734,7 @@ fn a_set_data_alone_matches_the_general_path() {
     let mut rnd = below(0x9e37_79b9_7f4a_7c15);
     let (world, digest) = (world_acl(), digest_acl());
     let read_only = ZkAcl { perms: znode::perms::READ, scheme: "world".into(), id: "anyone".into() };
-    let node = |path: &str, data: Option<&str>, acl: Vec<ZkAcl>, mode| ZkOp::Create {
-        path: path.into(),
-        data: data.map(Into::into),
-        acl,
-        mode,
-        ttl_ms: -1,
-    };
+    let node = |path: &str, data: Option<&str>, acl: Vec<ZkAcl>, mode| create_op(path, data, acl, mode, -1);
     let mut setup = vec![
         (0, node("/a", Some("x"), vec![world.clone()], CreateMode::Persistent)),
         (0, node("/a/b", Some(""), vec![world.clone()], CreateMode::Persistent)),
@@ -834,13 +832,7 @@ fn a_create_alone_matches_the_general_path() {
     let by_auth = ZkAcl { perms: 31, scheme: "auth".into(), id: "".into() };
     let no_create = ZkAcl { perms: 31 & !znode::perms::CREATE, scheme: "world".into(), id: "anyone".into() };
     let bad = ZkAcl { perms: 31, scheme: "nosuch".into(), id: "x".into() };
-    let node = |path: &str, data: Option<&str>, acl: Vec<ZkAcl>, mode, ttl_ms| ZkOp::Create {
-        path: path.into(),
-        data: data.map(Into::into),
-        acl,
-        mode,
-        ttl_ms,
-    };
+    let node = create_op;
     let txn = |session: i64, auth: Vec<(String, String)>, op: ZkOp, now_ms: i64| {
         Command::Zk(ZkTxn { ops: vec![op], now_ms, session_id: session, auth, ttl_enabled: true })
     };
