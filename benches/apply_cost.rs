@@ -11,7 +11,7 @@
 //! the hand-off's reads come between entries (`LOCK_OPS`, 20 000); `LOCK_FILL=N` first adds N
 //! nodes and N sets of them, to see how a larger store slows it.
 //!
-//! `ONLY=zk` skips the etcd puts. Under `valgrind --tool=cachegrind` the instruction counts
+//! `ONLY=zk` skips the etcd puts; `CREATES=N` makes N creates instead of 10 000. Under `valgrind --tool=cachegrind` the instruction counts
 //! of two builds compare without this machine's noise.
 //!
 //! This is where a change to the store's write path shows up without the noise of the
@@ -84,6 +84,8 @@ fn main() {
             Ok(())
         })
         .unwrap();
+    // CREATES: how many (10 000 by default; the sets need the first 10 000).
+    let creates: usize = std::env::var("CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(10000).max(10000);
     let mut i = 0u64;
     run(
         "zk create",
@@ -97,7 +99,7 @@ fn main() {
                 ttl_ms: -1,
             }])
         },
-        10000,
+        creates,
     );
     run(
         "zk set",

@@ -433,6 +433,31 @@ impl<'t> WriteTx<'t> {
         self.put_recorded(rev, op, old, cur)
     }
 
+    /// The `kv` row of a key that must be new (a znode's create), inserted without a lookup
+    /// first: the insert hands back any row it replaced. Some(state), with the row written and
+    /// its sub-revision taken, if the key had no row; the caller then records the rest with
+    /// [`WriteTx::put_recorded`]. None if it had one: that row is put back, no sub-revision is
+    /// taken, and nothing is changed.
+    /// Why: a create's existence check (a lookup in `znodes`) was a B-tree descent of its own,
+    /// ~7 % of a create's store work (benches/apply_cost), and a znode's key exists exactly
+    /// when the znode does (outside the built-in nodes, which have no key).
+    pub(super) fn insert_new_row(
+        &mut self,
+        rev: &mut Rev,
+        op: &PutOp,
+        mtime_ms: i64,
+    ) -> Result<Option<CurrentKv>, Error> {
+        let sub = rev.next_sub;
+        let cur = state_at(None, op, rev.main, sub, mtime_ms)?;
+        let replaced = self.kv.insert(op.key.as_slice(), cur.encode().as_slice())?.map(|r| r.value().to_vec());
+        if let Some(old) = replaced {
+            self.kv.insert(op.key.as_slice(), old.as_slice())?;
+            return Ok(None);
+        }
+        rev.take();
+        Ok(Some(cur))
+    }
+
     /// A put of `op.key` while it is live and `check` accepts its state (a ZooKeeper
     /// setData's version): its row is rewritten in place and the rest recorded as by any put.
     /// None, with nothing written and no revision taken, if the key has no live row or
@@ -464,7 +489,7 @@ impl<'t> WriteTx<'t> {
 
     /// The rest of a put once the key's `kv` row holds `cur` (in place of `old`, if the key
     /// was live): its history row, its lease's key set, its event.
-    fn put_recorded(
+    pub(super) fn put_recorded(
         &mut self,
         rev: &Rev,
         op: &PutOp,

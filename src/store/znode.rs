@@ -1222,7 +1222,8 @@ impl WriteTx<'_> {
             return Ok(None);
         }
         let path = if mode.is_sequential() { format!("{path}{:010}", parent.creates) } else { path.to_string() };
-        if !valid_path(&path) || path == "/" || self.znode_exists(&path)? || self.capped()? {
+        // Whether the node exists is asked of its key's insert, below (`insert_new_row`).
+        if !valid_path(&path) || path == "/" || self.capped()? {
             return Ok(None);
         }
         if self.quotas_exist(&Overlay::default())? {
@@ -1251,14 +1252,18 @@ impl WriteTx<'_> {
         let value = data.clone().unwrap_or_default();
         let kv = KvState { mod_revision: rev.main, version: 1, lease: 0, data_len: value.len(), mtime_ms: txn.now_ms };
         let stat = meta.stat(Some(&kv));
+        let op = PutOp { key: key_of(&path), value, ..Default::default() };
+        // The node exists after all (a sequential name taken by hand, or a create of a live
+        // path): nothing was changed, and the general path answers NodeExists.
+        let Some(cur) = self.insert_new_row(&mut rev, &op, txn.now_ms)? else { return Ok(None) };
+        debug_assert!(!self.znode_exists(&path)?, "a znode without a key: {path}");
         // zk_commit's order: the key (its gate first), the child row, the ACLs of the nodes
         // left in place (the parent sorts first), the metadata rows.
         if let Some(acl) = read_gate(&meta.acl) {
             let gate = crate::command::ReadGate { path: path.clone(), acl, revision: rev.main, change: Some(0) };
             self.effects.zk_acls.push(gate);
         }
-        let op = PutOp { key: key_of(&path), value, ..Default::default() };
-        self.put_new_at(&mut rev, &op, txn.now_ms)?;
+        self.put_recorded(&rev, &op, None, cur)?;
         let revision = rev.main;
         self.end(rev);
         self.zk_children.insert((parent_path, name), child_stamp(revision, 0))?;
