@@ -324,11 +324,15 @@ impl Store {
                 Some(STORE_FORMAT) => {}
                 Some(2) => {
                     znode::upgrade_children_from_v2(&tx)?;
+                    znode::upgrade_nodes_from_v3(&tx)?;
+                    meta.insert(META_FORMAT, encode_i64(STORE_FORMAT).as_slice())?;
+                }
+                Some(3) => {
+                    znode::upgrade_nodes_from_v3(&tx)?;
                     meta.insert(META_FORMAT, encode_i64(STORE_FORMAT).as_slice())?;
                 }
                 Some(found) => return Err(StoreError::Format { path: path.to_path_buf(), found }),
             }
-            tx.open_table(ZK_CHILDREN)?;
         }
         znode::init_builtins(&tx)?;
         tx.commit()?;
@@ -863,12 +867,13 @@ impl Store {
             tx.delete_table(LEASES)?;
             tx.delete_table(LEASE_KEYS)?;
             tx.delete_table(META)?;
-            tx.delete_table(ZNODES)?;
-            tx.delete_table(ZK_CHILDREN)?;
+            tx.delete_table(ZK_NODES)?;
             tx.delete_table(ZK_REAP)?;
-            let mut znodes = tx.open_table(ZNODES)?;
-            let mut zk_children = tx.open_table(ZK_CHILDREN)?;
             let mut zk_reap = tx.open_table(ZK_REAP)?;
+            // Tables 5 and 6 are format 3's (see `ReadView::dump`), joined into `zk_nodes`
+            // rows once all are read.
+            let mut znodes: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+            let mut stamps: std::collections::HashMap<(String, String), u64> = std::collections::HashMap::new();
             let utf8 = |b: &[u8]| {
                 std::str::from_utf8(b).map(str::to_string).map_err(|_| StoreError::Corrupt("znode path".into()))
             };
@@ -910,7 +915,7 @@ impl Store {
                         meta.insert(key, v.as_slice())?;
                     }
                     5 => {
-                        znodes.insert(utf8(k)?.as_str(), v.as_slice())?;
+                        znodes.insert(utf8(k)?, v.clone());
                     }
                     6 => {
                         let nul =
@@ -923,13 +928,19 @@ impl Store {
                                 v.as_slice().try_into().map_err(|_| StoreError::Corrupt("zk child stamp".into()))?,
                             ),
                         };
-                        zk_children.insert((utf8(&k[..nul])?.as_str(), utf8(&k[nul + 1..])?.as_str()), stamp)?;
+                        stamps.insert((utf8(&k[..nul])?, utf8(&k[nul + 1..])?), stamp);
                     }
                     7 => {
                         zk_reap.insert(utf8(k)?.as_str(), ())?;
                     }
                     t => return Err(StoreError::Corrupt(format!("snapshot table {t}"))),
                 }
+            }
+            let mut zk_nodes = tx.open_table(ZK_NODES)?;
+            for (path, meta) in &znodes {
+                let key = znode::node_key(path);
+                let stamp = stamps.get(&(key.0.to_string(), key.1.to_string())).copied().unwrap_or(0);
+                zk_nodes.insert(key, znode::join_node_row(meta, stamp).as_slice())?;
             }
             // The rows were written in this build's layout, whatever format the snapshot's
             // `meta` names (a leader of an older build sends its own).

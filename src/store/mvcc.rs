@@ -68,8 +68,8 @@ pub struct WriteTx<'t> {
     pub(super) lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Read and written only through [`WriteTx::znode_get`] and friends (see `znode_rows`).
-    pub(super) znodes: Table<'t, &'static str, &'static [u8]>,
-    /// The `znodes` rows this transaction changed (`None`: deleted), in front of the table,
+    pub(super) znodes: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    /// The `zk_nodes` rows this transaction changed (`None`: deleted), in front of the table,
     /// written once by [`WriteTx::finish`]. Why: in a batch of creates under one parent,
     /// every create reads and rewrites the parent's row (cversion, pzxid, child count); each
     /// rewrite of that ~100-byte row was a B-tree insert, and each read a descent and a
@@ -80,7 +80,6 @@ pub struct WriteTx<'t> {
     pub(super) quota_root_in_table: std::cell::Cell<Option<bool>>,
     /// Whether NOSPACE is raised, once read (see [`WriteTx::capped`]); reset by an alarm.
     space_capped: std::cell::Cell<Option<bool>>,
-    pub(super) zk_children: Table<'t, (&'static str, &'static str), u64>,
     pub(super) zk_reap: Table<'t, &'static str, ()>,
     rev: i64,
     compact_rev: i64,
@@ -100,11 +99,10 @@ impl<'t> WriteTx<'t> {
             leases: tx.open_table(LEASES)?,
             lease_keys: tx.open_table(LEASE_KEYS)?,
             meta,
-            znodes: tx.open_table(ZNODES)?,
+            znodes: tx.open_table(ZK_NODES)?,
             znode_rows: Default::default(),
             quota_root_in_table: Default::default(),
             space_capped: Default::default(),
-            zk_children: tx.open_table(ZK_CHILDREN)?,
             zk_reap: tx.open_table(ZK_REAP)?,
             rev,
             compact_rev,
@@ -629,7 +627,7 @@ impl<'t> WriteTx<'t> {
         let mut inserted = std::collections::HashMap::new();
         for (key, _) in &attached {
             if let Some(path) = super::znode::path_of(key) {
-                let stamp = self.zk_children.get(super::znode::child_key(path))?.map_or(0, |v| v.value());
+                let stamp = self.znode_get(path)?.map_or(0, |m| m.stamp);
                 inserted.insert(path.to_string(), stamp);
             }
         }

@@ -23,8 +23,7 @@ pub struct ReadView {
     dead: OnceCell<ReadOnlyTable<&'static [u8], u128>>,
     leases: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
     lease_keys: OnceCell<ReadOnlyTable<(i64, &'static [u8]), ()>>,
-    znodes: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
-    zk_children: OnceCell<ReadOnlyTable<(&'static str, &'static str), u64>>,
+    znodes: OnceCell<ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
     zk_reap: OnceCell<ReadOnlyTable<&'static str, ()>>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
     /// The znodes this view has read, so a read-mostly ZooKeeper load reads each one from
@@ -48,7 +47,7 @@ pub struct ReadView {
 /// paths and data per view; past either, reads go to redb uncached. Sharded by path so that
 /// readers on different threads rarely meet on one lock.
 ///
-/// It also keeps the child lists it has listed (getChildren: a range scan of `zk_children`,
+/// It also keeps the child lists it has listed (getChildren: a range scan of `zk_nodes`,
 /// ~45 % of the server's CPU per getChildren of 100 children under 64 readers), under the same
 /// bounds: a list counts as one entry and its names' bytes.
 struct ZkViewCache {
@@ -219,7 +218,6 @@ impl ReadView {
             leases: OnceCell::new(),
             lease_keys: OnceCell::new(),
             znodes: OnceCell::new(),
-            zk_children: OnceCell::new(),
             zk_reap: OnceCell::new(),
             meta,
             zk_cache: ZkViewCache::new(),
@@ -268,20 +266,12 @@ impl ReadView {
         Ok(self.lease_keys.get_or_init(|| t))
     }
 
-    fn t_znodes(&self) -> Result<&ReadOnlyTable<&'static str, &'static [u8]>, StoreError> {
+    fn t_znodes(&self) -> Result<&ReadOnlyTable<(&'static str, &'static str), &'static [u8]>, StoreError> {
         if let Some(t) = self.znodes.get() {
             return Ok(t);
         }
-        let t = self.tx.open_table(ZNODES)?;
+        let t = self.tx.open_table(ZK_NODES)?;
         Ok(self.znodes.get_or_init(|| t))
-    }
-
-    fn t_zk_children(&self) -> Result<&ReadOnlyTable<(&'static str, &'static str), u64>, StoreError> {
-        if let Some(t) = self.zk_children.get() {
-            return Ok(t);
-        }
-        let t = self.tx.open_table(ZK_CHILDREN)?;
-        Ok(self.zk_children.get_or_init(|| t))
     }
 
     fn t_zk_reap(&self) -> Result<&ReadOnlyTable<&'static str, ()>, StoreError> {
@@ -581,7 +571,7 @@ impl ReadView {
         let table = self.zk_read(path, false)?.map_or(0, |n| n.child_table);
         let mut rows: Vec<(Box<str>, u64)> = Vec::new();
         let mut complete = true;
-        for row in self.t_zk_children()?.range::<(&str, &str)>((path, "")..)? {
+        for row in self.t_znodes()?.range::<(&str, &str)>((path, "")..)? {
             let (k, v) = row?;
             let (parent, name) = k.value();
             if parent != path {
@@ -591,7 +581,7 @@ impl ReadView {
                 complete = false;
                 break;
             }
-            rows.push((name.into(), v.value()));
+            rows.push((name.into(), znode::stamp_of_row(v.value())?));
         }
         znode::java_children_order(&mut rows, table, |r| &r.0, |r| r.1);
         let mut list = ChildList::default();
@@ -613,14 +603,22 @@ impl ReadView {
         if path == "/" {
             return Ok(self.t_znodes()?.len()?.saturating_sub(1));
         }
-        let prefix = format!("{path}/");
+        // Keyed by (parent, name), a subtree is one range per node with children: walked
+        // depth first, each child's row telling whether it has any.
         let mut n = 0;
-        for row in self.t_znodes()?.range::<&str>(prefix.as_str()..)? {
-            let (k, _) = row?;
-            if !k.value().starts_with(&prefix) {
-                break;
+        let mut todo = vec![path.to_string()];
+        while let Some(parent) = todo.pop() {
+            for row in self.t_znodes()?.range::<(&str, &str)>((parent.as_str(), "")..)? {
+                let (k, v) = row?;
+                let (p, name) = k.value();
+                if p != parent {
+                    break;
+                }
+                n += 1;
+                if znode::decode_node_row(v.value())?.num_children > 0 {
+                    todo.push(znode::path_of_node_key(p, name));
+                }
             }
-            n += 1;
         }
         Ok(n)
     }
@@ -632,7 +630,8 @@ impl ReadView {
         let mut out: Vec<(String, u64)> = Vec::new();
         for key in self.lease_keys(session_id)? {
             if let Some(path) = znode::path_of(&key) {
-                let inserted = self.t_zk_children()?.get(znode::child_key(path))?.map_or(0, |v| v.value());
+                let row = self.t_znodes()?.get(znode::node_key(path))?;
+                let inserted = row.map(|v| znode::stamp_of_row(v.value())).transpose()?.unwrap_or(0);
                 out.push((path.to_string(), inserted));
             }
         }
@@ -668,7 +667,14 @@ impl ReadView {
         let mut n = 0u64;
         for row in self.t_znodes()?.iter()? {
             let (k, _) = row?;
-            n += k.value().encode_utf16().count() as u64;
+            let (parent, name) = k.value();
+            let utf16 = |s: &str| s.encode_utf16().count() as u64;
+            // The path: "/" (the root), "/" + name, or parent + "/" + name.
+            n += match parent {
+                "" => 1,
+                "/" => 1 + utf16(name),
+                _ => utf16(parent) + 1 + utf16(name),
+            };
         }
         let (start, end) = znode::ZK_KEY_RANGE;
         for row in self.t_kv()?.range(start..end)? {
@@ -689,8 +695,8 @@ impl ReadView {
         for row in self.t_zk_reap()?.iter()? {
             let (k, _) = row?;
             let path = k.value();
-            let Some(m) = self.t_znodes()?.get(path)? else { continue };
-            let meta = znode::decode_meta(m.value())?;
+            let Some(m) = self.t_znodes()?.get(znode::node_key(path))? else { continue };
+            let meta = znode::decode_node_row(m.value())?;
             let due = meta.num_children == 0
                 && match meta.kind {
                     znode::NodeKind::Container => meta.creates > 0,
@@ -715,9 +721,10 @@ impl ReadView {
     }
 
     /// Every state-machine row, for a raft snapshot. Tables: 0 kv, 1 hist, 2 leases,
-    /// 3 lease_keys, 4 meta, 5 znodes, 6 zk_children (key: parent NUL name, value: the stamp,
-    /// 8 bytes LE), 7 zk_reap
-    /// (`dead` is rebuilt from hist on restore).
+    /// 3 lease_keys, 4 meta, 5 znodes (key: path, value: the metadata), 6 zk_children (key:
+    /// parent NUL name, value: the stamp, 8 bytes LE), 7 zk_reap (`dead` is rebuilt from hist
+    /// on restore). 5 and 6 are store format 3's tables, made from `zk_nodes` rows, so that
+    /// builds of formats 3 and 4 install each other's snapshots.
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut rows = Vec::new();
         for row in self.t_kv()?.iter()? {
@@ -743,15 +750,17 @@ impl ReadView {
             let (k, v) = row?;
             rows.push((4, k.value().as_bytes().to_vec(), v.value().to_vec()));
         }
+        let mut children = Vec::new();
         for row in self.t_znodes()?.iter()? {
             let (k, v) = row?;
-            rows.push((5, k.value().as_bytes().to_vec(), v.value().to_vec()));
-        }
-        for row in self.t_zk_children()?.iter()? {
-            let (k, v) = row?;
             let (parent, name) = k.value();
-            rows.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), v.value().to_le_bytes().to_vec()));
+            let (meta, stamp) = znode::split_node_row(v.value())?;
+            rows.push((5, znode::path_of_node_key(parent, name).into_bytes(), meta.to_vec()));
+            if !parent.is_empty() {
+                children.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), stamp.to_le_bytes().to_vec()));
+            }
         }
+        rows.extend(children);
         for row in self.t_zk_reap()?.iter()? {
             let (k, _) = row?;
             rows.push((7, k.value().as_bytes().to_vec(), Vec::new()));

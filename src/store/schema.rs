@@ -14,7 +14,7 @@
 //! - `leases`: lease id -> granted TTL.
 //! - `lease_keys`: (lease id, user key) -> (): the keys attached to a lease.
 //! - `meta`: store bookkeeping (current revision, compacted revision, applied raft log id).
-//! - `znodes`, `zk_children`, `zk_reap`: what ZooKeeper needs beyond MVCC (see store::znode).
+//! - `zk_nodes`, `zk_reap`: what ZooKeeper needs beyond MVCC (see store::znode).
 //! - `raft_meta`: the raft vote and log bookkeeping, owned by the replication layer (the log
 //!   itself is a separate write-ahead log, see replication::wal).
 //!
@@ -32,11 +32,16 @@ pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 pub const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-/// ZooKeeper: path -> znode metadata (see store::znode).
-pub const ZNODES: TableDefinition<&str, &[u8]> = TableDefinition::new("znodes");
-/// ZooKeeper: (parent path, child name) -> insertion stamp (`znode::child_stamp`: the order
-/// the children were added in, which getChildren's order depends on).
-pub const ZK_CHILDREN: TableDefinition<(&str, &str), u64> = TableDefinition::new("zk_children");
+/// ZooKeeper: (parent path, child name) -> the znode's insertion stamp in its parent's set
+/// (`znode::child_stamp`, 8 bytes LE: the order children were added in, which getChildren's
+/// order depends on), then its metadata (`znode::ZnodeMeta`). The root is ("", "").
+/// Keyed by (parent, name) so that a node's children are one range and a create or delete
+/// writes one row, not a metadata row and a child row.
+pub const ZK_NODES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("zk_nodes");
+/// Format 3's tables, read by the upgrade to 4: path -> znode metadata, and (parent path,
+/// child name) -> insertion stamp.
+pub const ZNODES_V3: TableDefinition<&str, &[u8]> = TableDefinition::new("znodes");
+pub const ZK_CHILDREN_V3: TableDefinition<(&str, &str), u64> = TableDefinition::new("zk_children");
 /// `zk_children` in store format 2, before it kept insertion stamps (read by the upgrade).
 pub const ZK_CHILDREN_V2: TableDefinition<(&str, &str), ()> = TableDefinition::new("zk_children");
 /// ZooKeeper: containers and TTL nodes, the reaper's candidates.
@@ -45,10 +50,11 @@ pub const ZK_REAP: TableDefinition<&str, ()> = TableDefinition::new("zk_reap");
 pub const META_REVISION: &str = "revision";
 /// The layout version of the tables, so a store written in another layout is refused at open
 /// instead of being misread. 2: `hist` rows carry `prev` links, table `dead` (1 had `keyrev`).
-/// 3: `zk_children` rows carry insertion stamps (2 had none; a store in format 2 is upgraded
-/// at open).
+/// 3: `zk_children` rows carry insertion stamps (2 had none). 4: `zk_nodes`, keyed by (parent,
+/// name), holds the stamps and the metadata that 3 kept in `zk_children` and `znodes`. A store
+/// in format 2 or 3 is upgraded at open.
 pub const META_FORMAT: &str = "format";
-pub const STORE_FORMAT: i64 = 3;
+pub const STORE_FORMAT: i64 = 4;
 
 /// The revision of an empty store. etcd starts at 1, so the first write is revision 2; clients
 /// and tests see these numbers, so we start there too.

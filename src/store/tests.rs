@@ -1281,7 +1281,7 @@ fn a_store_in_another_format_is_refused_at_open() {
     }
     match Store::open(&path, StoreConfig::default()) {
         Err(e @ StoreError::Format { found: 1, .. }) => {
-            assert!(e.to_string().contains("store format 1, this Conclave reads format 3"), "{e}")
+            assert!(e.to_string().contains("store format 1, this Conclave reads format 4"), "{e}")
         }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a format-1 store opened"),
@@ -1292,10 +1292,50 @@ fn a_store_in_another_format_is_refused_at_open() {
     assert_eq!(s.meta_get(META_FORMAT).unwrap(), Some(encode_i64(STORE_FORMAT).to_vec()));
 }
 
+/// Rewrites a store's ZooKeeper tables back to format 3 (`znodes` by path, `zk_children` with
+/// stamps) or 2 (`zk_children` without stamps), with that format's record, as an older build
+/// left them.
+fn downgrade_zk_tables(s: &Store, format: i64) {
+    let tx = s.db().begin_write().unwrap();
+    let rows: Vec<(String, String, Vec<u8>, u64)> = {
+        let t = tx.open_table(ZK_NODES).unwrap();
+        t.iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                let (p, n) = k.value();
+                let (meta, stamp) = znode::split_node_row(v.value()).unwrap();
+                (p.to_string(), n.to_string(), meta.to_vec(), stamp)
+            })
+            .collect()
+    };
+    tx.delete_table(ZK_NODES).unwrap();
+    {
+        let mut znodes = tx.open_table(ZNODES_V3).unwrap();
+        for (p, n, meta, _) in &rows {
+            znodes.insert(znode::path_of_node_key(p, n).as_str(), meta.as_slice()).unwrap();
+        }
+        let children = rows.iter().filter(|(p, ..)| !p.is_empty());
+        if format == 3 {
+            let mut t = tx.open_table(ZK_CHILDREN_V3).unwrap();
+            for (p, n, _, stamp) in children {
+                t.insert((p.as_str(), n.as_str()), *stamp).unwrap();
+            }
+        } else {
+            let mut t = tx.open_table(ZK_CHILDREN_V2).unwrap();
+            for (p, n, ..) in children {
+                t.insert((p.as_str(), n.as_str()), ()).unwrap();
+            }
+        }
+        tx.open_table(META).unwrap().insert(META_FORMAT, encode_i64(format).as_slice()).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
 /// Goal: a store in format 2 (children without insertion stamps) is upgraded at open, and
-/// its children then list in ZooKeeper's order. Method: a format-3 store rewritten to format
-/// 2's `zk_children` (a unit value) and format record, reopened: children created one by one
-/// list as before.
+/// its children then list in ZooKeeper's order. Method: a store's tables rewritten to format
+/// 2's `znodes` and `zk_children` (a unit value) and format record, reopened: children created
+/// one by one list as before.
 #[test]
 fn a_format_2_store_is_upgraded_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -1308,27 +1348,7 @@ fn a_format_2_store_is_upgraded_at_open() {
             zk(&s, 0, vec![create(&format!("/p/{n}"), "", CreateMode::Persistent)]);
         }
         let want = s.read().unwrap().zk_children("/p", 100).unwrap();
-        let tx = s.db().begin_write().unwrap();
-        let rows: Vec<(String, String)> = {
-            let t = tx.open_table(ZK_CHILDREN).unwrap();
-            t.iter()
-                .unwrap()
-                .map(|r| {
-                    let (k, _) = r.unwrap();
-                    let (p, n) = k.value();
-                    (p.to_string(), n.to_string())
-                })
-                .collect()
-        };
-        tx.delete_table(ZK_CHILDREN).unwrap();
-        {
-            let mut old = tx.open_table(ZK_CHILDREN_V2).unwrap();
-            for (p, n) in &rows {
-                old.insert((p.as_str(), n.as_str()), ()).unwrap();
-            }
-            tx.open_table(META).unwrap().insert(META_FORMAT, encode_i64(2).as_slice()).unwrap();
-        }
-        tx.commit().unwrap();
+        downgrade_zk_tables(&s, 2);
         want
     };
     let s = Store::open(&path, StoreConfig::default()).unwrap();
@@ -1350,6 +1370,84 @@ fn a_format_2_store_is_upgraded_at_open() {
     // And it goes on from there.
     zk(&s, 0, vec![create("/p/n3x", "", CreateMode::Persistent)]);
     assert_eq!(s.read().unwrap().zk_children("/p", 100).unwrap().len(), 21);
+}
+
+/// Goal: a store in format 3 (`znodes` by path beside `zk_children`) is upgraded at open to
+/// the same rows a format-4 store holds, so nothing a client sees changes. Method: a tree with
+/// a multi's children (stamps that differ only in their rank), an ephemeral, a deleted node,
+/// a digest ACL, a container and the built-in nodes; its dump, its child lists and a session's
+/// ephemerals taken, the tables rewritten to format 3, the store reopened: all equal, and
+/// writes go on (a create, a delete, the session's end).
+#[test]
+fn a_format_3_store_is_upgraded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let parents = ["/", "/a", "/a/m", "/zookeeper", "/c"];
+    let lists = |s: &Store| -> Vec<Vec<String>> {
+        let view = s.read().unwrap();
+        parents.iter().map(|p| view.zk_children(p, 100).unwrap()).collect()
+    };
+    let (dump, children, ephemerals) = {
+        let s = Store::open(&path, StoreConfig::default()).unwrap();
+        apply(&s, Command::ZkSession { id: 9, ttl_s: 30 });
+        zk(&s, 0, vec![create("/a", "x", CreateMode::Persistent)]);
+        let multi: Vec<ZkOp> = (0..12).map(|i| create(&format!("/a/m{i}"), "", CreateMode::Persistent)).collect();
+        zk(&s, 0, multi);
+        zk(&s, 0, vec![create("/a/m", "", CreateMode::Persistent)]);
+        zk(&s, 0, vec![create("/a/m/q-", "", CreateMode::PersistentSequential)]);
+        for i in 0..3 {
+            zk(&s, 9, vec![create(&format!("/a/e{i}"), "", CreateMode::Ephemeral)]);
+        }
+        zk(&s, 0, vec![ZkOp::Delete { path: "/a/m3".into(), version: -1 }]);
+        zk(&s, 0, vec![create_op("/a/d", Some("s"), vec![digest_acl()], CreateMode::Persistent, -1)]);
+        zk(&s, 0, vec![create("/c", "", CreateMode::Container)]);
+        zk(&s, 0, vec![create("/c/k", "", CreateMode::Persistent)]);
+        let taken = (s.dump().unwrap(), lists(&s), s.read().unwrap().zk_ephemerals(9, true).unwrap());
+        downgrade_zk_tables(&s, 3);
+        taken
+    };
+    let s = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(s.meta_get(META_FORMAT).unwrap(), Some(encode_i64(STORE_FORMAT).to_vec()));
+    assert_eq!(s.dump().unwrap(), dump);
+    assert_eq!(lists(&s), children);
+    assert_eq!(s.read().unwrap().zk_ephemerals(9, true).unwrap(), ephemerals);
+    {
+        let tx = s.db().begin_read().unwrap();
+        assert!(tx.open_table(ZNODES_V3).is_err(), "format 3's tables are gone");
+        assert!(tx.open_table(ZK_CHILDREN_V3).is_err());
+    }
+    zk(&s, 0, vec![create("/a/m40", "", CreateMode::Persistent)]);
+    zk(&s, 0, vec![ZkOp::Delete { path: "/a/m5".into(), version: -1 }]);
+    apply(&s, Command::LeaseRevoke { id: 9 });
+    let view = s.read().unwrap();
+    // m0..m11 and m, less m3 and m5, with d and m40; the ephemerals went with the session.
+    assert_eq!(view.zk_children("/a", 100).unwrap().len(), 12 + 1 - 2 + 2);
+    assert!(view.zk_ephemerals(9, true).unwrap().is_empty());
+}
+
+/// Goal: getAllChildrenNumber and mntr's approximate data size count the tree as ZooKeeper
+/// does, now that nodes are keyed by (parent, name) and a subtree is not one range. Method: a
+/// tree with siblings whose names extend each other's (`/a`, `/ab`, `/a/b`), with leaves
+/// and deep paths; the figures against counts made from the list of paths.
+#[test]
+fn subtree_counts_and_data_size_follow_the_paths() {
+    let (_d, s) = open();
+    let paths = ["/a", "/ab", "/a/b", "/a/b/c", "/a/b/c/d", "/a/bb", "/a/b0", "/ab/x", "/z", "/a/é"];
+    for p in paths {
+        zk(&s, 0, vec![create(p, "12345", CreateMode::Persistent)]);
+    }
+    let view = s.read().unwrap();
+    let below = |root: &str| paths.iter().filter(|p| p.starts_with(&format!("{root}/"))).count() as u64;
+    for root in ["/a", "/ab", "/a/b", "/a/b/c/d", "/z"] {
+        assert_eq!(view.zk_all_children_number(root).unwrap(), below(root), "{root}");
+    }
+    // The built-in /zookeeper, /zookeeper/quota and /zookeeper/config, and ours.
+    assert_eq!(view.zk_all_children_number("/").unwrap(), 3 + paths.len() as u64);
+    // Paths in UTF-16 units ("/" once, the built-ins' paths) plus the data.
+    let utf16 = |p: &str| p.encode_utf16().count() as u64;
+    let builtins = 1 + utf16("/zookeeper") + utf16("/zookeeper/quota") + utf16("/zookeeper/config");
+    let ours: u64 = paths.iter().map(|p| utf16(p) + 5).sum();
+    assert_eq!(view.zk_data_size().unwrap(), builtins + ours);
 }
 
 /// Goal: ctime/mtime as ZooKeeper keeps them, now that a node's mtime lives in its key's row:

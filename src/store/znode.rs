@@ -7,10 +7,11 @@
 //!   ephemeral znode's key is attached to the session's lease (a session IS a lease).
 //! - The key's row in `kv` also carries the znode's mtime (the proposer's clock, carried in the
 //!   command) and data length, so a setData writes that row and history, not the metadata.
-//! - What MVCC does not know lives in `znodes` (path -> [`ZnodeMeta`]): ctime, cversion,
-//!   aversion, pzxid, the child count, the kind (container, TTL) and the ACL; a write rewrites a
-//!   node's row only if one of these changed. `zk_children` ((parent, name) -> ()) lists children
-//!   without scanning subtrees; `zk_reap` lists containers and TTL nodes for the reaper.
+//! - What MVCC does not know lives in `zk_nodes` ((parent, name) -> [`ZnodeMeta`]): the
+//!   insertion stamp in the parent's set, ctime, cversion, aversion, pzxid, the child count, the
+//!   kind (container, TTL) and the ACL; a write rewrites a node's row only if one of these
+//!   changed. Keyed by (parent, name), a node's children are one range, without scanning
+//!   subtrees; `zk_reap` lists containers and TTL nodes for the reaper.
 //! - The root `/` and the built-in `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config` exist
 //!   from the start as metadata only (no key, zero zxids), as in a fresh ZooKeeper.
 //!
@@ -157,7 +158,7 @@ fn count_in_bucket<'a>(
 /// Sorts children into ZooKeeper's getChildren order: `new ArrayList<>(node.getChildren())`
 /// iterates the `HashSet` bucket by bucket (`java_hash` masked by the table's size) and each
 /// bucket's list in insertion order (a resize splits a list keeping its order; a removal
-/// unlinks). `stamp` orders insertions (`zk_children`'s value). Not modelled: a bucket of 9 or
+/// unlinks). `stamp` orders insertions ([`ZnodeMeta::stamp`]). Not modelled: a bucket of 9 or
 /// more names in a table of 64 or more buckets, which Java turns into a tree (another order).
 pub fn java_children_order<T>(children: &mut [T], cap: u32, name: impl Fn(&T) -> &str, stamp: impl Fn(&T) -> u64) {
     let mask = cap.max(1).next_power_of_two() - 1;
@@ -174,7 +175,7 @@ pub fn child_stamp(rev: i64, index: usize) -> u64 {
 /// Orders the keys a revoked lease held as they are deleted: etcd keys first, in key order;
 /// then ephemeral znodes in the order ZooKeeper 3.8.0 deletes a closed (or expired) session's
 /// ephemerals, which its watchers see (see [`JavaCloneOrder`]).
-/// `inserted` gives a path's insertion stamp (its `zk_children` row: the order the paths
+/// `inserted` gives a path's insertion stamp ([`ZnodeMeta::stamp`]: the order the paths
 /// entered the session's set in, a multi's creates in op order).
 pub(super) fn ephemeral_delete_order(
     keys: &mut [(Vec<u8>, Option<CurrentKv>)],
@@ -188,9 +189,23 @@ pub(super) fn ephemeral_delete_order(
     });
 }
 
-/// (parent, name) of a path, as `zk_children` keys it.
-pub fn child_key(path: &str) -> (&str, &str) {
-    (parent_of(path), name_of(path))
+/// A path's key in `zk_nodes`: (parent, name); the root's is ("", ""), so that it is not
+/// among its own children, ("/", name).
+pub fn node_key(path: &str) -> (&str, &str) {
+    if path == "/" {
+        ("", "")
+    } else {
+        (parent_of(path), name_of(path))
+    }
+}
+
+/// The path a `zk_nodes` key names ([`node_key`] reversed).
+pub fn path_of_node_key(parent: &str, name: &str) -> String {
+    match parent {
+        "" => "/".to_string(),
+        "/" => format!("/{name}"),
+        _ => format!("{parent}/{name}"),
+    }
 }
 
 /// The order ZooKeeper 3.8.0 lists a session's ephemeral paths in: `HashSet.clone()` of the
@@ -268,9 +283,12 @@ pub enum NodeKind {
     Ttl(i64),
 }
 
-/// A znode's metadata row (table `znodes`).
+/// A znode's metadata row (table `zk_nodes`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZnodeMeta {
+    /// When it entered its parent's set of children ([`child_stamp`]; the built-in nodes: their
+    /// rank among their siblings, the root 0), which getChildren's order depends on.
+    pub stamp: u64,
     pub czxid: i64,
     pub ctime_ms: i64,
     pub mtime_ms: i64,
@@ -324,8 +342,29 @@ thread_local! {
 }
 
 impl ZnodeMeta {
+    /// The `zk_nodes` row: the stamp, then [`ZnodeMeta::encode`].
+    fn encode_row(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(72);
+        out.extend_from_slice(&self.stamp.to_le_bytes());
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn decode_row(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
+        let (stamp, rest) = split_stamp(b)?;
+        Ok(ZnodeMeta { stamp, ..ZnodeMeta::decode(rest)? })
+    }
+
+    /// Everything but the stamp: format 3's `znodes` row, and a raft snapshot's (whose
+    /// stamps travel as format 3's child rows, so builds of both formats read each other's).
+    #[cfg(test)]
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
         for v in [self.czxid, self.ctime_ms, self.mtime_ms, self.pzxid] {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -341,10 +380,9 @@ impl ZnodeMeta {
         out.push(kind);
         out.extend_from_slice(&ttl.to_le_bytes());
         out.push(u8::from(self.builtin) | u8::from(self.null_data) << 1);
-        encode_acl(&self.acl, &mut out);
+        encode_acl(&self.acl, out);
         // A power of two (or 0), kept as its exponent + 1.
         out.push(if self.child_table == 0 { 0 } else { self.child_table.trailing_zeros() as u8 + 1 });
-        out
     }
 
     fn decode(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
@@ -400,6 +438,7 @@ impl ZnodeMeta {
         };
         let child_table = child_table.max(child_table_at_least(num_children));
         Ok(ZnodeMeta {
+            stamp: 0,
             czxid,
             ctime_ms,
             mtime_ms,
@@ -441,6 +480,19 @@ impl ZnodeMeta {
     }
 }
 
+/// A `zk_nodes` row's stamp, and the rest of it (the metadata).
+fn split_stamp(row: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    match row.split_first_chunk::<8>() {
+        Some((stamp, rest)) => Ok((u64::from_le_bytes(*stamp), rest)),
+        None => Err(StoreError::Corrupt(format!("zk_nodes row of {} bytes", row.len()))),
+    }
+}
+
+/// The insertion stamp of a `zk_nodes` row, without decoding the rest (getChildren's order).
+pub fn stamp_of_row(row: &[u8]) -> Result<u64, StoreError> {
+    Ok(split_stamp(row)?.0)
+}
+
 /// What the MVCC key of a znode says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvState {
@@ -469,13 +521,13 @@ fn open_acl() -> Vec<ZkAcl> {
 
 /// Creates the root and the built-in nodes if this store has none yet (first open).
 pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut znodes = tx.open_table(ZNODES)?;
-    if znodes.get("/")?.is_some() {
+    let mut znodes = tx.open_table(ZK_NODES)?;
+    if znodes.get(node_key("/"))?.is_some() {
         return Ok(());
     }
-    let mut children = tx.open_table(ZK_CHILDREN)?;
     for (path, kids) in BUILTINS {
         let meta = ZnodeMeta {
+            stamp: builtin_stamp(path),
             czxid: 0,
             ctime_ms: 0,
             mtime_ms: 0,
@@ -500,12 +552,20 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
         } else {
             meta
         };
-        znodes.insert(*path, meta.encode().as_slice())?;
-        for (i, k) in kids.iter().enumerate() {
-            children.insert((*path, *k), i as u64)?;
-        }
+        znodes.insert(node_key(path), meta.encode_row().as_slice())?;
     }
     Ok(())
+}
+
+/// A built-in node's insertion stamp: its rank in the order ZooKeeper's DataTree adds it to
+/// its parent (the root: 0).
+fn builtin_stamp(path: &str) -> u64 {
+    let (parent, name) = node_key(path);
+    BUILTINS
+        .iter()
+        .find(|(p, _)| *p == parent)
+        .and_then(|(_, kids)| kids.iter().position(|k| *k == name))
+        .map_or(0, |i| i as u64)
 }
 
 /// Store format 2 -> 3: `zk_children` rows gain insertion stamps. Format 2 did not record the
@@ -517,7 +577,7 @@ pub(super) fn upgrade_children_from_v2(tx: &redb::WriteTransaction) -> Result<()
     let mut rows: Vec<(String, String, (i64, usize, String))> = Vec::new();
     {
         let old = tx.open_table(ZK_CHILDREN_V2)?;
-        let znodes = tx.open_table(ZNODES)?;
+        let znodes = tx.open_table(ZNODES_V3)?;
         for row in old.iter()? {
             let (k, _) = row?;
             let (parent, name) = k.value();
@@ -541,7 +601,7 @@ pub(super) fn upgrade_children_from_v2(tx: &redb::WriteTransaction) -> Result<()
     // Stamps as child_stamp gives them: the creation revision, then the rank among the
     // parent's children created at that revision.
     rows.sort_by(|a, b| (&a.0, &a.2).cmp(&(&b.0, &b.2)));
-    let mut children = tx.open_table(ZK_CHILDREN)?;
+    let mut children = tx.open_table(ZK_CHILDREN_V3)?;
     let mut last: Option<(&str, i64)> = None;
     let mut rank = 0usize;
     for (parent, name, (czxid, builtin, _)) in &rows {
@@ -550,6 +610,29 @@ pub(super) fn upgrade_children_from_v2(tx: &redb::WriteTransaction) -> Result<()
         let stamp = if *builtin != usize::MAX { *builtin as u64 } else { child_stamp(*czxid, rank) };
         children.insert((parent.as_str(), name.as_str()), stamp)?;
     }
+    Ok(())
+}
+
+/// Store format 3 -> 4: `znodes` (path -> metadata) and `zk_children` ((parent, name) ->
+/// stamp) become one `zk_nodes` row per node, keyed by (parent, name). In the open's
+/// transaction: all or nothing.
+pub(super) fn upgrade_nodes_from_v3(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    {
+        let znodes = tx.open_table(ZNODES_V3)?;
+        let children = tx.open_table(ZK_CHILDREN_V3)?;
+        let mut nodes = tx.open_table(ZK_NODES)?;
+        for row in znodes.iter()? {
+            let (k, v) = row?;
+            let path = k.value();
+            let key = node_key(path);
+            let stamp = if path == "/" { 0 } else { children.get(key)?.map_or(0, |s| s.value()) };
+            let mut out = stamp.to_le_bytes().to_vec();
+            out.extend_from_slice(v.value());
+            nodes.insert(key, out.as_slice())?;
+        }
+    }
+    tx.delete_table(ZNODES_V3)?;
+    tx.delete_table(ZK_CHILDREN_V3)?;
     Ok(())
 }
 
@@ -797,7 +880,7 @@ impl WriteTx<'_> {
         if let Some(meta) = self.znode_rows.borrow().get(path) {
             return Ok(meta.clone());
         }
-        Ok(self.znodes.get(path)?.map(|row| ZnodeMeta::decode(row.value())).transpose()?)
+        Ok(self.znodes.get(node_key(path))?.map(|row| ZnodeMeta::decode_row(row.value())).transpose()?)
     }
 
     /// Whether a node exists (without decoding its row).
@@ -805,7 +888,7 @@ impl WriteTx<'_> {
         if let Some(meta) = self.znode_rows.borrow().get(path) {
             return Ok(meta.is_some());
         }
-        Ok(self.znodes.get(path)?.is_some())
+        Ok(self.znodes.get(node_key(path))?.is_some())
     }
 
     fn znode_put(&mut self, path: &str, meta: ZnodeMeta) {
@@ -837,10 +920,10 @@ impl WriteTx<'_> {
         for (path, meta) in self.znode_rows.get_mut().drain() {
             match meta {
                 Some(meta) => {
-                    self.znodes.insert(path.as_str(), meta.encode().as_slice())?;
+                    self.znodes.insert(node_key(&path), meta.encode_row().as_slice())?;
                 }
                 None => {
-                    self.znodes.remove(path.as_str())?;
+                    self.znodes.remove(node_key(&path))?;
                 }
             }
         }
@@ -986,13 +1069,6 @@ impl WriteTx<'_> {
         }
         debug_assert!(!rev.changed() || rev.main == ov.rev);
         self.end(rev);
-        for (i, (parent, name, add)) in ov.children.into_iter().enumerate() {
-            if add {
-                self.zk_children.insert((parent.as_str(), name.as_str()), child_stamp(ov.rev, i))?;
-            } else {
-                self.zk_children.remove((parent.as_str(), name.as_str()))?;
-            }
-        }
         for (id, set) in ov.sessions {
             let row = self.leases.get(id)?.map(|r| LeaseRow::decode(r.value())).transpose()?;
             if let Some(row) = row.filter(|r| r.zk_set != Some(set)) {
@@ -1145,8 +1221,12 @@ impl WriteTx<'_> {
         parent.meta.num_children += 1;
         parent.meta.pzxid = ov.rev;
         ov.nodes.insert(parent_path.clone(), Some(parent));
+        // The stamp of this add: the transaction's revision, then its rank among the
+        // transaction's child changes (a multi's creates keep their op order).
+        let stamp = child_stamp(ov.rev, ov.children.len());
         ov.children.push((parent_path, name_of(&path).to_string(), true));
         let mut meta = ZnodeMeta {
+            stamp,
             czxid: ov.rev,
             ctime_ms: txn.now_ms,
             mtime_ms: txn.now_ms,
@@ -1236,6 +1316,7 @@ impl WriteTx<'_> {
         parent.num_children += 1;
         parent.pzxid = rev.main;
         let meta = ZnodeMeta {
+            stamp: child_stamp(rev.main, 0),
             czxid: rev.main,
             ctime_ms: txn.now_ms,
             mtime_ms: txn.now_ms,
@@ -1266,7 +1347,6 @@ impl WriteTx<'_> {
         self.put_recorded(&rev, &op, None, cur)?;
         let revision = rev.main;
         self.end(rev);
-        self.zk_children.insert((parent_path, name), child_stamp(revision, 0))?;
         self.note_read_acl(parent_path, &parent.acl, revision, None);
         self.note_read_acl(&path, &meta.acl, revision, None);
         let reaped = matches!(parent.kind, NodeKind::Container | NodeKind::Ttl(_));
@@ -1512,13 +1592,8 @@ impl WriteTx<'_> {
             let Some(len) = stored_len(&p)? else { continue };
             count += 1;
             bytes += len;
-            for row in self.zk_children.range::<(&str, &str)>((p.as_str(), "")..)? {
-                let (k, _) = row?;
-                let (parent, name) = k.value();
-                if parent != p {
-                    break;
-                }
-                todo.push(if p == "/" { format!("/{name}") } else { format!("{p}/{name}") });
+            for name in self.zk_stored_children(&p)? {
+                todo.push(path_of_node_key(&p, &name));
             }
         }
         for (p, node) in &ov.nodes {
@@ -1549,19 +1624,39 @@ impl WriteTx<'_> {
         Ok((count, bytes))
     }
 
+    /// The names of `parent`'s children as the tables show them to this transaction: its
+    /// `zk_nodes` range, and the rows this transaction changed and has not written yet
+    /// (`znode_rows`: earlier commands of its batch). Only where it rarely runs (a quota's
+    /// subtree, a small children table's bucket): it walks every changed row.
+    fn zk_stored_children(&self, parent: &str) -> Result<Vec<String>, Error> {
+        let mut names = std::collections::BTreeSet::new();
+        for row in self.znodes.range::<(&str, &str)>((parent, "")..)? {
+            let (k, _) = row?;
+            let (p, n) = k.value();
+            if p != parent {
+                break;
+            }
+            names.insert(n.to_string());
+        }
+        for (path, row) in self.znode_rows.borrow().iter() {
+            let (p, n) = node_key(path);
+            if p == parent {
+                if row.is_some() {
+                    names.insert(n.to_string());
+                } else {
+                    names.remove(n);
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// The children table of `parent` once `name` is added (see [`java_table_after_add`]),
     /// counting the bucket's names as this transaction sees the children.
     fn zk_child_table_after_add(&self, ov: &Overlay, parent: &str, meta: &ZnodeMeta, name: &str) -> Result<u32, Error> {
         java_table_after_add(CHILD_TABLE_INITIAL, meta.child_table, meta.num_children.max(0) as u32, |cap| {
-            let mut stored = Vec::new();
-            for row in self.zk_children.range::<(&str, &str)>((parent, "")..)? {
-                let (k, _) = row?;
-                let (p, n) = k.value();
-                if p != parent {
-                    break;
-                }
-                stored.extend(in_bucket(name, cap, n));
-            }
+            let stored =
+                self.zk_stored_children(parent)?.into_iter().filter_map(|n| in_bucket(name, cap, &n)).collect();
             let pending = ov.children.iter().filter(|(p, _, _)| p == parent).map(|(_, n, add)| (n.as_str(), *add));
             Ok(count_in_bucket(name, cap, stored, pending))
         })
@@ -1624,7 +1719,6 @@ impl WriteTx<'_> {
             self.note_read_acl(&parent_path, &parent.acl, revision, None);
             self.znode_put(&parent_path, parent);
         }
-        self.zk_children.remove((parent_path.as_str(), name_of(&path)))?;
         self.znode_put_none(&path);
         quota.0.rev = revision;
         self.zk_quota(&mut quota.0, &path, -1, -i64::from(data_len))
@@ -1735,11 +1829,11 @@ pub(super) type NodeRead = (ZnodeMeta, Option<KvState>, Vec<u8>);
 /// A read of the tree on one read view (see [`super::ReadView`]).
 pub(super) fn read_node<Z, C>(znodes: &Z, current: C, path: &str) -> Result<Option<NodeRead>, StoreError>
 where
-    Z: ReadableTable<&'static str, &'static [u8]>,
+    Z: ReadableTable<(&'static str, &'static str), &'static [u8]>,
     C: FnOnce(&[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError>,
 {
-    let Some(row) = znodes.get(path)? else { return Ok(None) };
-    let meta = ZnodeMeta::decode(row.value())?;
+    let Some(row) = znodes.get(node_key(path))? else { return Ok(None) };
+    let meta = ZnodeMeta::decode_row(row.value())?;
     drop(row);
     let (kv, data) = match current(&key_of(path))? {
         Some((kv, data)) => (Some(kv), data),
@@ -1748,8 +1842,23 @@ where
     Ok(Some((meta, kv, data)))
 }
 
-pub(super) fn decode_meta(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
-    ZnodeMeta::decode(b)
+/// A `zk_nodes` row.
+pub(super) fn decode_node_row(b: &[u8]) -> Result<ZnodeMeta, StoreError> {
+    ZnodeMeta::decode_row(b)
+}
+
+/// A `zk_nodes` row as a raft snapshot carries it: (the metadata without the stamp, the
+/// stamp); see [`ZnodeMeta::encode`].
+pub(super) fn split_node_row(b: &[u8]) -> Result<(&[u8], u64), StoreError> {
+    let (stamp, meta) = split_stamp(b)?;
+    Ok((meta, stamp))
+}
+
+/// A `zk_nodes` row from a raft snapshot's metadata row and stamp ([`split_node_row`]).
+pub(super) fn join_node_row(meta: &[u8], stamp: u64) -> Vec<u8> {
+    let mut row = stamp.to_le_bytes().to_vec();
+    row.extend_from_slice(meta);
+    row
 }
 
 #[cfg(test)]
@@ -1762,6 +1871,7 @@ mod tests {
     #[test]
     fn znode_rows_round_trip_and_share_the_open_acl() {
         let meta = |acl: Vec<ZkAcl>| ZnodeMeta {
+            stamp: 0,
             czxid: 3,
             ctime_ms: 4,
             mtime_ms: 5,
@@ -1951,6 +2061,7 @@ mod tests {
     #[test]
     fn meta_round_trip() {
         let m = ZnodeMeta {
+            stamp: 0,
             czxid: 5,
             ctime_ms: 6,
             mtime_ms: 7,
@@ -1969,7 +2080,15 @@ mod tests {
         // A row from before tables were kept (no last byte) reads as the least table for its
         // children.
         let old = m.encode();
-        assert_eq!(ZnodeMeta::decode(&old[..old.len() - 1]).unwrap(), ZnodeMeta { child_table: 8, ..m });
+        assert_eq!(ZnodeMeta::decode(&old[..old.len() - 1]).unwrap(), ZnodeMeta { child_table: 8, ..m.clone() });
+        // A `zk_nodes` row carries the stamp first; a snapshot's row is the rest.
+        let m = ZnodeMeta { stamp: (7 << 20) | 3, ..m };
+        let row = m.encode_row();
+        assert_eq!(ZnodeMeta::decode_row(&row).unwrap(), m);
+        assert_eq!(stamp_of_row(&row).unwrap(), (7 << 20) | 3);
+        assert_eq!(split_node_row(&row).unwrap(), (m.encode().as_slice(), (7 << 20) | 3));
+        assert_eq!(join_node_row(&m.encode(), m.stamp), row);
+        assert!(ZnodeMeta::decode_row(&row[..7]).is_err());
     }
 
     /// A node's children as ZooKeeper's `HashSet` holds them: adds and removes, then the order.
