@@ -938,9 +938,9 @@ impl Store {
             }
             let mut zk_nodes = tx.open_table(ZK_NODES)?;
             for (path, meta) in &znodes {
-                let key = znode::node_key(path);
-                let stamp = stamps.get(&(key.0.to_string(), key.1.to_string())).copied().unwrap_or(0);
-                zk_nodes.insert(key, znode::join_node_row(meta, stamp).as_slice())?;
+                let child = (znode::parent_of(path).to_string(), znode::name_of(path).to_string());
+                let stamp = if path == "/" { 0 } else { stamps.get(&child).copied().unwrap_or(0) };
+                zk_nodes.insert(znode::node_key(path).as_slice(), znode::join_node_row(meta, stamp).as_slice())?;
             }
             // The rows were written in this build's layout, whatever format the snapshot's
             // `meta` names (a leader of an older build sends its own).

@@ -68,7 +68,7 @@ pub struct WriteTx<'t> {
     pub(super) lease_keys: Table<'t, (i64, &'static [u8]), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Read and written only through [`WriteTx::znode_get`] and friends (see `znode_rows`).
-    pub(super) znodes: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub(super) znodes: Table<'t, &'static [u8], &'static [u8]>,
     /// The `zk_nodes` rows this transaction changed (`None`: deleted), in front of the table,
     /// written once by [`WriteTx::finish`]. Why: in a batch of creates under one parent,
     /// every create reads and rewrites the parent's row (cversion, pzxid, child count); each

@@ -23,7 +23,7 @@ pub struct ReadView {
     dead: OnceCell<ReadOnlyTable<&'static [u8], u128>>,
     leases: OnceCell<ReadOnlyTable<i64, &'static [u8]>>,
     lease_keys: OnceCell<ReadOnlyTable<(i64, &'static [u8]), ()>>,
-    znodes: OnceCell<ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
+    znodes: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     zk_reap: OnceCell<ReadOnlyTable<&'static str, ()>>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
     /// The znodes this view has read, so a read-mostly ZooKeeper load reads each one from
@@ -266,7 +266,7 @@ impl ReadView {
         Ok(self.lease_keys.get_or_init(|| t))
     }
 
-    fn t_znodes(&self) -> Result<&ReadOnlyTable<(&'static str, &'static str), &'static [u8]>, StoreError> {
+    fn t_znodes(&self) -> Result<&ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
         if let Some(t) = self.znodes.get() {
             return Ok(t);
         }
@@ -571,12 +571,10 @@ impl ReadView {
         let table = self.zk_read(path, false)?.map_or(0, |n| n.child_table);
         let mut rows: Vec<(Box<str>, u64)> = Vec::new();
         let mut complete = true;
-        for row in self.t_znodes()?.range::<(&str, &str)>((path, "")..)? {
+        let (start, end) = znode::children_range(path);
+        for row in self.t_znodes()?.range(start.as_slice()..end.as_slice())? {
             let (k, v) = row?;
-            let (parent, name) = k.value();
-            if parent != path {
-                break;
-            }
+            let Some((_, name)) = znode::split_node_key(k.value())? else { continue };
             if rows.len() >= max {
                 complete = false;
                 break;
@@ -608,15 +606,12 @@ impl ReadView {
         let mut n = 0;
         let mut todo = vec![path.to_string()];
         while let Some(parent) = todo.pop() {
-            for row in self.t_znodes()?.range::<(&str, &str)>((parent.as_str(), "")..)? {
+            let (start, end) = znode::children_range(&parent);
+            for row in self.t_znodes()?.range(start.as_slice()..end.as_slice())? {
                 let (k, v) = row?;
-                let (p, name) = k.value();
-                if p != parent {
-                    break;
-                }
                 n += 1;
                 if znode::decode_node_row(v.value())?.num_children > 0 {
-                    todo.push(znode::path_of_node_key(p, name));
+                    todo.push(znode::path_of_node_key(k.value())?);
                 }
             }
         }
@@ -630,7 +625,7 @@ impl ReadView {
         let mut out: Vec<(String, u64)> = Vec::new();
         for key in self.lease_keys(session_id)? {
             if let Some(path) = znode::path_of(&key) {
-                let row = self.t_znodes()?.get(znode::node_key(path))?;
+                let row = self.t_znodes()?.get(znode::node_key(path).as_slice())?;
                 let inserted = row.map(|v| znode::stamp_of_row(v.value())).transpose()?.unwrap_or(0);
                 out.push((path.to_string(), inserted));
             }
@@ -667,13 +662,11 @@ impl ReadView {
         let mut n = 0u64;
         for row in self.t_znodes()?.iter()? {
             let (k, _) = row?;
-            let (parent, name) = k.value();
-            let utf16 = |s: &str| s.encode_utf16().count() as u64;
-            // The path: "/" (the root), "/" + name, or parent + "/" + name.
-            n += match parent {
-                "" => 1,
-                "/" => 1 + utf16(name),
-                _ => utf16(parent) + 1 + utf16(name),
+            // A key is its path with one '/' made a NUL (the root's is empty): as long.
+            n += match std::str::from_utf8(k.value()) {
+                Ok("") => 1,
+                Ok(key) => key.encode_utf16().count() as u64,
+                Err(_) => return Err(StoreError::Corrupt("zk_nodes key".into())),
             };
         }
         let (start, end) = znode::ZK_KEY_RANGE;
@@ -695,7 +688,7 @@ impl ReadView {
         for row in self.t_zk_reap()?.iter()? {
             let (k, _) = row?;
             let path = k.value();
-            let Some(m) = self.t_znodes()?.get(znode::node_key(path))? else { continue };
+            let Some(m) = self.t_znodes()?.get(znode::node_key(path).as_slice())? else { continue };
             let meta = znode::decode_node_row(m.value())?;
             let due = meta.num_children == 0
                 && match meta.kind {
@@ -753,10 +746,9 @@ impl ReadView {
         let mut children = Vec::new();
         for row in self.t_znodes()?.iter()? {
             let (k, v) = row?;
-            let (parent, name) = k.value();
             let (meta, stamp) = znode::split_node_row(v.value())?;
-            rows.push((5, znode::path_of_node_key(parent, name).into_bytes(), meta.to_vec()));
-            if !parent.is_empty() {
+            rows.push((5, znode::path_of_node_key(k.value())?.into_bytes(), meta.to_vec()));
+            if let Some((parent, name)) = znode::split_node_key(k.value())? {
                 children.push((6, [parent.as_bytes(), &[0], name.as_bytes()].concat(), stamp.to_le_bytes().to_vec()));
             }
         }

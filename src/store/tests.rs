@@ -1303,7 +1303,7 @@ fn downgrade_zk_tables(s: &Store, format: i64) {
             .unwrap()
             .map(|r| {
                 let (k, v) = r.unwrap();
-                let (p, n) = k.value();
+                let (p, n) = znode::split_node_key(k.value()).unwrap().unwrap_or(("", ""));
                 let (meta, stamp) = znode::split_node_row(v.value()).unwrap();
                 (p.to_string(), n.to_string(), meta.to_vec(), stamp)
             })
@@ -1313,7 +1313,8 @@ fn downgrade_zk_tables(s: &Store, format: i64) {
     {
         let mut znodes = tx.open_table(ZNODES_V3).unwrap();
         for (p, n, meta, _) in &rows {
-            znodes.insert(znode::path_of_node_key(p, n).as_str(), meta.as_slice()).unwrap();
+            let path = if p.is_empty() { "/".to_string() } else { znode::join_path(p, n) };
+            znodes.insert(path.as_str(), meta.as_slice()).unwrap();
         }
         let children = rows.iter().filter(|(p, ..)| !p.is_empty());
         if format == 3 {

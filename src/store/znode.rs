@@ -189,22 +189,57 @@ pub(super) fn ephemeral_delete_order(
     });
 }
 
-/// A path's key in `zk_nodes`: (parent, name); the root's is ("", ""), so that it is not
-/// among its own children, ("/", name).
-pub fn node_key(path: &str) -> (&str, &str) {
-    if path == "/" {
-        ("", "")
-    } else {
-        (parent_of(path), name_of(path))
+/// A path's key in `zk_nodes`: the path with its last '/' made a NUL (`/a/b` -> `/a` NUL `b`,
+/// `/a` -> NUL `a`), so that a node's children are the keys from its path NUL to its path
+/// \x01 ([`children_range`]); the root's key is empty. A string that is not a path (the wire
+/// refuses those first) gets a key no row has: invalid UTF-8.
+pub fn node_key(path: &str) -> Vec<u8> {
+    let mut key = path.as_bytes().to_vec();
+    match path.rfind('/') {
+        _ if path == "/" => key.clear(),
+        Some(i) if path.starts_with('/') => key[i] = 0,
+        _ => key.push(0xff),
     }
+    key
 }
 
-/// The path a `zk_nodes` key names ([`node_key`] reversed).
-pub fn path_of_node_key(parent: &str, name: &str) -> String {
-    match parent {
-        "" => "/".to_string(),
-        "/" => format!("/{name}"),
-        _ => format!("{parent}/{name}"),
+/// The `zk_nodes` keys of `parent`'s children: [start, end).
+pub fn children_range(parent: &str) -> (Vec<u8>, Vec<u8>) {
+    let p = if parent == "/" { "" } else { parent };
+    let mut start = Vec::with_capacity(p.len() + 1);
+    start.extend_from_slice(p.as_bytes());
+    start.push(0);
+    let mut end = start.clone();
+    end[p.len()] = 1;
+    (start, end)
+}
+
+/// (parent, name) of a `zk_nodes` key ([`node_key`] reversed); None for the root's.
+pub fn split_node_key(key: &[u8]) -> Result<Option<(&str, &str)>, StoreError> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let bad = || StoreError::Corrupt(format!("zk_nodes key {:?}", String::from_utf8_lossy(key)));
+    let nul = key.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let parent = if nul == 0 { "/" } else { std::str::from_utf8(&key[..nul]).map_err(|_| bad())? };
+    let name = std::str::from_utf8(&key[nul + 1..]).map_err(|_| bad())?;
+    Ok(Some((parent, name)))
+}
+
+/// The path a `zk_nodes` key names.
+pub fn path_of_node_key(key: &[u8]) -> Result<String, StoreError> {
+    Ok(match split_node_key(key)? {
+        None => "/".to_string(),
+        Some((parent, name)) => join_path(parent, name),
+    })
+}
+
+/// `parent` / `name`.
+pub fn join_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
     }
 }
 
@@ -267,7 +302,7 @@ pub fn parent_of(path: &str) -> &str {
     }
 }
 
-fn name_of(path: &str) -> &str {
+pub fn name_of(path: &str) -> &str {
     match path.rfind('/') {
         Some(i) => &path[i + 1..],
         None => path,
@@ -522,7 +557,7 @@ fn open_acl() -> Vec<ZkAcl> {
 /// Creates the root and the built-in nodes if this store has none yet (first open).
 pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     let mut znodes = tx.open_table(ZK_NODES)?;
-    if znodes.get(node_key("/"))?.is_some() {
+    if znodes.get(node_key("/").as_slice())?.is_some() {
         return Ok(());
     }
     for (path, kids) in BUILTINS {
@@ -552,7 +587,7 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
         } else {
             meta
         };
-        znodes.insert(node_key(path), meta.encode_row().as_slice())?;
+        znodes.insert(node_key(path).as_slice(), meta.encode_row().as_slice())?;
     }
     Ok(())
 }
@@ -560,7 +595,7 @@ pub(super) fn init_builtins(tx: &redb::WriteTransaction) -> Result<(), StoreErro
 /// A built-in node's insertion stamp: its rank in the order ZooKeeper's DataTree adds it to
 /// its parent (the root: 0).
 fn builtin_stamp(path: &str) -> u64 {
-    let (parent, name) = node_key(path);
+    let (parent, name) = (parent_of(path), name_of(path));
     BUILTINS
         .iter()
         .find(|(p, _)| *p == parent)
@@ -624,11 +659,11 @@ pub(super) fn upgrade_nodes_from_v3(tx: &redb::WriteTransaction) -> Result<(), S
         for row in znodes.iter()? {
             let (k, v) = row?;
             let path = k.value();
-            let key = node_key(path);
-            let stamp = if path == "/" { 0 } else { children.get(key)?.map_or(0, |s| s.value()) };
-            let mut out = stamp.to_le_bytes().to_vec();
-            out.extend_from_slice(v.value());
-            nodes.insert(key, out.as_slice())?;
+            let stamp = match path {
+                "/" => 0,
+                _ => children.get((parent_of(path), name_of(path)))?.map_or(0, |s| s.value()),
+            };
+            nodes.insert(node_key(path).as_slice(), join_node_row(v.value(), stamp).as_slice())?;
         }
     }
     tx.delete_table(ZNODES_V3)?;
@@ -880,7 +915,7 @@ impl WriteTx<'_> {
         if let Some(meta) = self.znode_rows.borrow().get(path) {
             return Ok(meta.clone());
         }
-        Ok(self.znodes.get(node_key(path))?.map(|row| ZnodeMeta::decode_row(row.value())).transpose()?)
+        Ok(self.znodes.get(node_key(path).as_slice())?.map(|row| ZnodeMeta::decode_row(row.value())).transpose()?)
     }
 
     /// Whether a node exists (without decoding its row).
@@ -888,7 +923,7 @@ impl WriteTx<'_> {
         if let Some(meta) = self.znode_rows.borrow().get(path) {
             return Ok(meta.is_some());
         }
-        Ok(self.znodes.get(node_key(path))?.is_some())
+        Ok(self.znodes.get(node_key(path).as_slice())?.is_some())
     }
 
     fn znode_put(&mut self, path: &str, meta: ZnodeMeta) {
@@ -920,10 +955,10 @@ impl WriteTx<'_> {
         for (path, meta) in self.znode_rows.get_mut().drain() {
             match meta {
                 Some(meta) => {
-                    self.znodes.insert(node_key(&path), meta.encode_row().as_slice())?;
+                    self.znodes.insert(node_key(&path).as_slice(), meta.encode_row().as_slice())?;
                 }
                 None => {
-                    self.znodes.remove(node_key(&path))?;
+                    self.znodes.remove(node_key(&path).as_slice())?;
                 }
             }
         }
@@ -1593,7 +1628,7 @@ impl WriteTx<'_> {
             count += 1;
             bytes += len;
             for name in self.zk_stored_children(&p)? {
-                todo.push(path_of_node_key(&p, &name));
+                todo.push(join_path(&p, &name));
             }
         }
         for (p, node) in &ov.nodes {
@@ -1630,21 +1665,19 @@ impl WriteTx<'_> {
     /// subtree, a small children table's bucket): it walks every changed row.
     fn zk_stored_children(&self, parent: &str) -> Result<Vec<String>, Error> {
         let mut names = std::collections::BTreeSet::new();
-        for row in self.znodes.range::<(&str, &str)>((parent, "")..)? {
+        let (start, end) = children_range(parent);
+        for row in self.znodes.range(start.as_slice()..end.as_slice())? {
             let (k, _) = row?;
-            let (p, n) = k.value();
-            if p != parent {
-                break;
+            if let Some((_, name)) = split_node_key(k.value())? {
+                names.insert(name.to_string());
             }
-            names.insert(n.to_string());
         }
         for (path, row) in self.znode_rows.borrow().iter() {
-            let (p, n) = node_key(path);
-            if p == parent {
+            if path != "/" && parent_of(path) == parent {
                 if row.is_some() {
-                    names.insert(n.to_string());
+                    names.insert(name_of(path).to_string());
                 } else {
-                    names.remove(n);
+                    names.remove(name_of(path));
                 }
             }
         }
@@ -1829,10 +1862,10 @@ pub(super) type NodeRead = (ZnodeMeta, Option<KvState>, Vec<u8>);
 /// A read of the tree on one read view (see [`super::ReadView`]).
 pub(super) fn read_node<Z, C>(znodes: &Z, current: C, path: &str) -> Result<Option<NodeRead>, StoreError>
 where
-    Z: ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    Z: ReadableTable<&'static [u8], &'static [u8]>,
     C: FnOnce(&[u8]) -> Result<Option<(KvState, Vec<u8>)>, StoreError>,
 {
-    let Some(row) = znodes.get(node_key(path))? else { return Ok(None) };
+    let Some(row) = znodes.get(node_key(path).as_slice())? else { return Ok(None) };
     let meta = ZnodeMeta::decode_row(row.value())?;
     drop(row);
     let (kv, data) = match current(&key_of(path))? {
@@ -2056,6 +2089,39 @@ mod tests {
             order,
             [key_of("/s/a/x0000000004"), key_of("/t/c0000000004"), key_of("/t/c0000000009"), key_of("/t/c0000000007")]
         );
+    }
+
+    /// Goal: `zk_nodes` keys name each path once, a node's children are exactly its range
+    /// (not its grandchildren, nor a sibling whose name extends its own), and a string that is
+    /// not a path names no row. Method: keys of chosen paths, sorted as redb sorts them.
+    #[test]
+    fn node_keys_put_each_nodes_children_in_one_range() {
+        assert_eq!(node_key("/"), b"");
+        assert_eq!(node_key("/a"), b"\0a");
+        assert_eq!(node_key("/a/bc"), b"/a\0bc");
+        for not_a_path in ["", "abc", "a/b"] {
+            let key = node_key(not_a_path);
+            assert!(std::str::from_utf8(&key).is_err(), "{not_a_path:?} -> {key:?}");
+        }
+        let paths = ["/", "/a", "/ab", "/a/b", "/a/b/c", "/a/bb", "/a/b0", "/a-", "/b", "/a/é"];
+        for p in paths {
+            assert_eq!(path_of_node_key(&node_key(p)).unwrap(), p);
+        }
+        for parent in ["/", "/a", "/a/b", "/ab", "/b"] {
+            let (start, end) = children_range(parent);
+            let mut inside: Vec<&str> = paths
+                .iter()
+                .copied()
+                .filter(|p| (start.as_slice()..end.as_slice()).contains(&node_key(p).as_slice()))
+                .collect();
+            inside.sort();
+            let mut want: Vec<&str> = paths.iter().copied().filter(|p| *p != "/" && parent_of(p) == parent).collect();
+            want.sort();
+            assert_eq!(inside, want, "children of {parent}");
+        }
+        assert!(split_node_key(b"no nul").is_err());
+        assert_eq!(split_node_key(b"").unwrap(), None);
+        assert_eq!(split_node_key(b"\0x").unwrap(), Some(("/", "x")));
     }
 
     #[test]
