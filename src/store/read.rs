@@ -601,7 +601,7 @@ impl ReadView {
         if path == "/" {
             return Ok(self.t_znodes()?.len()?.saturating_sub(1));
         }
-        // Keyed by (parent, name), a subtree is one range per node with children: walked
+        // Keyed by parent NUL name, a subtree is one range per node with children: walked
         // depth first, each child's row telling whether it has any.
         let mut n = 0;
         let mut todo = vec![path.to_string()];

@@ -7,10 +7,10 @@
 //!   ephemeral znode's key is attached to the session's lease (a session IS a lease).
 //! - The key's row in `kv` also carries the znode's mtime (the proposer's clock, carried in the
 //!   command) and data length, so a setData writes that row and history, not the metadata.
-//! - What MVCC does not know lives in `zk_nodes` ((parent, name) -> [`ZnodeMeta`]): the
-//!   insertion stamp in the parent's set, ctime, cversion, aversion, pzxid, the child count, the
-//!   kind (container, TTL) and the ACL; a write rewrites a node's row only if one of these
-//!   changed. Keyed by (parent, name), a node's children are one range, without scanning
+//! - What MVCC does not know lives in `zk_nodes` (parent NUL name, see [`node_key`] ->
+//!   [`ZnodeMeta`]): the insertion stamp in the parent's set, ctime, cversion, aversion, pzxid,
+//!   the child count, the kind (container, TTL) and the ACL; a write rewrites a node's row only
+//!   if one of these changed. So keyed, a node's children are one range, without scanning
 //!   subtrees; `zk_reap` lists containers and TTL nodes for the reaper.
 //! - The root `/` and the built-in `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config` exist
 //!   from the start as metadata only (no key, zero zxids), as in a fresh ZooKeeper.
@@ -649,7 +649,7 @@ pub(super) fn upgrade_children_from_v2(tx: &redb::WriteTransaction) -> Result<()
 }
 
 /// Store format 3 -> 4: `znodes` (path -> metadata) and `zk_children` ((parent, name) ->
-/// stamp) become one `zk_nodes` row per node, keyed by (parent, name). In the open's
+/// stamp) become one `zk_nodes` row per node, under its [`node_key`]. In the open's
 /// transaction: all or nothing.
 pub(super) fn upgrade_nodes_from_v3(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     {
@@ -1373,8 +1373,8 @@ impl WriteTx<'_> {
         // path): nothing was changed, and the general path answers NodeExists.
         let Some(cur) = self.insert_new_row(&mut rev, &op, txn.now_ms)? else { return Ok(None) };
         debug_assert!(!self.znode_exists(&path)?, "a znode without a key: {path}");
-        // zk_commit's order: the key (its gate first), the child row, the ACLs of the nodes
-        // left in place (the parent sorts first), the metadata rows.
+        // zk_commit's effects in its order: the key's gate, the key's event, the ACLs of the
+        // nodes left in place (the parent sorts first); then the metadata rows.
         if let Some(acl) = read_gate(&meta.acl) {
             let gate = crate::command::ReadGate { path: path.clone(), acl, revision: rev.main, change: Some(0) };
             self.effects.zk_acls.push(gate);
