@@ -53,8 +53,8 @@ pub const ZK_REAP: TableDefinition<&str, ()> = TableDefinition::new("zk_reap");
 pub const META_REVISION: &str = "revision";
 /// The layout version of the tables, so a store written in another layout is refused at open
 /// instead of being misread. 2: `hist` rows carry `prev` links, table `dead` (1 had `keyrev`).
-/// 3: `zk_children` rows carry insertion stamps (2 had none). 4: `zk_nodes`, keyed by (parent,
-/// name), holds the stamps and the metadata that 3 kept in `zk_children` and `znodes`. A store
+/// 3: `zk_children` rows carry insertion stamps (2 had none). 4: `zk_nodes`, keyed by parent NUL
+/// name, holds the stamps and the metadata that 3 kept in `zk_children` and `znodes`. A store
 /// in format 2 or 3 is upgraded at open.
 pub const META_FORMAT: &str = "format";
 pub const STORE_FORMAT: i64 = 4;
