@@ -857,7 +857,7 @@ impl Store {
 
     /// Replaces every state-machine table with `rows` (from [`Store::dump`]) in one durable
     /// transaction: installing a snapshot is all or nothing.
-    pub fn restore(&self, rows: &[DumpRow]) -> Result<(), StoreError> {
+    pub fn restore<'r>(&self, rows: &'r [DumpRow]) -> Result<(), StoreError> {
         let _writing = self.exclusive()?;
         let tx = self.db().begin_write()?;
         {
@@ -871,11 +871,11 @@ impl Store {
             tx.delete_table(ZK_REAP)?;
             let mut zk_reap = tx.open_table(ZK_REAP)?;
             // Tables 5 and 6 are format 3's (see `ReadView::dump`), joined into `zk_nodes`
-            // rows once all are read.
-            let mut znodes: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
-            let mut stamps: std::collections::HashMap<(String, String), u64> = std::collections::HashMap::new();
-            let utf8 = |b: &[u8]| {
-                std::str::from_utf8(b).map(str::to_string).map_err(|_| StoreError::Corrupt("znode path".into()))
+            // rows once all are read (borrowed from `rows`, not copied).
+            let mut znodes: Vec<(&str, &[u8])> = Vec::new();
+            let mut stamps: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
+            let utf8 = |b: &'r [u8]| -> Result<&'r str, StoreError> {
+                std::str::from_utf8(b).map_err(|_| StoreError::Corrupt("znode path".into()))
             };
             let mut kv = tx.open_table(KV)?;
             let mut hist = tx.open_table(HIST)?;
@@ -915,7 +915,7 @@ impl Store {
                         meta.insert(key, v.as_slice())?;
                     }
                     5 => {
-                        znodes.insert(utf8(k)?, v.clone());
+                        znodes.push((utf8(k)?, v.as_slice()));
                     }
                     6 => {
                         let nul =
@@ -931,14 +931,14 @@ impl Store {
                         stamps.insert((utf8(&k[..nul])?, utf8(&k[nul + 1..])?), stamp);
                     }
                     7 => {
-                        zk_reap.insert(utf8(k)?.as_str(), ())?;
+                        zk_reap.insert(utf8(k)?, ())?;
                     }
                     t => return Err(StoreError::Corrupt(format!("snapshot table {t}"))),
                 }
             }
             let mut zk_nodes = tx.open_table(ZK_NODES)?;
-            for (path, meta) in &znodes {
-                let child = (znode::parent_of(path).to_string(), znode::name_of(path).to_string());
+            for (path, meta) in znodes {
+                let child = (znode::parent_of(path), znode::name_of(path));
                 let stamp = if path == "/" { 0 } else { stamps.get(&child).copied().unwrap_or(0) };
                 zk_nodes.insert(znode::node_key(path).as_slice(), znode::join_node_row(meta, stamp).as_slice())?;
             }
