@@ -11,27 +11,16 @@
 #    lock recipe, at 1, 16 and 64 clients), then stops it with SIGTERM so it writes its counts;
 # 3. merges them with llvm-profdata of rustc's LLVM version (installs Debian's llvm-N if absent
 #    and running as root), keeping only functions that ran (-sparse), and records that version
-#    in pgo/llvm-major.
-# Takes ~6 minutes on 2 cores. Afterwards `cargo clean` before building for a benchmark: cargo
+#    in pgo/llvm-major;
+# 4. makes pgo/link-order.txt anew with that profile (scripts/link-order.sh).
+# Takes ~10 minutes on 2 cores. Afterwards `cargo clean` before building for a benchmark: cargo
 # notices the new profile for this crate, not for the registry crates built with the old one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
-profdata=""
-for p in "llvm-profdata-$major" "/usr/lib/llvm-$major/bin/llvm-profdata"; do
-    if command -v "$p" >/dev/null 2>&1; then profdata=$p; break; fi
-done
-if [[ -z $profdata ]]; then
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        apt-get install -y "llvm-$major" >/dev/null
-        profdata=/usr/lib/llvm-$major/bin/llvm-profdata
-    else
-        echo "pgo.sh: needs llvm-profdata of LLVM $major (Debian: apt-get install llvm-$major)" >&2
-        exit 1
-    fi
-fi
+profdata=$(bash scripts/llvm-profdata.sh)
 
 work=$(mktemp -d)
 pid=""
@@ -83,4 +72,6 @@ pid=""
 "$profdata" merge -sparse -o pgo/conclave.profdata "$work"/server-*.profraw
 # The profile's format is this LLVM's: scripts/rustc-pgo.sh uses it only with an LLVM as new.
 echo "$major" >pgo/llvm-major
-echo "pgo.sh: wrote pgo/conclave.profdata ($(stat -c %s pgo/conclave.profdata) bytes); cargo clean before a benchmark build" >&2
+echo "pgo.sh: wrote pgo/conclave.profdata ($(stat -c %s pgo/conclave.profdata) bytes)" >&2
+bash scripts/link-order.sh
+echo "pgo.sh: done; cargo clean before a benchmark build" >&2

@@ -10,12 +10,19 @@ pgo="$(cd "$(dirname "$0")/.." && pwd)/pgo"
 # test binaries then do not change with the profile. (Build time: one clean `cargo build` took
 # 4m07 with it and 3m10 without, but CI's clean builds took 3m17-3m22 either way: no claim.)
 optimised=""
+server_bin=""
+name=""
 prev=""
 for a in "$@"; do
     case "$prev$a" in
         -Copt-level=[23sz] | "-C opt-level="[23sz]) optimised=1 ;;
+        "--crate-name conclave") name=1 ;;
+        "--crate-type bin") [ -n "$name" ] && server_bin=1 ;;
     esac
-    if [ "$a" = "-C" ]; then prev="-C "; else prev=""; fi
+    case "$a" in
+        -C | --crate-name | --crate-type) prev="$a " ;;
+        *) prev="" ;;
+    esac
 done
 if [ -n "$optimised" ] && [ -f "$pgo/conclave.profdata" ] && [ "$(uname -sm)" = "Linux x86_64" ]; then
     # The profile's format is that of the LLVM that wrote it (pgo/llvm-major); an older LLVM
@@ -27,6 +34,15 @@ if [ -n "$optimised" ] && [ -f "$pgo/conclave.profdata" ] && [ "$(uname -sm)" = 
         #   and no warning each. -disable-icp: no indirect-call promotion, which inlined the
         #   hottest tasks' poll functions into tokio's worker loop (a 270 KiB stack frame,
         #   +0.5 MiB idle RSS).
+        # The server binary's link also gets the committed function order (pgo/link-order.txt):
+        #   the code its start and idle timers run comes first, so that the pages a started
+        #   server maps hold little else (idle RSS; pgo/README.md).
+        #   An LLVM this new means rustc >= 1.95, whose default linker here is LLD, which knows
+        #   the flag; names the build no longer has are skipped without a warning.
+        if [ -n "$server_bin" ] && [ -f "$pgo/link-order.txt" ]; then
+            set -- "$@" "-Clink-arg=-Wl,--symbol-ordering-file=$pgo/link-order.txt" \
+                -Clink-arg=-Wl,--no-warn-symbol-ordering
+        fi
         exec "$@" "-Cprofile-use=$pgo/conclave.profdata" -Cllvm-args=-no-pgo-warn-mismatch -Cllvm-args=-disable-icp
     fi
 fi

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Makes pgo/link-order.txt anew: the order in which the server's functions are laid out when the
+# release binary is linked (scripts/rustc-pgo.sh hands it to the linker; why and what it gains:
+# pgo/README.md). scripts/pgo.sh runs it after making the profile; alone, it uses the committed
+# profile.
+#
+#   bash scripts/link-order.sh
+#
+# The order: first every function a started server runs until it idles (its start, one etcd
+# request, one four-letter word, 2 s of idle timers), as two records see them: the counts of an
+# instrumented build (our code and the registry crates) and callgrind's calls in the release
+# build (std's precompiled code too, under the names the release build has). Only names the
+# release binary has are kept; every other function keeps the linker's order after them.
+# Needs llvm-profdata of rustc's LLVM and valgrind (installed from Debian if missing and running
+# as root). Takes ~5 minutes on 2 cores (two builds of the server). Afterwards a release build
+# must link again to use it: `touch src/main.rs` (cargo does not watch the file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+profdata=$(bash scripts/llvm-profdata.sh)
+if ! command -v valgrind >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        apt-get install -y valgrind >/dev/null
+    else
+        echo "link-order.sh: needs valgrind (Debian: apt-get install valgrind)" >&2
+        exit 1
+    fi
+fi
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The instrumented build as scripts/pgo.sh makes it (cargo does nothing if it is up to date);
+# symbol names do not depend on the profile, so both builds name each function alike.
+RUSTC_WRAPPER="" RUSTFLAGS="-Cprofile-generate=$root/target/pgo-gen/raw" \
+    cargo build --release --bin conclave --target-dir target/pgo-gen
+cargo build --release --bin conclave --bin conclave-bench
+bench=$root/target/release/conclave-bench
+server=$(readlink -f "$root/target/release/conclave")
+
+idle_run() { # command...: a server's start, one etcd request, one ruok, 2 s idle, SIGTERM
+    local zk client peer
+    read -r zk client peer < <("$bench" free-ports --count 3)
+    rm -rf "$work/data"
+    "$@" --name order --data-dir "$work/data" --listen-client-urls "http://127.0.0.1:$client" \
+        --advertise-client-urls "http://127.0.0.1:$client" --listen-peer-urls "http://127.0.0.1:$peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$peer" --zk-listen "127.0.0.1:$zk" \
+        >"$work/server.log" 2>&1 &
+    pid=$!
+    "$bench" --endpoints "127.0.0.1:$client" ping --wait-s 60 >/dev/null
+    { exec 3<>"/dev/tcp/127.0.0.1/$zk" && printf ruok >&3 && timeout 5 cat <&3 >/dev/null; } || true
+    exec 3<&-
+    sleep 2
+    kill -TERM "$pid"
+    wait "$pid" || true
+    pid=""
+}
+
+echo "link-order.sh: the instrumented server's start" >&2
+LLVM_PROFILE_FILE="$work/idle-%p.profraw" idle_run target/pgo-gen/release/conclave
+"$profdata" merge -sparse -o "$work/idle.profdata" "$work"/idle-*.profraw
+# A profile names an internal function "<codegen unit>;<symbol>".
+"$profdata" show --all-functions "$work/idle.profdata" | sed -n 's/^  \([^ ].*\):$/\1/p' |
+    sed 's/^[^;]*;//' >"$work/idle-counted.txt"
+
+echo "link-order.sh: the release server's start under callgrind" >&2
+idle_run valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" --dump-instr=no \
+    --compress-strings=no --compress-pos=no --demangle=no "$server"
+
+nm "$server" | awk '$2 ~ /^[tT]$/ {print $3}' >"$work/symbols.txt"
+python3 - "$server" "$work/callgrind.out" "$work/symbols.txt" "$work/idle-counted.txt" \
+    >"$work/link-order.txt" <<'PY'
+import sys
+
+server, callgrind, symbols, counted = sys.argv[1:]
+have = set(open(symbols).read().split())
+# callgrind's functions in the server binary: "fn=" lines (a function that ran) and "cfn="
+# lines (a call's target), in the object of the last "ob=", or of a "cob=" just before a "cfn=".
+called, ob, cob = [], None, None
+for line in open(callgrind, errors="replace"):
+    key, _, value = line.rstrip("\n").partition("=")
+    if key == "ob":
+        ob = value
+    elif key == "fn" and ob == server:
+        called.append(value)
+    elif key == "cob":
+        cob = value
+    elif key == "cfn":
+        if (cob or ob) == server:
+            called.append(value)
+        cob = None
+seen = set()
+for name in called + [line.strip() for line in open(counted)]:
+    if name in have and name not in seen:
+        seen.add(name)
+        print(name)
+PY
+mv "$work/link-order.txt" pgo/link-order.txt
+echo "link-order.sh: wrote pgo/link-order.txt ($(wc -l <pgo/link-order.txt) functions)" >&2
