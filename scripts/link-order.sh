@@ -9,8 +9,9 @@
 # The order: first every function a started server runs until it idles (its start, one etcd
 # request, one four-letter word, 2 s of idle timers), as two records see them: the counts of an
 # instrumented build (our code and the registry crates) and callgrind's calls in the release
-# build (std's precompiled code too, under the names the release build has). Only names the
-# release binary has are kept; every other function keeps the linker's order after them.
+# build (std's precompiled code too, under the names the release build has), sorted by name.
+# Only names the release binary has are kept; every other function keeps the linker's order
+# after them.
 # Needs llvm-profdata of rustc's LLVM and valgrind (installed from Debian if missing and running
 # as root). Takes ~5 minutes on 2 cores (two builds of the server). Afterwards a release build
 # must link again to use it: `touch src/main.rs` (cargo does not watch the file).
@@ -27,13 +28,7 @@ if ! command -v valgrind >/dev/null; then
     fi
 fi
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/scratch.sh
 
 # The instrumented build as scripts/pgo.sh makes it (cargo does nothing if it is up to date);
 # symbol names do not depend on the profile, so both builds name each function alike.
@@ -94,11 +89,11 @@ for line in open(callgrind, errors="replace"):
         if (cob or ob) == server:
             called.append(value)
         cob = None
-seen = set()
-for name in called + [line.strip() for line in open(counted)]:
-    if name in have and name not in seen:
-        seen.add(name)
-        print(name)
+# Sorted: the order inside the group hardly matters (it is the group's pages that count), and
+# callgrind lists functions in the order the threads happened to run them, so a list made again
+# differs only where the set does.
+for name in sorted(have.intersection(called + [line.strip() for line in open(counted)])):
+    print(name)
 PY
 mv "$work/link-order.txt" pgo/link-order.txt
 echo "link-order.sh: wrote pgo/link-order.txt ($(wc -l <pgo/link-order.txt) functions)" >&2

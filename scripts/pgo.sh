@@ -22,13 +22,7 @@ root=$(pwd)
 major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 profdata=$(bash scripts/llvm-profdata.sh)
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/scratch.sh
 
 echo "pgo.sh: instrumented build" >&2
 RUSTC_WRAPPER="" RUSTFLAGS="-Cprofile-generate=$root/target/pgo-gen/raw" \
