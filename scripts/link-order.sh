@@ -17,7 +17,6 @@
 # must link again to use it: `touch src/main.rs` (cargo does not watch the file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 profdata=$(bash scripts/llvm-profdata.sh)
 if ! command -v valgrind >/dev/null; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
@@ -28,32 +27,20 @@ if ! command -v valgrind >/dev/null; then
     fi
 fi
 
-. scripts/scratch.sh
+. scripts/pgo-lib.sh
 
-# The instrumented build as scripts/pgo.sh makes it (cargo does nothing if it is up to date);
-# symbol names do not depend on the profile, so both builds name each function alike.
-RUSTC_WRAPPER="" RUSTFLAGS="-Cprofile-generate=$root/target/pgo-gen/raw" \
-    cargo build --release --bin conclave --target-dir target/pgo-gen
+# The instrumented build as scripts/pgo.sh makes it; symbol names do not depend on the profile,
+# so both builds name each function alike.
+build_instrumented
 cargo build --release --bin conclave --bin conclave-bench
-bench=$root/target/release/conclave-bench
 server=$(readlink -f "$root/target/release/conclave")
 
 idle_run() { # command...: a server's start, one etcd request, one ruok, 2 s idle, SIGTERM
-    local zk client peer
-    read -r zk client peer < <("$bench" free-ports --count 3)
-    rm -rf "$work/data"
-    "$@" --name order --data-dir "$work/data" --listen-client-urls "http://127.0.0.1:$client" \
-        --advertise-client-urls "http://127.0.0.1:$client" --listen-peer-urls "http://127.0.0.1:$peer" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$peer" --zk-listen "127.0.0.1:$zk" \
-        >"$work/server.log" 2>&1 &
-    pid=$!
-    "$bench" --endpoints "127.0.0.1:$client" ping --wait-s 60 >/dev/null
+    start_server "$@"
     { exec 3<>"/dev/tcp/127.0.0.1/$zk" && printf ruok >&3 && timeout 5 cat <&3 >/dev/null; } || true
     exec 3<&-
     sleep 2
-    kill -TERM "$pid"
-    wait "$pid" || true
-    pid=""
+    stop_server
 }
 
 echo "link-order.sh: the instrumented server's start" >&2

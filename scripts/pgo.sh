@@ -17,27 +17,16 @@
 # notices the new profile for this crate, not for the registry crates built with the old one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 profdata=$(bash scripts/llvm-profdata.sh)
 
-. scripts/scratch.sh
+. scripts/pgo-lib.sh
 
 echo "pgo.sh: instrumented build" >&2
-RUSTC_WRAPPER="" RUSTFLAGS="-Cprofile-generate=$root/target/pgo-gen/raw" \
-    cargo build --release --bin conclave --target-dir target/pgo-gen
+build_instrumented
 cargo build --release --bin conclave-bench
-bench=$root/target/release/conclave-bench
-
-read -r zk client peer < <("$bench" free-ports --count 3)
-LLVM_PROFILE_FILE="$work/server-%p.profraw" target/pgo-gen/release/conclave --name pgo \
-    --data-dir "$work/data" --listen-client-urls "http://127.0.0.1:$client" \
-    --advertise-client-urls "http://127.0.0.1:$client" --listen-peer-urls "http://127.0.0.1:$peer" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$peer" --zk-listen "127.0.0.1:$zk" --maxClientCnxns 0 \
-    >"$work/server.log" 2>&1 &
-pid=$!
-"$bench" --endpoints "127.0.0.1:$client" ping --wait-s 30 >/dev/null
+LLVM_PROFILE_FILE="$work/server-%p.profraw" start_server target/pgo-gen/release/conclave
 
 echo "pgo.sh: training" >&2
 E=(--endpoints "127.0.0.1:$client")
@@ -60,9 +49,7 @@ for c in 1 16 64; do
 done
 run "${Z[@]}" --clients 16 --total 40000 --key-space 5000 zk set --inflight 16 --root /pgo-set-pipelined
 
-kill -TERM "$pid"
-wait "$pid" || true
-pid=""
+stop_server
 "$profdata" merge -sparse -o pgo/conclave.profdata "$work"/server-*.profraw
 # The profile's format is this LLVM's: scripts/rustc-pgo.sh uses it only with an LLVM as new.
 echo "$major" >pgo/llvm-major
