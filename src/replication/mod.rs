@@ -308,28 +308,33 @@ const PREPARE_WAIT: Duration = Duration::from_millis(5);
 /// does it, as it did before.
 const READER_COMMIT_WAIT: Duration = Duration::from_micros(300);
 
-/// How long the preparer keeps looking for its next batch, yielding its core, before it sleeps
-/// (only after a batch of at least [`PREPARER_SPIN_MIN_COMMANDS`]).
+/// How long the preparer, told that an entry is about to form ([`Ahead::heads_up`]), looks for
+/// it yielding its core before it sleeps again.
 /// Why: a sleeping preparer is woken by a futex, and on these VMs the woken thread ran ~20–50
-/// µs later; the prepare of an entry then ended after its fsync and held its apply back. Under
-/// load the next entry comes sooner than this, so the preparer does not sleep; idle, it spins
-/// this long once per entry.
+/// µs later; where the prepare of an entry outlasts its fsync (64 ZooKeeper sets or creates
+/// take ~300 µs against a ~130–200 µs append), that late start held the apply back.
 const PREPARER_SPIN: Duration = Duration::from_micros(500);
 
-/// The preparer spins ([`PREPARER_SPIN`]) only after preparing a batch of at least this many
-/// commands, and otherwise sleeps at once.
+/// The proposer gives the preparer a heads-up ([`Ahead::heads_up`]) only while it lingers for
+/// an entry of at least this many commands, once three quarters of them are in; otherwise
+/// the preparer sleeps between batches and is woken when the entry is proposed.
 ///
-/// Why: the late start of a sleeping preparer matters only where the prepare outlasts the
-/// entry's fsync (64 ZooKeeper sets or creates take ~300 µs against a ~130–200 µs append, and
-/// there the spin is worth up to a third of the throughput: create at 64 clients −4..−30 %
-/// without it). A batch of 16 takes ~80–100 µs, so a start ~20 µs late still ends before the
-/// fsync, while the spin, which never ends under such a load (the next entry comes within
-/// 500 µs), kept the preparer on a core all the time: at 16 clients it was 42 % of the
-/// machine's samples (`perf record -a`, almost all of it `sched_yield`), the server's CPU per
-/// create 27–33 µs against 17–22 without, with throughput within the noise (`ab.sh`, 6
-/// interleaved rounds in both orders, set and create at 16 clients: −10..+12 %), and a create
-/// at 4 clients 69 µs against 37.
-const PREPARER_SPIN_MIN_COMMANDS: usize = 33;
+/// Why not always spin after a batch (as the preparer did): the spin never ended under a
+/// closed-loop load (the next entry comes within [`PREPARER_SPIN`]), so the preparer was on a
+/// core the whole answer phase, when the replies, the next requests and the clients need both
+/// cores: at 16 ZooKeeper clients it was 42 % of the machine's samples (`perf record -a`,
+/// almost all of it `sched_yield`). Measured on Linux 6.18 (`ab.sh` and an etcd loop, rounds
+/// interleaved in both orders, fresh servers): sleeping at once after batches under this size,
+/// etcd put at 16 clients +10..+29 % (server CPU 46 -> 27 µs per put), ZooKeeper create and set
+/// at 16 clients within the noise (−10..+12 %) at 27–33 -> 17–22 µs per op, create at 4
+/// clients 69 -> 37 µs per op; sleeping as well after larger batches until the heads-up
+/// (against spinning after them): etcd put at 100 clients +6..+11 % in 5 of 5 rounds (20 ->
+/// 17 µs per put), ZooKeeper set at 64 clients +8..+29 % in 6 of 7, create at 64 −21..+29 %
+/// (mean +5 %); the lock recipe (entries of two commands, no heads-up) within the noise (16
+/// pairs at 64 clients, 9 won by the spin). Without either (always asleep), create at 64
+/// clients lost 4–30 %. A batch of 16 takes ~80–100 µs to prepare, so a start ~20 µs late
+/// still ends before its fsync.
+const HEADS_UP_MIN_COMMANDS: usize = 33;
 
 /// Batches proposed and not yet applied, kept at most (a proposal that never reaches apply,
 /// e.g. after a lost leadership, must not make the queue grow).
@@ -398,8 +403,9 @@ struct AheadQueue {
     /// An apply left the applied batches' transaction full: the preparer commits it when it
     /// has nothing to prepare ([`Store::commit_if_full`]).
     commit: bool,
-    /// Commands in the batch the preparer started last (see [`PREPARER_SPIN_MIN_COMMANDS`]).
-    last_prepared_len: usize,
+    /// An entry is about to form ([`Ahead::heads_up`]): the preparer waiting for work spins
+    /// ([`PREPARER_SPIN`]) instead of sleeping. Cleared when it starts a batch.
+    heads_up: bool,
 }
 
 /// What the preparer thread is given to do.
@@ -616,14 +622,12 @@ impl Ahead {
     /// (its commands and the applies count they must follow), or, with none to start, for a
     /// full transaction to commit. None once the proposer stopped.
     ///
-    /// For [`PREPARER_SPIN`] after it is called (if its last batch was long, see
-    /// [`PREPARER_SPIN_MIN_COMMANDS`]) it does not sleep: it yields its core while it watches
-    /// for a change.
+    /// For [`PREPARER_SPIN`] after a heads-up ([`Ahead::heads_up`]) it does not sleep: it
+    /// yields its core while it watches for a change.
     fn next(&self) -> Option<Work> {
         use std::sync::atomic::Ordering;
         let mut guard = self.lock();
-        let spin = if guard.last_prepared_len >= PREPARER_SPIN_MIN_COMMANDS { PREPARER_SPIN } else { Duration::ZERO };
-        let spin_end = std::time::Instant::now() + spin;
+        let mut spin_end = std::time::Instant::now();
         loop {
             if guard.stopped {
                 return None;
@@ -632,7 +636,7 @@ impl Ahead {
             if let Some(front) = q.jobs.front_mut() {
                 if let (false, false, Some(after)) = (front.started, front.inline, front.after) {
                     front.started = true;
-                    q.last_prepared_len = front.commands.len();
+                    q.heads_up = false;
                     // Its prepare commits the full transaction itself, if still needed.
                     q.commit = false;
                     return Some(Work::Prepare(front.commands.clone(), after));
@@ -640,6 +644,9 @@ impl Ahead {
             }
             if std::mem::take(&mut guard.commit) {
                 return Some(Work::Commit);
+            }
+            if std::mem::take(&mut guard.heads_up) {
+                spin_end = std::time::Instant::now() + PREPARER_SPIN;
             }
             if std::time::Instant::now() < spin_end {
                 let seen = self.changes.load(Ordering::SeqCst);
@@ -679,6 +686,13 @@ impl Ahead {
         self.reader_commit_claimed.store(false, Ordering::SeqCst);
         metrics::counter!("conclave_reader_commit_waits_total", "end" => if applied { "applied" } else { "timeout" })
             .increment(1);
+    }
+
+    /// The proposer expects to propose a large entry soon (see [`HEADS_UP_MIN_COMMANDS`]): the
+    /// preparer, if it waits for work, looks for it without sleeping for [`PREPARER_SPIN`].
+    fn heads_up(&self) {
+        self.lock().heads_up = true;
+        self.wake();
     }
 
     /// The proposer stopped: ends the preparer thread (which holds a handle on the store).
@@ -886,15 +900,24 @@ fn came_back(batch: &[Proposal], previous_writers: &[u64]) -> bool {
 
 /// Collects commands into `batch` until it holds `target` of them or `max` has passed (the
 /// label of `conclave_proposal_lingers_total`: "full", "timeout", or "closed" at shutdown).
+/// `near`: once the batch holds this many, give the preparer its heads-up
+/// ([`Ahead::heads_up`]).
 async fn linger(
     rx: &mut mpsc::Receiver<Proposal>,
     batch: &mut Vec<Proposal>,
     target: usize,
     max: Duration,
+    mut near: Option<(usize, &Ahead)>,
 ) -> &'static str {
     let deadline = tokio::time::sleep(max);
     tokio::pin!(deadline);
     while batch.len() < target {
+        if let Some((n, ahead)) = near {
+            if batch.len() >= n {
+                ahead.heads_up();
+                near = None;
+            }
+        }
         tokio::select! {
             biased;
             p = rx.recv() => match p {
@@ -944,7 +967,8 @@ async fn proposer(
         let arrived = batch.len();
         let mut filled = batch.len() >= target;
         if batch.len() < target && lingering.allowed() {
-            let end = linger(&mut rx, &mut batch, target, lingering.cfg.max).await;
+            let near = (target >= HEADS_UP_MIN_COMMANDS).then(|| (target - target / 4, &*ahead));
+            let end = linger(&mut rx, &mut batch, target, lingering.cfg.max, near).await;
             filled = end == "full";
             lingering.ended(filled && came_back(&batch, &groups.previous_writers));
             metrics::counter!("conclave_proposal_lingers_total", "end" => end).increment(1);
@@ -1008,21 +1032,41 @@ mod tests {
             }
         });
         let start = tokio::time::Instant::now();
-        assert_eq!(linger(&mut rx, &mut batch, 3, Duration::from_millis(5)).await, "full");
+        assert_eq!(linger(&mut rx, &mut batch, 3, Duration::from_millis(5), None).await, "full");
         assert_eq!(batch.len(), 3);
         assert!(start.elapsed() < Duration::from_millis(5));
 
         // A writer that does not come back costs the limit, and the batch keeps what it has.
         let start = tokio::time::Instant::now();
-        assert_eq!(linger(&mut rx, &mut batch, 4, Duration::from_millis(5)).await, "timeout");
+        assert_eq!(linger(&mut rx, &mut batch, 4, Duration::from_millis(5), None).await, "timeout");
         assert_eq!(batch.len(), 3);
         assert_eq!(start.elapsed(), Duration::from_millis(5));
 
         drop(tx);
-        assert_eq!(linger(&mut rx, &mut batch, 4, Duration::from_millis(5)).await, "closed");
+        assert_eq!(linger(&mut rx, &mut batch, 4, Duration::from_millis(5), None).await, "closed");
     }
 
     /// A store in a temporary directory (kept while the first value lives) and its `Ahead`.
+    /// Goal: a linger for a large entry tells the preparer once the entry is near (so that it
+    /// is awake when the entry is proposed), and only once.
+    #[tokio::test]
+    async fn a_linger_gives_the_preparer_its_heads_up_when_the_entry_is_near() {
+        let (_d, _store, ahead) = store_and_ahead();
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = vec![proposal()];
+        tx.send(proposal()).await.unwrap();
+        let end = linger(&mut rx, &mut batch, 4, Duration::from_millis(5), Some((3, &*ahead))).await;
+        assert_eq!((end, batch.len()), ("timeout", 2));
+        assert!(!ahead.lock().heads_up, "not near yet at 2 of 4");
+        tx.send(proposal()).await.unwrap();
+        tx.send(proposal()).await.unwrap();
+        let seen = ahead.changes.load(std::sync::atomic::Ordering::SeqCst);
+        let end = linger(&mut rx, &mut batch, 4, Duration::from_millis(5), Some((3, &*ahead))).await;
+        assert_eq!((end, batch.len()), ("full", 4));
+        assert!(ahead.lock().heads_up);
+        assert_eq!(ahead.changes.load(std::sync::atomic::Ordering::SeqCst), seen + 1, "one wake");
+    }
+
     fn store_and_ahead() -> (tempfile::TempDir, Store, Arc<Ahead>) {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
