@@ -1046,7 +1046,6 @@ mod tests {
         assert_eq!(linger(&mut rx, &mut batch, 4, Duration::from_millis(5), None).await, "closed");
     }
 
-    /// A store in a temporary directory (kept while the first value lives) and its `Ahead`.
     /// Goal: a linger for a large entry tells the preparer once the entry is near (so that it
     /// is awake when the entry is proposed), and only once.
     #[tokio::test]
@@ -1067,6 +1066,7 @@ mod tests {
         assert_eq!(ahead.changes.load(std::sync::atomic::Ordering::SeqCst), seen + 1, "one wake");
     }
 
+    /// A store in a temporary directory (kept while the first value lives) and its `Ahead`.
     fn store_and_ahead() -> (tempfile::TempDir, Store, Arc<Ahead>) {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(&d.path().join("db"), crate::store::StoreConfig::default()).unwrap();
