@@ -735,8 +735,10 @@ async fn pipelined(
         // requests that one read's replies make room for go out in one write, as a pipelining
         // client's do; refilling after each reply cost a `sendto` per request, and at 16 x 16
         // in flight that made the load generator's loopback sends the bottleneck (its kernel
-        // time twice the server's under `zk get --inflight 16`).
-        while !done && pending.len() < inflight && (pending.is_empty() || !cl.has_packet()) {
+        // time twice the server's under `zk get --inflight 16`). Queueing does not touch the
+        // read buffer, so whether to refill is decided once per pass.
+        let refill = pending.is_empty() || !cl.has_packet();
+        while refill && !done && pending.len() < inflight {
             let Some(i) = s.take() else {
                 done = true;
                 break;
