@@ -57,14 +57,13 @@ forbids (or the old one forbade) is let through or refused depending on timing,
 and a create that is let through may then meet NodeExists instead of NoAuth.
 Seeds that show it: pipe-acl 7032, 7086, 7095, 7096; pipe-basic 7035, 7061, 7062;
 pipe-wide 7052, 7088; pipe-gate 4, 5 and many more (on 7052 ZooKeeper's root cversion
-came out 2 higher). Seeds 2000-2001 and 3000-3039 of every generator, plain and
-pipelined (pipe-gate left out), and of the sessions generator met it three times and
-showed nothing else: pipe-acl 3006, 3032, and pipe-wide 2001, where a setACL right
-behind a setACL passed ZooKeeper's ACL check on the old ACL and met BadVersion, and
-Conclave answers NoAuth. Run
-five times each, ZooKeeper gave two different transcripts of 7086, 7095 and
-7061, Conclave one; Conclave always answers as ZooKeeper does once the setACL
-is applied.
+came out 2 higher). Seeds 2000-2001, 3000-3039 and 4000-4029 of every generator,
+plain and pipelined (pipe-gate left out), and of the sessions generator met it five
+times and showed nothing else: pipe-acl 3006, 3032, 4002, 4018, and pipe-wide 2001,
+where a setACL right behind a setACL passed ZooKeeper's ACL check on the old ACL and
+met BadVersion, and Conclave answers NoAuth. Run five times each, ZooKeeper gave two
+different transcripts of 7086, 7095 and 7061, Conclave one; Conclave always answers
+as ZooKeeper does once the setACL is applied.
 """
 
 import random
